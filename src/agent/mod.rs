@@ -1,0 +1,5 @@
+//! The host agent (`flotilla-agent`): everything that runs on a host — images,
+//! containers, shims, logs, metrics and the node's share of cluster state.
+//! It is self-contained: it never imports `tui`, `controller` or `scheduler`.
+
+pub mod cli;

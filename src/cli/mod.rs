@@ -1,0 +1,72 @@
+//! The `flotilla` command line: kubectl's verbs where they exist, over the same
+//! code the console uses. Errors go to stderr with a non-zero exit and say what
+//! to do next; this is the edge where library errors get their context.
+
+pub mod apply;
+pub mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::paths::Dirs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flotilla",
+    version,
+    about = "A terminal console for a small cluster of Linux hosts reached over SSH"
+)]
+pub struct Cli {
+    /// The cluster file (default: FLOTILLA_CLUSTER, else ~/.config/flotilla/cluster.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create or update objects from manifest files (YAML or JSON).
+    Apply(apply::ApplyArgs),
+    /// A real cluster on this machine: network namespaces running OpenSSH, and a registry.
+    Demo(demo::DemoArgs),
+    /// Internal: the init process of one demo node (PID 1 of its namespaces).
+    #[command(name = "__demo-node", hide = true)]
+    DemoNode(demo::DemoNodeArgs),
+}
+
+/// Entry point of the `flotilla` binary.
+pub fn main() -> ExitCode {
+    // The demo node's init must fork before any thread exists, so it is
+    // dispatched before logging or a runtime starts.
+    let cli = Cli::parse();
+    if let Some(Command::DemoNode(args)) = &cli.command {
+        return demo::node_init_main(args);
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let dirs = Dirs::from_env()?;
+    let _log_guard = crate::logging::init_file_logging(&dirs.log_dir(), "flotilla.log")?;
+    match cli.command {
+        None => {
+            eprintln!(
+                "the console is not built yet; `flotilla demo up` then `flotilla demo status` show the demo cluster"
+            );
+            Ok(ExitCode::from(2))
+        }
+        Some(Command::Apply(args)) => apply::run(&args),
+        Some(Command::Demo(args)) => demo::run(args, &dirs),
+        Some(Command::DemoNode(_)) => unreachable!("dispatched before run()"),
+    }
+}

@@ -1,0 +1,1 @@
+//! `flotilla demo`: a real cluster on one Linux machine.

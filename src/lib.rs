@@ -1,0 +1,18 @@
+//! flotilla: a terminal console that runs a small cluster of Linux hosts over SSH.
+//!
+//! The modules follow the parts of `DESIGN.md`, and imports only point one way:
+//! `api` imports nothing of ours; `scheduler` imports only `api`; the agent never
+//! imports `tui`, `controller` or `scheduler`; the console reads state and sends
+//! actions, it never calls SSH or the agent itself.
+
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod controller;
+pub mod demo;
+pub mod logging;
+pub mod registry;
+pub mod scheduler;
+pub mod ssh;
+pub mod tui;

@@ -1,0 +1,2 @@
+//! SSH as OpenSSH users expect it: host-key verification against known_hosts,
+//! authentication, and command execution over one connection per node.
