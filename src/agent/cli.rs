@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "flotilla-agent", version, about = "flotilla's runtime agent, one per host")]
+#[command(
+    name = "flotilla-agent",
+    version,
+    about = "flotilla's runtime agent, one per host"
+)]
 struct AgentCli {
     #[command(subcommand)]
     command: AgentCommand,

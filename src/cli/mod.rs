@@ -44,7 +44,7 @@ pub fn main() -> ExitCode {
     // dispatched before logging or a runtime starts.
     let cli = Cli::parse();
     if let Some(Command::DemoNode(args)) = &cli.command {
-        return demo::node_init_main(args);
+        return crate::demo::node::main(args);
     }
     match run(cli) {
         Ok(code) => code,

@@ -1,1 +1,393 @@
-//! The cluster file (`cluster.toml`).
+//! The cluster file (`cluster.toml`): the cluster's name, its nodes and how to
+//! reach them, and the registries that may be spoken to over plain HTTP.
+//!
+//! Any node field may be set under `[defaults]`; a field set on a node
+//! replaces the default as a whole (a node's `labels` replace the default
+//! labels, they are not merged). Unknown fields are errors, since a misspelt
+//! `adress` silently ignored would send flotilla somewhere else.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::api::node::Taint;
+use crate::config::paths::expand_tilde;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterFileError {
+    #[error(
+        "no cluster file at {path}: run `flotilla demo up` for a demo cluster, or write one (see README.md), or pass --cluster FILE"
+    )]
+    NotFound { path: PathBuf },
+    #[error("cannot read the cluster file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cluster file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("cluster file {path}:\n  {}", problems.join("\n  "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// A node as the rest of flotilla sees it, defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub name: String,
+    /// An address, a host name, or a Host alias from `~/.ssh/config`.
+    pub address: String,
+    /// None: from `~/.ssh/config` for the address, else 22.
+    pub port: Option<u16>,
+    /// None: from `~/.ssh/config` for the address, else the local user.
+    pub user: Option<String>,
+    pub identity: Option<PathBuf>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    /// A pinned host-key fingerprint (`SHA256:…`), trusted without known_hosts.
+    pub host_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Plain HTTP instead of HTTPS (a local registry).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub path: PathBuf,
+    pub name: String,
+    pub nodes: Vec<NodeConfig>,
+    /// Keyed by `host[:port]`, as image references name registries.
+    pub registries: BTreeMap<String, RegistryConfig>,
+}
+
+impl ClusterConfig {
+    /// The registries marked insecure, for the registry client.
+    pub fn insecure_registries(&self) -> Vec<String> {
+        self.registries
+            .iter()
+            .filter(|(_, r)| r.insecure)
+            .map(|(host, _)| host.clone())
+            .collect()
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    cluster: RawCluster,
+    #[serde(default)]
+    defaults: RawNode,
+    #[serde(default)]
+    nodes: Vec<RawNode>,
+    #[serde(default)]
+    registries: BTreeMap<String, RegistryConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: String,
+}
+
+/// The fields of a node, each optional so `[defaults]` can use the same shape.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Option<String>,
+    address: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    identity: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    taints: Option<Vec<String>>,
+    host_key: Option<String>,
+}
+
+/// Reads and checks the cluster file at `path`.
+pub fn load(path: &Path) -> Result<ClusterConfig, ClusterFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ClusterFileError::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            ClusterFileError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    parse(path, &text)
+}
+
+/// Parses cluster-file text; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<ClusterConfig, ClusterFileError> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| ClusterFileError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let mut problems = Vec::new();
+    if let Err(why) = check_dns_label(&raw.cluster.name) {
+        problems.push(format!("cluster.name {:?}: {why}", raw.cluster.name));
+    }
+    for (field, set) in [
+        ("name", raw.defaults.name.is_some()),
+        ("address", raw.defaults.address.is_some()),
+    ] {
+        if set {
+            problems.push(format!(
+                "defaults.{field}: each node needs its own {field}; set it under [[nodes]]"
+            ));
+        }
+    }
+    if raw.nodes.is_empty() {
+        problems.push("no [[nodes]]: a cluster needs at least one node".to_string());
+    }
+
+    let mut nodes: Vec<NodeConfig> = Vec::new();
+    let mut first_index: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, raw_node) in raw.nodes.iter().enumerate() {
+        let merged = merge(&raw.defaults, raw_node);
+        let label = match &merged.name {
+            Some(name) => format!("nodes[{i}] ({name})"),
+            None => format!("nodes[{i}]"),
+        };
+        if let Some(node) = resolve(&label, merged, &mut problems) {
+            if let Some(first) = first_index.get(&node.name) {
+                problems.push(format!(
+                    "{label}: duplicate node name {:?} (also nodes[{first}]); node names must be unique",
+                    node.name
+                ));
+            } else {
+                first_index.insert(node.name.clone(), i);
+                nodes.push(node);
+            }
+        }
+    }
+    for host in raw.registries.keys() {
+        if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+            problems.push(format!(
+                "registries.{host:?}: name a registry as host or host:port, e.g. \"10.77.0.1:5000\""
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ClusterFileError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        });
+    }
+    Ok(ClusterConfig {
+        path: path.to_path_buf(),
+        name: raw.cluster.name,
+        nodes,
+        registries: raw.registries,
+    })
+}
+
+fn merge(defaults: &RawNode, node: &RawNode) -> RawNode {
+    RawNode {
+        name: node.name.clone(),
+        address: node.address.clone(),
+        port: node.port.or(defaults.port),
+        user: node.user.clone().or_else(|| defaults.user.clone()),
+        identity: node.identity.clone().or_else(|| defaults.identity.clone()),
+        labels: node.labels.clone().or_else(|| defaults.labels.clone()),
+        taints: node.taints.clone().or_else(|| defaults.taints.clone()),
+        host_key: node.host_key.clone().or_else(|| defaults.host_key.clone()),
+    }
+}
+
+fn resolve(label: &str, raw: RawNode, problems: &mut Vec<String>) -> Option<NodeConfig> {
+    let before = problems.len();
+    let name = raw.name.unwrap_or_default();
+    if name.is_empty() {
+        problems.push(format!("{label}: a node needs a name"));
+    } else if let Err(why) = check_dns_label(&name) {
+        problems.push(format!("{label}.name {name:?}: {why}"));
+    }
+    let address = raw.address.unwrap_or_default();
+    if address.trim().is_empty() {
+        problems.push(format!(
+            "{label}: a node needs an address (an IP, a host name or a ~/.ssh/config Host alias)"
+        ));
+    }
+    if raw.port == Some(0) {
+        problems.push(format!("{label}.port: 0 is not a port"));
+    }
+    let labels = raw.labels.unwrap_or_default();
+    for (key, value) in &labels {
+        if let Err(why) = crate::api::meta::validate_label_key(key) {
+            problems.push(format!("{label}.labels: key {key:?}: {why}"));
+        }
+        if let Err(why) = crate::api::meta::validate_label_value(value) {
+            problems.push(format!("{label}.labels.{key}: value {value:?}: {why}"));
+        }
+    }
+    let mut taints = Vec::new();
+    for (j, text) in raw.taints.unwrap_or_default().iter().enumerate() {
+        match text.parse::<Taint>() {
+            Ok(taint) => taints.push(taint),
+            Err(why) => problems.push(format!(
+                "{label}.taints[{j}] {text:?}: {why} (write key=value:Effect or key:Effect, Effect one of NoSchedule, PreferNoSchedule, NoExecute)"
+            )),
+        }
+    }
+    if let Some(pin) = &raw.host_key {
+        if !is_sha256_fingerprint(pin) {
+            problems.push(format!(
+                "{label}.host_key {pin:?}: give the key's SHA256 fingerprint as `ssh-keygen -lf` prints it (SHA256:…)"
+            ));
+        }
+    }
+    (problems.len() == before).then(|| NodeConfig {
+        name,
+        address,
+        port: raw.port,
+        user: raw.user,
+        identity: raw.identity.as_deref().map(expand_tilde),
+        labels,
+        taints,
+        host_key: raw.host_key,
+    })
+}
+
+fn is_sha256_fingerprint(text: &str) -> bool {
+    text.strip_prefix("SHA256:").is_some_and(|b64| {
+        b64.len() == 43
+            && b64
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+    })
+}
+
+/// RFC 1123 label, as Kubernetes names nodes: lowercase letters, digits and
+/// '-', starting and ending with a letter or digit, at most 63 characters.
+fn check_dns_label(name: &str) -> Result<(), &'static str> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if name.is_empty() || name.len() > 63 {
+        Err("must be 1 to 63 characters")
+    } else if !ok_chars || name.starts_with('-') || name.ends_with('-') {
+        Err("use lowercase letters, digits and '-', starting and ending with a letter or digit")
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> Result<ClusterConfig, ClusterFileError> {
+        parse(Path::new("cluster.toml"), text)
+    }
+
+    fn problems(text: &str) -> String {
+        match parse_text(text) {
+            Err(e) => e.to_string(),
+            Ok(c) => panic!("accepted: {c:?}"),
+        }
+    }
+
+    #[test]
+    fn the_design_example_parses_with_defaults_applied() {
+        let config = parse_text(
+            r#"
+[cluster]
+name = "demo"
+
+[defaults]
+user = "root"
+identity = "~/.ssh/id_ed25519"
+
+[[nodes]]
+name = "node1"
+address = "10.77.0.11"
+port = 22
+labels = { zone = "a" }
+taints = ["dedicated=db:NoSchedule"]
+
+[[nodes]]
+name = "node2"
+address = "lab-host"
+user = "ops"
+
+[registries."10.77.0.1:5000"]
+insecure = true
+"#,
+        )
+        .expect("valid");
+        assert_eq!(config.name, "demo");
+        assert_eq!(config.nodes.len(), 2);
+        let node1 = &config.nodes[0];
+        assert_eq!(node1.user.as_deref(), Some("root"));
+        assert_eq!(node1.port, Some(22));
+        assert_eq!(node1.labels["zone"], "a");
+        assert_eq!(node1.taints[0].to_string(), "dedicated=db:NoSchedule");
+        assert!(node1.identity.as_ref().is_some_and(|p| !p.starts_with("~")));
+        assert_eq!(config.nodes[1].user.as_deref(), Some("ops"));
+        assert_eq!(config.nodes[1].port, None);
+        assert_eq!(config.insecure_registries(), vec!["10.77.0.1:5000"]);
+    }
+
+    #[test]
+    fn duplicate_node_names_are_refused_naming_both() {
+        let msg = problems(
+            "[cluster]\nname = \"c\"\n[[nodes]]\nname = \"a\"\naddress = \"x\"\n[[nodes]]\nname = \"a\"\naddress = \"y\"\n",
+        );
+        assert!(msg.contains("duplicate node name \"a\""), "{msg}");
+        assert!(msg.contains("nodes[1]") && msg.contains("nodes[0]"), "{msg}");
+    }
+
+    #[test]
+    fn bad_taints_are_refused_with_the_expected_form() {
+        let msg = problems(
+            "[cluster]\nname = \"c\"\n[[nodes]]\nname = \"a\"\naddress = \"x\"\ntaints = [\"dedicated=db:Sometimes\"]\n",
+        );
+        assert!(msg.contains("nodes[0] (a).taints[0]"), "{msg}");
+        assert!(msg.contains("NoSchedule"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_line() {
+        let msg = problems("[cluster]\nname = \"c\"\n[[nodes]]\nname = \"a\"\nadress = \"x\"\n");
+        assert!(msg.contains("adress"), "{msg}");
+        assert!(msg.contains("line 5") || msg.contains(":5:"), "{msg}");
+    }
+
+    #[test]
+    fn names_addresses_and_pins_are_checked() {
+        let msg = problems(
+            "[cluster]\nname = \"Bad_Name\"\n[defaults]\nname = \"x\"\n[[nodes]]\nname = \"UPPER\"\n[[nodes]]\nname = \"ok\"\naddress = \"h\"\nhost_key = \"MD5:aa\"\n",
+        );
+        for needle in [
+            "cluster.name",
+            "defaults.name",
+            "nodes[0] (UPPER).name",
+            "needs an address",
+            "host_key",
+        ] {
+            assert!(msg.contains(needle), "missing {needle}: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_says_how_to_make_one() {
+        let err = load(Path::new("/nonexistent/cluster.toml")).expect_err("missing");
+        assert!(err.to_string().contains("flotilla demo up"), "{err}");
+    }
+}

@@ -15,7 +15,9 @@ pub const KNOWN_HOSTS_FILE_NAME: &str = "known_hosts";
 pub const CLUSTER_ENV: &str = "FLOTILLA_CLUSTER";
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot find a home directory for flotilla's configuration: set HOME (or XDG_CONFIG_HOME and XDG_DATA_HOME)")]
+#[error(
+    "cannot find a home directory for flotilla's configuration: set HOME (or XDG_CONFIG_HOME and XDG_DATA_HOME)"
+)]
 pub struct NoHomeDir;
 
 /// flotilla's two directories, resolved once.

@@ -1,0 +1,53 @@
+# Shared set-up for flotilla's scripts on a Debian machine: root check, apt
+# packages, and a Rust toolchain new enough for the crate (edition 2024, 1.89+).
+# Sourced, not run.
+
+FLOTILLA_MIN_RUST="1.89"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+    [ "$(id -u)" -eq 0 ] || die "run this as root (sudo $0): the demo cluster creates network namespaces"
+    [ "$(uname -s)" = Linux ] || die "flotilla's demo cluster needs Linux"
+}
+
+# install_packages PKG...: installs the Debian packages that are missing.
+install_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null || die "missing packages ${missing[*]}, and this is not a Debian machine: install them by hand"
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 || die "apt-get update failed: check the machine's network and sources"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+        || die "apt-get install ${missing[*]} failed"
+}
+
+# The packages the demo cluster and the tests use at run time, and the C
+# toolchain some crates (ring) build with.
+FLOTILLA_PACKAGES=(openssh-server openssh-client docker-registry busybox-static iproute2 util-linux
+                   ca-certificates gcc libc6-dev curl)
+
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+
+ensure_rust() {
+    [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+    if command -v cargo >/dev/null; then
+        local have
+        have=$(rustc --version | awk '{print $2}')
+        version_ge "$have" "$FLOTILLA_MIN_RUST" && return 0
+        if command -v rustup >/dev/null; then
+            say "Rust $have is older than $FLOTILLA_MIN_RUST: updating with rustup"
+            rustup update stable >&2 && return 0
+        fi
+        die "Rust $have is older than $FLOTILLA_MIN_RUST; install a current toolchain from https://rustup.rs"
+    fi
+    say "no Rust toolchain: installing one with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy >&2 \
+        || die "could not install Rust; install Rust $FLOTILLA_MIN_RUST or newer from https://rustup.rs"
+    . "$HOME/.cargo/env"
+}

@@ -1,0 +1,224 @@
+//! One demo node: a process tree that owns the node's namespaces and runs the
+//! machine's OpenSSH `sshd` inside them.
+//!
+//! `demo up` starts `flotilla __demo-node --stage outer`, which unshares network,
+//! UTS, mount and PID namespaces and waits for the go byte on stdin (sent once
+//! `demo up` has given it an address). It then starts `--stage init`, which is
+//! PID 1 of the new PID namespace: it makes its own `/proc`, `/run` and
+//! `/var/lib/flotilla`, sets the hostname, runs `sshd` and reaps orphans. The
+//! init dies with the outer process (parent-death signal), and every process in
+//! a PID namespace dies with its init, so killing the outer process takes the
+//! whole node down, sessions and all.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitStatus, waitpid};
+
+use super::DemoError;
+use super::process::{namespace_inode, wait_until};
+
+/// Arguments of the hidden `flotilla __demo-node` command.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeInitArgs {
+    /// `outer` (holds the namespaces) or `init` (PID 1 inside them).
+    #[arg(long)]
+    pub stage: Stage,
+    /// The node's name, also its hostname.
+    #[arg(long)]
+    pub node: String,
+    /// Directory mounted at `/var/lib/flotilla` inside the node.
+    #[arg(long)]
+    pub var_lib: PathBuf,
+    /// The node's sshd configuration file.
+    #[arg(long)]
+    pub sshd_config: PathBuf,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Outer,
+    Init,
+}
+
+pub const SSHD: &str = "/usr/sbin/sshd";
+const GO_BYTE: u8 = b'g';
+
+/// Starts a node's outer process. The returned stdin is the go signal: write
+/// the go byte once the node's network is configured.
+pub fn spawn(args: &NodeInitArgs, log: &Path) -> Result<(Child, ChildStdin), DemoError> {
+    let exe = std::env::current_exe().map_err(|e| DemoError::Spawn {
+        what: "the flotilla binary".into(),
+        reason: e.to_string(),
+    })?;
+    let log_file = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| DemoError::io(log, e))?;
+    let log_file2 = log_file.try_clone().map_err(|e| DemoError::io(log, e))?;
+    let mut child = Command::new(exe)
+        .arg("__demo-node")
+        .args(["--stage", "outer", "--node", &args.node])
+        .arg("--var-lib")
+        .arg(&args.var_lib)
+        .arg("--sshd-config")
+        .arg(&args.sshd_config)
+        .stdin(Stdio::piped())
+        .stdout(log_file)
+        .stderr(log_file2)
+        .spawn()
+        .map_err(|e| DemoError::Spawn {
+            what: format!("node {}", args.node),
+            reason: e.to_string(),
+        })?;
+    let go = child.stdin.take().ok_or_else(|| DemoError::Spawn {
+        what: format!("node {}", args.node),
+        reason: "no stdin pipe".into(),
+    })?;
+    // The outer process unshares its namespaces first thing; the caller may only
+    // move an interface into its network namespace once that has happened.
+    let pid = child.id() as i32;
+    let own = namespace_inode(std::process::id() as i32, "net");
+    let unshared = wait_until(Duration::from_secs(5), || {
+        let theirs = namespace_inode(pid, "net");
+        theirs.is_some() && theirs != own
+    });
+    if !unshared {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(DemoError::Spawn {
+            what: format!("node {}", args.node),
+            reason: format!("it did not create its namespaces; see {}", log.display()),
+        });
+    }
+    Ok((child, go))
+}
+
+/// Entry point of `flotilla __demo-node`. Runs before any thread or runtime exists.
+pub fn main(args: &NodeInitArgs) -> ExitCode {
+    let result = match args.stage {
+        Stage::Outer => outer(args),
+        Stage::Init => init(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("flotilla demo node {} ({:?}): {err}", args.node, args.stage);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn outer(args: &NodeInitArgs) -> Result<ExitCode, String> {
+    unshare(
+        CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID,
+    )
+    .map_err(|e| format!("unshare: {e}"))?;
+    // Our own session: closing the operator's terminal must not take the node down.
+    let _ = nix::unistd::setsid();
+    let mut go = [0u8; 1];
+    match std::io::stdin().read(&mut go) {
+        Ok(1) if go[0] == GO_BYTE => {}
+        _ => return Err("demo up gave up on this node before starting it".into()),
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut init = Command::new(exe)
+        .arg("__demo-node")
+        .args(["--stage", "init", "--node", &args.node])
+        .arg("--var-lib")
+        .arg(&args.var_lib)
+        .arg("--sshd-config")
+        .arg(&args.sshd_config)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the node's init: {e}"))?;
+    let status = init.wait().map_err(|e| format!("waiting for init: {e}"))?;
+    eprintln!("flotilla demo node {}: init ended: {status}", args.node);
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}
+
+fn init(args: &NodeInitArgs) -> Result<ExitCode, String> {
+    // If the outer process is killed, so is this init, and with it the namespace.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+    if nix::unistd::getpid().as_raw() != 1 {
+        return Err("the init stage must be PID 1 of a new PID namespace".into());
+    }
+    make_mounts(&args.var_lib)?;
+    nix::unistd::sethostname(&args.node).map_err(|e| format!("sethostname: {e}"))?;
+    let sshd = Command::new(SSHD)
+        .args(["-D", "-e", "-f"])
+        .arg(&args.sshd_config)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting {SSHD}: {e}"))?;
+    let sshd_pid = sshd.id() as i32;
+    // PID 1 adopts every orphan in the namespace: reap them all, and end the
+    // node when sshd ends.
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == sshd_pid => {
+                eprintln!("flotilla demo node {}: sshd exited with {code}", args.node);
+                return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+            }
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid.as_raw() == sshd_pid => {
+                eprintln!("flotilla demo node {}: sshd killed by {signal}", args.node);
+                return Ok(ExitCode::from(128 + signal as u8));
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("waitpid: {e}")),
+        }
+    }
+}
+
+/// The node's own view of the filesystem: nothing here propagates to the host.
+fn make_mounts(var_lib: &Path) -> Result<(), String> {
+    let none: Option<&str> = None;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(|e| format!("making / private: {e}"))?;
+    // A /proc of this PID namespace: the node sees only its own processes.
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        none,
+    )
+    .map_err(|e| format!("mounting /proc: {e}"))?;
+    // A private /run: the node's own /run/flotilla (agent socket) and /run/sshd.
+    mount(
+        Some("tmpfs"),
+        "/run",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755,size=64m"),
+    )
+    .map_err(|e| format!("mounting /run: {e}"))?;
+    for (dir, mode) in [("/run/sshd", 0o755), ("/run/flotilla", 0o700)] {
+        fs::DirBuilder::new()
+            .mode(mode)
+            .create(dir)
+            .map_err(|e| format!("creating {dir}: {e}"))?;
+    }
+    mount(
+        Some(var_lib),
+        "/var/lib/flotilla",
+        none,
+        MsFlags::MS_BIND,
+        none,
+    )
+    .map_err(|e| format!("binding {} at /var/lib/flotilla: {e}", var_lib.display()))?;
+    Ok(())
+}
