@@ -229,11 +229,8 @@ fn resolve(label: &str, raw: RawNode, problems: &mut Vec<String>) -> Option<Node
     }
     let labels = raw.labels.unwrap_or_default();
     for (key, value) in &labels {
-        if let Err(why) = crate::api::meta::validate_label_key(key) {
-            problems.push(format!("{label}.labels: key {key:?}: {why}"));
-        }
-        if let Err(why) = crate::api::meta::validate_label_value(value) {
-            problems.push(format!("{label}.labels.{key}: value {value:?}: {why}"));
+        if let Err(why) = crate::api::meta::validate_label(key, value) {
+            problems.push(format!("{label}.labels: {why}"));
         }
     }
     let mut taints = Vec::new();
@@ -273,18 +270,13 @@ fn is_sha256_fingerprint(text: &str) -> bool {
     })
 }
 
-/// RFC 1123 label, as Kubernetes names nodes: lowercase letters, digits and
-/// '-', starting and ending with a letter or digit, at most 63 characters.
-fn check_dns_label(name: &str) -> Result<(), &'static str> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if name.is_empty() || name.len() > 63 {
-        Err("must be 1 to 63 characters")
-    } else if !ok_chars || name.starts_with('-') || name.ends_with('-') {
-        Err("use lowercase letters, digits and '-', starting and ending with a letter or digit")
-    } else {
+/// An RFC 1123 label, as Kubernetes names nodes.
+fn check_dns_label(name: &str) -> Result<(), String> {
+    let errors = crate::api::meta::dns1123_label_errors(name);
+    if errors.is_empty() {
         Ok(())
+    } else {
+        Err(errors.join("; "))
     }
 }
 

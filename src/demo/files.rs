@@ -95,45 +95,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Demo
     fs::rename(&tmp, path).map_err(|e| DemoError::io(path, e))
 }
 
-/// Pins `key` for `address:port` in a known_hosts file, unless it is there already.
+/// Pins `key` for `address:port` in flotilla's known_hosts, unless it is there
+/// already. Another key recorded for that address is never overwritten: the
+/// operator decides, with the command in the error.
 pub fn pin_host_key(
     known_hosts: &Path,
     address: &str,
     port: u16,
     key: &russh::keys::PublicKey,
 ) -> Result<(), DemoError> {
-    let host = if port == 22 {
-        address.to_string()
-    } else {
-        format!("[{address}]:{port}")
-    };
-    let key_text = key.to_openssh().map_err(|e| DemoError::Key {
+    use crate::ssh::known_hosts::{HostKeyDecision, append_host_key, check_host_key};
+    let conflict = |line: usize, what: &str| DemoError::KnownHosts {
         path: known_hosts.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    // Compare "type base64" only: the key's comment is not part of its identity.
-    let key_fields: Vec<&str> = key_text.split_whitespace().take(2).collect();
-    let existing = match fs::read_to_string(known_hosts) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(DemoError::io(known_hosts, e)),
+        reason: format!(
+            "line {line} {what} for {address}, not the demo node's key; if it is a stale demo entry, \
+             remove it with `ssh-keygen -R {address} -f {}` and run `flotilla demo up` again",
+            known_hosts.display()
+        ),
     };
-    let present = existing.lines().any(|line| {
-        let mut fields = line.split_whitespace();
-        fields
-            .next()
-            .is_some_and(|hosts| hosts.split(',').any(|h| h == host))
-            && fields.take(2).collect::<Vec<_>>() == key_fields
-    });
-    if present {
-        return Ok(());
+    match check_host_key(&[known_hosts.to_path_buf()], address, port, key) {
+        HostKeyDecision::Trusted { .. } => Ok(()),
+        HostKeyDecision::Unknown => append_host_key(known_hosts, address, port, key).map_err(|e| {
+            DemoError::KnownHosts {
+                path: known_hosts.to_path_buf(),
+                reason: e.to_string(),
+            }
+        }),
+        HostKeyDecision::Changed { recorded, .. } => Err(conflict(
+            recorded.first().map(|r| r.line).unwrap_or_default(),
+            "records another key",
+        )),
+        HostKeyDecision::Revoked { line, .. } => Err(conflict(line, "revokes the key")),
     }
-    let mut text = existing;
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(&format!("{host} {}\n", key_fields.join(" ")));
-    write_atomically(known_hosts, text.as_bytes(), 0o600)
 }
 
 #[cfg(test)]

@@ -59,6 +59,8 @@ pub enum DemoError {
     },
     #[error("key file {path}: {reason}")]
     Key { path: PathBuf, reason: String },
+    #[error("known_hosts {path}: {reason}")]
+    KnownHosts { path: PathBuf, reason: String },
     #[error("demo state {path}: {reason} (remove it and run `flotilla demo down`)")]
     State { path: PathBuf, reason: String },
     #[error("network set-up failed: {reason}\n  commands:\n{commands}")]

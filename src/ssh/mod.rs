@@ -42,7 +42,7 @@ pub enum SshError {
     },
 
     #[error(
-        "host key of {node_address}:{port} is unknown ({key_type} {fingerprint}, not in {}); refused: check that fingerprint on the host (`ssh-keygen -lf /etc/ssh/ssh_host_{}_key.pub`), then run `flotilla node trust <node>` or pin it as the node's host_key_fingerprint in the cluster file",
+        "host key of {node_address}:{port} is unknown ({key_type} {fingerprint}, not in {}); refused: check that fingerprint on the host (`ssh-keygen -lf /etc/ssh/ssh_host_{}_key.pub`), then run `flotilla node trust <node>` or pin it as the node's host_key in the cluster file",
         paths(known_hosts_files),
         key_type_file_stem(key_type)
     )]
