@@ -65,7 +65,8 @@ pub enum NodeSelectorOperator {
 }
 
 impl NodeSelectorOperator {
-    pub const NAMES: &'static [&'static str] = &["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"];
+    pub const NAMES: &'static [&'static str] =
+        &["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"];
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -80,9 +80,7 @@ pub fn expand_args(args: &[String], env: &[(String, String)]) -> Vec<String> {
     args.iter()
         .map(|arg| {
             expand(arg, |name| {
-                env.iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.as_str())
+                env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
             })
         })
         .collect()
@@ -141,7 +139,10 @@ mod tests {
                 "$(PROTOCOL)://$(SERVICE_IP):$(SERVICE_PORT)",
             ),
             var("PROTOCOL", "https"),
-            var("SERVICE_ADDRESS", "$(PROTOCOL)://$(SERVICE_IP):$(SERVICE_PORT)"),
+            var(
+                "SERVICE_ADDRESS",
+                "$(PROTOCOL)://$(SERVICE_IP):$(SERVICE_PORT)",
+            ),
             var(
                 "ESCAPED_REFERENCE",
                 "$$(PROTOCOL)://$(SERVICE_IP):$(SERVICE_PORT)",
@@ -159,13 +160,19 @@ mod tests {
             Some("$(PROTOCOL)://172.17.0.1:80")
         );
         assert_eq!(get("SERVICE_ADDRESS"), Some("https://172.17.0.1:80"));
-        assert_eq!(get("ESCAPED_REFERENCE"), Some("$(PROTOCOL)://172.17.0.1:80"));
+        assert_eq!(
+            get("ESCAPED_REFERENCE"),
+            Some("$(PROTOCOL)://172.17.0.1:80")
+        );
 
         let args = expand_args(
             &["echo $(SERVICE_ADDRESS) $(PROTOCOL) $$(PROTOCOL) $(NOPE)".to_owned()],
             &resolved,
         );
-        assert_eq!(args, ["echo https://172.17.0.1:80 https $(PROTOCOL) $(NOPE)"]);
+        assert_eq!(
+            args,
+            ["echo https://172.17.0.1:80 https $(PROTOCOL) $(NOPE)"]
+        );
     }
 
     #[test]

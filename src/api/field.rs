@@ -118,12 +118,7 @@ impl FieldError {
     }
 
     pub fn duplicate(path: &FieldPath, value: impl fmt::Display) -> Self {
-        Self::make(
-            path,
-            FieldErrorKind::Duplicate,
-            Some(value.to_string()),
-            "",
-        )
+        Self::make(path, FieldErrorKind::Duplicate, Some(value.to_string()), "")
     }
 
     pub fn forbidden(path: &FieldPath, detail: impl Into<String>) -> Self {
@@ -196,9 +191,8 @@ impl FieldError {
                     format!("{head} ({})", self.detail)
                 }
             }
-            FieldErrorKind::Unsupported => {
-                with_detail("not supported by flotilla".to_owned())
-            }
+            // The detail says what flotilla does not do and what would go wrong.
+            FieldErrorKind::Unsupported => self.detail.clone(),
         }
     }
 

@@ -59,13 +59,25 @@ mod tests {
     #[test]
     fn splits_tags_after_the_last_slash() {
         let r = ImageRef::parse("10.77.0.1:5000/demo/busybox");
-        assert_eq!((r.name, r.tag, r.digest), ("10.77.0.1:5000/demo/busybox", None, None));
+        assert_eq!(
+            (r.name, r.tag, r.digest),
+            ("10.77.0.1:5000/demo/busybox", None, None)
+        );
         let r = ImageRef::parse("10.77.0.1:5000/demo/busybox:1.36");
-        assert_eq!((r.name, r.tag), ("10.77.0.1:5000/demo/busybox", Some("1.36")));
+        assert_eq!(
+            (r.name, r.tag),
+            ("10.77.0.1:5000/demo/busybox", Some("1.36"))
+        );
         let r = ImageRef::parse("nginx@sha256:abcd");
-        assert_eq!((r.name, r.tag, r.digest), ("nginx", None, Some("sha256:abcd")));
+        assert_eq!(
+            (r.name, r.tag, r.digest),
+            ("nginx", None, Some("sha256:abcd"))
+        );
         let r = ImageRef::parse("nginx:1.25@sha256:abcd");
-        assert_eq!((r.name, r.tag, r.digest), ("nginx", Some("1.25"), Some("sha256:abcd")));
+        assert_eq!(
+            (r.name, r.tag, r.digest),
+            ("nginx", Some("1.25"), Some("sha256:abcd"))
+        );
     }
 
     #[test]

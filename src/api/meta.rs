@@ -139,7 +139,8 @@ fn matches_qualified_name_part(s: &str) -> bool {
         (Some(first), Some(last)) => {
             alnum(first)
                 && alnum(last)
-                && b.iter().all(|c| alnum(c) || matches!(c, b'-' | b'_' | b'.'))
+                && b.iter()
+                    .all(|c| alnum(c) || matches!(c, b'-' | b'_' | b'.'))
         }
         _ => false,
     }
@@ -329,7 +330,10 @@ mod tests {
         ] {
             assert!(qualified_name_errors(good).is_empty(), "{good:?}");
         }
-        assert_eq!(qualified_name_errors("/name"), ["prefix part must be non-empty"]);
+        assert_eq!(
+            qualified_name_errors("/name"),
+            ["prefix part must be non-empty"]
+        );
         assert_eq!(qualified_name_errors("a/b/c").len(), 1);
         assert_eq!(qualified_name_errors("").len(), 2);
         assert_eq!(qualified_name_errors("Example.com/x").len(), 1);
@@ -340,7 +344,10 @@ mod tests {
         assert_eq!(label_value_errors(&"v".repeat(64)).len(), 1);
         assert!(validate_label("zone", "a").is_ok());
         let err = validate_label("bad key", "-x").err().unwrap_or_default();
-        assert!(err.contains("key \"bad key\"") && err.contains("value \"-x\""), "{err}");
+        assert!(
+            err.contains("key \"bad key\"") && err.contains("value \"-x\""),
+            "{err}"
+        );
     }
 
     #[test]

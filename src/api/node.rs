@@ -252,7 +252,10 @@ mod tests {
         let t = taint("example.com/gpu:NoExecute");
         assert_eq!(t.value, None);
         assert_eq!(t.to_string(), "example.com/gpu:NoExecute");
-        assert_eq!(taint("k=:PreferNoSchedule").to_string(), "k:PreferNoSchedule");
+        assert_eq!(
+            taint("k=:PreferNoSchedule").to_string(),
+            "k:PreferNoSchedule"
+        );
     }
 
     #[test]
@@ -284,7 +287,15 @@ mod tests {
         assert!(tol("", Some(Exists), "", None).tolerates(&t));
         assert!(tol("dedicated", Some(Exists), "", None).tolerates(&t));
         assert!(tol("dedicated", None, "db", None).tolerates(&t));
-        assert!(tol("dedicated", Some(Equal), "db", Some(TaintEffect::NoSchedule)).tolerates(&t));
+        assert!(
+            tol(
+                "dedicated",
+                Some(Equal),
+                "db",
+                Some(TaintEffect::NoSchedule)
+            )
+            .tolerates(&t)
+        );
         assert!(!tol("dedicated", Some(Equal), "web", None).tolerates(&t));
         assert!(!tol("dedicated", Some(Exists), "", Some(TaintEffect::NoExecute)).tolerates(&t));
         assert!(!tol("other", Some(Exists), "", None).tolerates(&t));

@@ -516,7 +516,9 @@ fn scaled_ceil(digits: &[u8], scale: i64) -> Option<i128> {
             return None;
         }
         let v = to_int(digits);
-        return 10i128.checked_pow(scale as u32).and_then(|m| v.checked_mul(m));
+        return 10i128
+            .checked_pow(scale as u32)
+            .and_then(|m| v.checked_mul(m));
     }
     let cut = usize::try_from(scale.unsigned_abs()).unwrap_or(usize::MAX);
     if cut >= digits.len() {
@@ -758,9 +760,7 @@ mod tests {
         let diff = q("1Gi").checked_sub(&q("512Mi")).map(|s| s.to_string());
         assert_eq!(diff.as_deref(), Some("512Mi"));
         assert_eq!(
-            Quantity::zero()
-                .checked_add(&q("1Mi"))
-                .map(|s| s.format()),
+            Quantity::zero().checked_add(&q("1Mi")).map(|s| s.format()),
             Some(QuantityFormat::BinarySI)
         );
     }
