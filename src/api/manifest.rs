@@ -565,6 +565,12 @@ fn load_document(file: &Path, index: usize, mut doc: Value, report: &mut FileRep
         );
         return;
     }
+    for key in ["apiVersion", "kind"] {
+        if let Some(v) = doc.get(key).filter(|v| !v.is_string()) {
+            error(report, key, format!("Invalid value: {v}: must be a string"));
+            return;
+        }
+    }
     match (api_version.as_deref(), kind.as_deref()) {
         (Some(POD_API_VERSION), Some(POD_KIND)) => {
             load_typed(file, &docref, &mut doc, &POD_SHAPE, report, |pod: Pod| {

@@ -668,7 +668,7 @@ impl Walker<'_> {
                 Value::Object(map) => {
                     for (k, v) in map.iter() {
                         if !v.is_string() {
-                            self.type_error(&path.key(k), v, "must be a string");
+                            self.type_error(&path.key(k), v, string_expected(v));
                         }
                     }
                 }
@@ -678,7 +678,7 @@ impl Walker<'_> {
                 Value::Array(items) => {
                     for (i, v) in items.iter().enumerate() {
                         if !v.is_string() {
-                            self.type_error(&path.index(i), v, "must be a string");
+                            self.type_error(&path.index(i), v, string_expected(v));
                         }
                     }
                 }
@@ -686,7 +686,7 @@ impl Walker<'_> {
             },
             Shape::Str => {
                 if !value.is_string() {
-                    self.type_error(path, value, "must be a string");
+                    self.type_error(path, value, string_expected(value));
                 }
             }
             Shape::Int32 => {
@@ -911,6 +911,16 @@ fn resource_path(path: &FieldPath, key: &str) -> FieldPath {
     }
 }
 
+/// YAML reads `80`, `1.0` and `yes` as numbers and booleans; Kubernetes refuses
+/// them where a string belongs, and so does flotilla, saying how to fix it.
+fn string_expected(value: &Value) -> &'static str {
+    if value.is_number() || value.is_boolean() {
+        "must be a string (put the value in quotes)"
+    } else {
+        "must be a string"
+    }
+}
+
 /// A value as a report shows it: scalars as JSON, collections by kind.
 fn describe(value: &Value) -> String {
     match value {
@@ -1061,7 +1071,7 @@ mod tests {
             error_lines(&f),
             [
                 "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution: Invalid value: a list: must be an object",
-                "spec.containers[0].image: Invalid value: 7: must be a string",
+                "spec.containers[0].image: Invalid value: 7: must be a string (put the value in quotes)",
                 "spec.containers[0].ports[0].containerPort: Invalid value: 80.5: must be an integer (32-bit)",
                 r#"spec.containers[0].resources.limits.memory: Invalid value: "1K": unable to parse quantity's suffix"#,
                 r#"spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never""#,

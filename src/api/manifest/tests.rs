@@ -472,6 +472,10 @@ fn other_kinds_refuse_the_whole_file() {
         ("kind: Pod\n", "apiVersion: Required value"),
         ("apiVersion: v1\n", "kind: Required value"),
         (
+            "apiVersion: v1\nkind: 5\n",
+            "kind: Invalid value: 5: must be a string",
+        ),
+        (
             "- a\n- b\n",
             "document 1: a manifest must be an object with apiVersion and kind, not a list",
         ),
