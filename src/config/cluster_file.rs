@@ -342,7 +342,10 @@ insecure = true
             "[cluster]\nname = \"c\"\n[[nodes]]\nname = \"a\"\naddress = \"x\"\n[[nodes]]\nname = \"a\"\naddress = \"y\"\n",
         );
         assert!(msg.contains("duplicate node name \"a\""), "{msg}");
-        assert!(msg.contains("nodes[1]") && msg.contains("nodes[0]"), "{msg}");
+        assert!(
+            msg.contains("nodes[1]") && msg.contains("nodes[0]"),
+            "{msg}"
+        );
     }
 
     #[test]

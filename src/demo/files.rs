@@ -115,12 +115,12 @@ pub fn pin_host_key(
     };
     match check_host_key(&[known_hosts.to_path_buf()], address, port, key) {
         HostKeyDecision::Trusted { .. } => Ok(()),
-        HostKeyDecision::Unknown => append_host_key(known_hosts, address, port, key).map_err(|e| {
-            DemoError::KnownHosts {
+        HostKeyDecision::Unknown => {
+            append_host_key(known_hosts, address, port, key).map_err(|e| DemoError::KnownHosts {
                 path: known_hosts.to_path_buf(),
                 reason: e.to_string(),
-            }
-        }),
+            })
+        }
         HostKeyDecision::Changed { recorded, .. } => Err(conflict(
             recorded.first().map(|r| r.line).unwrap_or_default(),
             "records another key",

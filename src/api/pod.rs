@@ -1,0 +1,303 @@
+//! The v1 Pod as flotilla runs it: the Kubernetes fields flotilla supports, with
+//! Kubernetes' names, so a stored pod serializes back to the JSON `kubectl` would
+//! show. Fields whose Kubernetes default is a constant are plain values filled by
+//! serde; `imagePullPolicy`, whose default depends on the image, is filled by
+//! `defaults`. Anything a manifest may say that is not here has been reported and
+//! removed by `unsupported` before these types are read.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::affinity::Affinity;
+use super::image::default_pull_policy;
+use super::meta::ObjectMeta;
+use super::node::Toleration;
+use super::quantity::Quantity;
+
+pub const POD_API_VERSION: &str = "v1";
+pub const POD_KIND: &str = "Pod";
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Pod {
+    #[serde(default = "pod_api_version")]
+    pub api_version: String,
+    #[serde(default = "pod_kind")]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: PodSpec,
+}
+
+fn pod_api_version() -> String {
+    POD_API_VERSION.to_owned()
+}
+
+fn pod_kind() -> String {
+    POD_KIND.to_owned()
+}
+
+impl Pod {
+    pub fn new(metadata: ObjectMeta, spec: PodSpec) -> Self {
+        Self {
+            api_version: pod_api_version(),
+            kind: pod_kind(),
+            metadata,
+            spec,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PodSpec {
+    #[serde(default)]
+    pub containers: Vec<Container>,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    #[serde(default = "default_grace")]
+    pub termination_grace_period_seconds: i64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Binds the pod to this node, bypassing the scheduler.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host_network: bool,
+}
+
+impl Default for PodSpec {
+    fn default() -> Self {
+        Self {
+            containers: Vec::new(),
+            restart_policy: RestartPolicy::default(),
+            termination_grace_period_seconds: DEFAULT_GRACE_SECONDS,
+            node_selector: BTreeMap::new(),
+            node_name: String::new(),
+            affinity: None,
+            tolerations: Vec::new(),
+            host_network: false,
+        }
+    }
+}
+
+fn default_grace() -> i64 {
+    DEFAULT_GRACE_SECONDS
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Container {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    /// Replaces the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Replaces the image's cmd.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub working_dir: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ContainerPort>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default)]
+    pub resources: ResourceRequirements,
+    /// Filled by `defaults` from the image when a manifest leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+}
+
+impl Container {
+    /// The pull policy in force: the one written (or defaulted), else Kubernetes'
+    /// default for the image.
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.image_pull_policy
+            .unwrap_or_else(|| default_pull_policy(&self.image))
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ContainerPort {
+    /// An IANA service name, unique within the container.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default)]
+    pub container_port: i32,
+    /// 0 when the port is not published on the node.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub host_port: i32,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
+}
+
+/// A literal environment variable (`valueFrom` is not supported and is refused).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvVar {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub value: String,
+}
+
+/// Requests (what the scheduler reserves) and limits (what the kernel enforces).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResourceRequirements {
+    #[serde(default, skip_serializing_if = "ResourceList::is_empty")]
+    pub limits: ResourceList,
+    #[serde(default, skip_serializing_if = "ResourceList::is_empty")]
+    pub requests: ResourceList,
+}
+
+/// The resources flotilla schedules and enforces.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResourceList {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+}
+
+impl ResourceList {
+    pub fn is_empty(&self) -> bool {
+        self.cpu.is_none() && self.memory.is_none()
+    }
+
+    /// The named resources that are set, in a fixed order.
+    pub fn iter(&self) -> impl Iterator<Item = (ResourceName, &Quantity)> {
+        [
+            (ResourceName::Cpu, self.cpu.as_ref()),
+            (ResourceName::Memory, self.memory.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(name, q)| q.map(|q| (name, q)))
+    }
+
+    pub fn get(&self, name: ResourceName) -> Option<&Quantity> {
+        match name {
+            ResourceName::Cpu => self.cpu.as_ref(),
+            ResourceName::Memory => self.memory.as_ref(),
+        }
+    }
+
+    pub fn get_mut(&mut self, name: ResourceName) -> &mut Option<Quantity> {
+        match name {
+            ResourceName::Cpu => &mut self.cpu,
+            ResourceName::Memory => &mut self.memory,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceName {
+    Cpu,
+    Memory,
+}
+
+impl ResourceName {
+    pub const ALL: [ResourceName; 2] = [ResourceName::Cpu, ResourceName::Memory];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+impl fmt::Display for ResourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub const NAMES: &'static [&'static str] = &["Always", "OnFailure", "Never"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::OnFailure => "OnFailure",
+            Self::Never => "Never",
+        }
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub const NAMES: &'static [&'static str] = &["Always", "IfNotPresent", "Never"];
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "SCTP")]
+    Sctp,
+}
+
+impl Protocol {
+    pub const NAMES: &'static [&'static str] = &["TCP", "UDP", "SCTP"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::Sctp => "SCTP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
