@@ -242,12 +242,10 @@ fn resolve(label: &str, raw: RawNode, problems: &mut Vec<String>) -> Option<Node
             )),
         }
     }
-    if let Some(pin) = &raw.host_key {
-        if !is_sha256_fingerprint(pin) {
-            problems.push(format!(
-                "{label}.host_key {pin:?}: give the key's SHA256 fingerprint as `ssh-keygen -lf` prints it (SHA256:…)"
-            ));
-        }
+    if let Some(pin) = raw.host_key.as_ref().filter(|p| !is_sha256_fingerprint(p)) {
+        problems.push(format!(
+            "{label}.host_key {pin:?}: give the key's SHA256 fingerprint as `ssh-keygen -lf` prints it (SHA256:…)"
+        ));
     }
     (problems.len() == before).then(|| NodeConfig {
         name,
