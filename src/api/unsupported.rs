@@ -65,6 +65,8 @@ enum Rule {
     Needed(Shape),
     /// An error: ignoring it would change what runs. The text says what would go wrong.
     Refuse(&'static str),
+    /// An error only when the value is `true`.
+    RefuseIfTrue(&'static str),
     /// Like `Refuse`, and the refusals inside it (by this shape) are reported too,
     /// so one pass shows everything to fix.
     RefuseAll(&'static str, &'static Shape),
@@ -112,6 +114,14 @@ const fn no_effect(name: &'static str, why: &'static str) -> Field {
     Field {
         name,
         rule: Rule::NoEffect(why),
+    }
+}
+
+/// Refused when set to `true`; `false` is what flotilla does anyway.
+const fn refuse_if_true(name: &'static str, why: &'static str) -> Field {
+    Field {
+        name,
+        rule: Rule::RefuseIfTrue(why),
     }
 }
 
@@ -231,29 +241,18 @@ const CONTAINER: &[Field] = &[
         "per-container restart rules are not supported yet, so the pod would not restart as asked",
     ),
     // A process that expects a terminal or open stdin behaves differently without.
-    decide("stdin", |v| {
-        if is_true(v) {
-            Verdict::Refuse("stdin is not attached yet, so the container would read end-of-file")
-        } else {
-            Verdict::Ignore
-        }
-    }),
-    decide("stdinOnce", |v| {
-        if is_true(v) {
-            Verdict::Refuse("stdin is not attached yet, so the container would read end-of-file")
-        } else {
-            Verdict::Ignore
-        }
-    }),
-    decide("tty", |v| {
-        if is_true(v) {
-            Verdict::Refuse(
-                "terminals are not allocated yet, so the container would run without a tty",
-            )
-        } else {
-            Verdict::Ignore
-        }
-    }),
+    refuse_if_true(
+        "stdin",
+        "stdin is not attached yet, so the container would read end-of-file",
+    ),
+    refuse_if_true(
+        "stdinOnce",
+        "stdin is not attached yet, so the container would read end-of-file",
+    ),
+    refuse_if_true(
+        "tty",
+        "terminals are not allocated yet, so the container would run without a tty",
+    ),
     no_effect("livenessProbe", PROBE),
     no_effect("readinessProbe", PROBE),
     no_effect("startupProbe", PROBE),
@@ -442,27 +441,18 @@ const POD_SPEC: &[Field] = &[
         "hostnameOverride",
         "setting the pod's hostname is not supported yet",
     ),
-    decide("hostPID", |v| {
-        if is_true(v) {
-            Verdict::Refuse("sharing the node's process namespace is not supported yet")
-        } else {
-            Verdict::Ignore
-        }
-    }),
-    decide("hostIPC", |v| {
-        if is_true(v) {
-            Verdict::Refuse("sharing the node's IPC namespace is not supported yet")
-        } else {
-            Verdict::Ignore
-        }
-    }),
-    decide("shareProcessNamespace", |v| {
-        if is_true(v) {
-            Verdict::Refuse("a process namespace shared between containers is not supported yet")
-        } else {
-            Verdict::Ignore
-        }
-    }),
+    refuse_if_true(
+        "hostPID",
+        "sharing the node's process namespace is not supported yet",
+    ),
+    refuse_if_true(
+        "hostIPC",
+        "sharing the node's IPC namespace is not supported yet",
+    ),
+    refuse_if_true(
+        "shareProcessNamespace",
+        "a process namespace shared between containers is not supported yet",
+    ),
     // hostUsers: false asks for a user namespace, which changes file ownership.
     decide("hostUsers", |v| {
         if v.as_bool() == Some(false) {
@@ -585,15 +575,10 @@ const DEPLOYMENT_SPEC: &[Field] = &[
         "progressDeadlineSeconds",
         "has no effect yet: rollouts have no deadline",
     ),
-    decide("paused", |v| {
-        if is_true(v) {
-            Verdict::Refuse(
-                "paused Deployments are not supported yet, so the rollout would go ahead",
-            )
-        } else {
-            Verdict::Ignore
-        }
-    }),
+    refuse_if_true(
+        "paused",
+        "paused Deployments are not supported yet, so the rollout would go ahead",
+    ),
 ];
 
 const DEPLOYMENT: &[Field] = &[
@@ -787,6 +772,12 @@ impl Walker<'_> {
                 }
                 Rule::NoEffect(why) => {
                     self.warn(&child, &key, why);
+                    false
+                }
+                Rule::RefuseIfTrue(why) => {
+                    if map.get(&key).is_some_and(is_true) {
+                        self.error(FieldError::unsupported(&child, *why));
+                    }
                     false
                 }
                 Rule::Decide(decide) => {

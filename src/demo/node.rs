@@ -10,7 +10,7 @@
 //! a PID namespace dies with its init, so killing the outer process takes the
 //! whole node down, sessions and all.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitStatus, waitpid};
 
 use super::DemoError;
-use super::process::{namespace_inode, wait_until};
+use super::process::{namespace_inode, open_log, wait_until};
 
 /// Arguments of the hidden `flotilla __demo-node` command.
 #[derive(clap::Args, Debug, Clone)]
@@ -48,6 +48,25 @@ pub enum Stage {
     Init,
 }
 
+impl NodeInitArgs {
+    /// The command that runs `stage` of this node.
+    fn command(&self, exe: &Path, stage: Stage) -> Command {
+        let stage = match stage {
+            Stage::Outer => "outer",
+            Stage::Init => "init",
+        };
+        let mut command = Command::new(exe);
+        command
+            .arg("__demo-node")
+            .args(["--stage", stage, "--node", &self.node])
+            .arg("--var-lib")
+            .arg(&self.var_lib)
+            .arg("--sshd-config")
+            .arg(&self.sshd_config);
+        command
+    }
+}
+
 pub const SSHD: &str = "/usr/sbin/sshd";
 const GO_BYTE: u8 = b'g';
 
@@ -58,22 +77,12 @@ pub fn spawn(args: &NodeInitArgs, log: &Path) -> Result<(Child, ChildStdin), Dem
         what: "the flotilla binary".into(),
         reason: e.to_string(),
     })?;
-    let log_file = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| DemoError::io(log, e))?;
-    let log_file2 = log_file.try_clone().map_err(|e| DemoError::io(log, e))?;
-    let mut child = Command::new(exe)
-        .arg("__demo-node")
-        .args(["--stage", "outer", "--node", &args.node])
-        .arg("--var-lib")
-        .arg(&args.var_lib)
-        .arg("--sshd-config")
-        .arg(&args.sshd_config)
+    let (stdout, stderr) = open_log(log)?;
+    let mut child = args
+        .command(&exe, Stage::Outer)
         .stdin(Stdio::piped())
-        .stdout(log_file)
-        .stderr(log_file2)
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .map_err(|e| DemoError::Spawn {
             what: format!("node {}", args.node),
@@ -133,13 +142,8 @@ fn outer(args: &NodeInitArgs) -> Result<ExitCode, String> {
         _ => return Err("demo up gave up on this node before starting it".into()),
     }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let mut init = Command::new(exe)
-        .arg("__demo-node")
-        .args(["--stage", "init", "--node", &args.node])
-        .arg("--var-lib")
-        .arg(&args.var_lib)
-        .arg("--sshd-config")
-        .arg(&args.sshd_config)
+    let mut init = args
+        .command(&exe, Stage::Init)
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("starting the node's init: {e}"))?;

@@ -2,12 +2,15 @@
 //! its pid *and* its start time, so a recycled pid is never mistaken for ours
 //! and never killed.
 
-use std::fs;
+use std::fs::{self, File};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+
+use super::DemoError;
 
 /// A process we started, as recorded in the demo state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,4 +108,15 @@ pub fn command_line(pid: i32) -> Option<String> {
             .collect::<Vec<_>>()
             .join(" "),
     )
+}
+
+/// Opens a daemon's log for appending, twice: one handle for stdout, one for stderr.
+pub fn open_log(path: &Path) -> Result<(File, File), DemoError> {
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| DemoError::io(path, e))?;
+    let again = file.try_clone().map_err(|e| DemoError::io(path, e))?;
+    Ok((file, again))
 }

@@ -1,7 +1,7 @@
 //! The demo's OCI registry: the distribution server (Debian's
 //! `docker-registry`) on the bridge address, with its own storage directory.
 
-use std::fs::{self, File};
+use std::fs;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::DemoError;
-use super::process::{ProcessId, wait_until};
+use super::process::{ProcessId, open_log, wait_until};
 
 pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
 pub const REGISTRY_PORT: u16 = 5000;
@@ -30,12 +30,7 @@ pub fn start(address: &str, dir: &Path) -> Result<ProcessId, DemoError> {
     );
     fs::write(&config_path, config).map_err(|e| DemoError::io(&config_path, e))?;
     let log_path = dir.join("registry.log");
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| DemoError::io(&log_path, e))?;
-    let log2 = log.try_clone().map_err(|e| DemoError::io(&log_path, e))?;
+    let (log, log2) = open_log(&log_path)?;
     let child = Command::new(REGISTRY_BINARY)
         .arg("serve")
         .arg(&config_path)
