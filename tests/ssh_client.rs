@@ -25,16 +25,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A key of another type than the server's, for the key-type trap.
 const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHp31YQPcV2WB2CFdA2gIZxvwclIpN72JJGaxyvwbLQwHW0iBf5BYELAL5Bru3EbAxoixqU2En0dFMpY7d26veQ=";
 
-/// A fresh 0700 directory: sshd's StrictModes refuses authorized_keys under
-/// a group- or world-writable directory such as /tmp.
+/// A fresh 0700 directory under /run (root's, mode 0755 all the way up):
+/// sshd's StrictModes refuses authorized_keys below a group- or
+/// world-writable directory, and the target directory may be under /tmp.
 struct TestDir(PathBuf);
 
 impl TestDir {
     fn new(name: &str) -> TestDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("ssh-{name}-{}-{n}", std::process::id()));
+        let path =
+            Path::new("/run/flotilla-tests").join(format!("ssh-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         DirBuilder::new()
             .recursive(true)
@@ -52,6 +53,10 @@ impl TestDir {
 impl Drop for TestDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // The shared parent goes with the last test (it fails while others use it).
+        if let Some(parent) = self.0.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }
 

@@ -56,7 +56,7 @@ pub fn write_cluster_file_if_ours(path: &Path, text: &str) -> Result<bool, DemoE
 
 /// The configuration of one node's sshd: key-only root login on the node's
 /// address, nothing from the host's /etc/ssh.
-pub fn sshd_config_text(address: &str, host_key: &Path, authorized_keys: &Path) -> String {
+pub fn sshd_config_text(address: &str, host_key: &Path) -> String {
     format!(
         "# Written by `flotilla demo up`.\n\
          ListenAddress {address}:22\n\
@@ -73,7 +73,7 @@ pub fn sshd_config_text(address: &str, host_key: &Path, authorized_keys: &Path) 
          MaxSessions 64\n\
          Subsystem sftp internal-sftp\n",
         host_key = host_key.display(),
-        authorized_keys = authorized_keys.display(),
+        authorized_keys = super::node::NODE_AUTHORIZED_KEYS,
     )
 }
 

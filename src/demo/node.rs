@@ -11,8 +11,8 @@
 //! whole node down, sessions and all.
 
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::DirBuilderExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::time::Duration;
@@ -40,6 +40,9 @@ pub struct NodeInitArgs {
     /// The node's sshd configuration file.
     #[arg(long)]
     pub sshd_config: PathBuf,
+    /// The operator's public keys, copied to [`NODE_AUTHORIZED_KEYS`] inside the node.
+    #[arg(long)]
+    pub authorized_keys: PathBuf,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +65,19 @@ impl NodeInitArgs {
             .arg("--var-lib")
             .arg(&self.var_lib)
             .arg("--sshd-config")
-            .arg(&self.sshd_config);
+            .arg(&self.sshd_config)
+            .arg("--authorized-keys")
+            .arg(&self.authorized_keys);
         command
     }
 }
 
 pub const SSHD: &str = "/usr/sbin/sshd";
+/// Where a node's sshd reads the operator's keys: in the node's private /run,
+/// so sshd's StrictModes check (every directory up to / root-owned and not
+/// writable by others) holds wherever the demo's state directory is, even
+/// under /tmp.
+pub const NODE_AUTHORIZED_KEYS: &str = "/run/flotilla-demo/authorized_keys";
 const GO_BYTE: u8 = b'g';
 
 /// Starts a node's outer process. The returned stdin is the go signal: write
@@ -161,6 +171,7 @@ fn init(args: &NodeInitArgs) -> Result<ExitCode, String> {
         return Err("the init stage must be PID 1 of a new PID namespace".into());
     }
     make_mounts(&args.var_lib)?;
+    install_authorized_keys(&args.authorized_keys)?;
     nix::unistd::sethostname(&args.node).map_err(|e| format!("sethostname: {e}"))?;
     let sshd = Command::new(SSHD)
         .args(["-D", "-e", "-f"])
@@ -185,6 +196,24 @@ fn init(args: &NodeInitArgs) -> Result<ExitCode, String> {
             Err(e) => return Err(format!("waitpid: {e}")),
         }
     }
+}
+
+fn install_authorized_keys(source: &Path) -> Result<(), String> {
+    let target = Path::new(NODE_AUTHORIZED_KEYS);
+    let keys = fs::read(source).map_err(|e| format!("reading {}: {e}", source.display()))?;
+    if let Some(dir) = target.parent() {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(target)
+        .and_then(|mut f| f.write_all(&keys))
+        .map_err(|e| format!("writing {NODE_AUTHORIZED_KEYS}: {e}"))
 }
 
 /// The node's own view of the filesystem: nothing here propagates to the host.

@@ -205,8 +205,7 @@ fn start_nodes(
         let sshd_config = dir.join("sshd_config");
         write_atomically(
             &sshd_config,
-            sshd_config_text(&address, &layout.host_key(&name), &layout.authorized_keys())
-                .as_bytes(),
+            sshd_config_text(&address, &layout.host_key(&name)).as_bytes(),
             0o600,
         )?;
         let log = dir.join("node.log");
@@ -215,6 +214,7 @@ fn start_nodes(
             node: name.clone(),
             var_lib,
             sshd_config,
+            authorized_keys: layout.authorized_keys(),
         };
         let (child, go) = node::spawn(&args, &log)?;
         state.nodes.push(NodeState {
