@@ -15,21 +15,22 @@ use std::time::{Duration, Instant};
 
 use flotilla::ssh::{ExitKind, SshTarget, connect};
 
-const NAME: &str = "itest";
 const SUBNET: &str = "10.79.0.0/24";
 
 /// Runs `flotilla demo …` for this test's cluster, with its own directories.
 struct Demo {
     home: PathBuf,
+    /// The demo's name, which names its links: each test has its own.
+    name: &'static str,
 }
 
 impl Demo {
-    fn new() -> Demo {
-        let home =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("demo-{}", std::process::id()));
+    fn new(name: &'static str) -> Demo {
+        let home = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("demo-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&home);
         fs::create_dir_all(&home).expect("test home");
-        Demo { home }
+        Demo { home, name }
     }
 
     fn config_dir(&self) -> PathBuf {
@@ -50,7 +51,7 @@ impl Demo {
     fn demo(&self, args: &[&str]) -> Output {
         let mut all = vec!["demo"];
         all.extend_from_slice(args);
-        all.extend_from_slice(&["--name", NAME]);
+        all.extend_from_slice(&["--name", self.name]);
         self.flotilla(&all)
     }
 }
@@ -133,7 +134,7 @@ fn demo_cluster_comes_up_answers_over_ssh_and_goes_down_without_a_trace() {
         "this test needs root: run the README's test command (scripts/test) as root"
     );
     let before = footprint();
-    let demo = Demo::new();
+    let demo = Demo::new("itest");
 
     let started = Instant::now();
     let up = demo.demo(&["up", "--nodes", "3", "--subnet", SUBNET]);
@@ -141,7 +142,7 @@ fn demo_cluster_comes_up_answers_over_ssh_and_goes_down_without_a_trace() {
     eprintln!("demo up took {:?}", started.elapsed());
 
     let config = demo.config_dir();
-    let identity = config.join("demo").join(NAME).join("id_ed25519");
+    let identity = config.join("demo").join(demo.name).join("id_ed25519");
     let known_hosts = config.join("known_hosts");
     let cluster_file =
         fs::read_to_string(config.join("cluster.toml")).expect("cluster file written");
@@ -244,4 +245,38 @@ fn demo_cluster_comes_up_answers_over_ssh_and_goes_down_without_a_trace() {
             .exists(),
         "runtime state left behind"
     );
+}
+
+#[test]
+fn demo_up_as_a_normal_user_is_one_clear_line() {
+    let demo = Demo::new("itestnr");
+    // The home is nobody's, as a normal user's home would be theirs.
+    let status = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(&demo.home)
+        .status()
+        .expect("chown");
+    assert!(status.success());
+    // `nobody` cannot create namespaces: the error must say to run as root,
+    // in one line, and nothing may be made.
+    let output = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_flotilla"))
+        .args([
+            "demo",
+            "up",
+            "--name",
+            "itestnr",
+            "--subnet",
+            "10.80.0.0/24",
+        ])
+        .env("XDG_CONFIG_HOME", demo.home.join("config"))
+        .env("XDG_DATA_HOME", demo.home.join("data"))
+        .output()
+        .expect("run flotilla as nobody");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(stderr.contains("needs root"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(!Path::new("/sys/class/net/fl-itestnr").exists());
 }

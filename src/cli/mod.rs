@@ -49,15 +49,38 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line. Many of our errors already quote
+/// their cause in their own message; a cause is only added when it says
+/// something new.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    message
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dirs = Dirs::from_env()?;
-    let _log_guard = crate::logging::init_file_logging(&dirs.log_dir(), "flotilla.log")?;
+    // A command still works without its log file (a read-only home, say); it
+    // says so once, before any console owns the terminal.
+    let _log_guard = match crate::logging::init_file_logging(&dirs.log_dir(), "flotilla.log") {
+        Ok(guard) => Some(guard),
+        Err(err) => {
+            eprintln!("warning: {err}; continuing without a log file");
+            None
+        }
+    };
     match cli.command {
         None => {
             eprintln!(

@@ -24,18 +24,22 @@ pub fn check() -> Result<(), DemoError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(DemoError::NotRoot);
     }
-    for (program, package) in PROGRAMS {
-        if !is_installed(program) {
-            return Err(DemoError::MissingProgram {
-                program: program.to_string(),
-                package: package.to_string(),
-            });
-        }
-    }
+    check_programs(PROGRAMS)?;
     check_busybox_static(Path::new(BUSYBOX)).map_err(|_| DemoError::MissingProgram {
         program: format!("a statically linked {BUSYBOX}"),
         package: "busybox-static".into(),
     })
+}
+
+/// The first program of `programs` that is missing, named with its package.
+fn check_programs(programs: &[(&str, &str)]) -> Result<(), DemoError> {
+    match programs.iter().find(|(program, _)| !is_installed(program)) {
+        Some((program, package)) => Err(DemoError::MissingProgram {
+            program: program.to_string(),
+            package: package.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// An absolute path must exist; a bare name must be in PATH or an sbin directory
@@ -48,4 +52,20 @@ fn is_installed(program: &str) -> bool {
     path.split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
         .any(|dir| !dir.is_empty() && Path::new(dir).join(program).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_is_named_with_its_package() {
+        let err = check_programs(&[("sh", "dash"), ("/nonexistent/sshd", "openssh-server")])
+            .expect_err("missing");
+        assert_eq!(
+            err.to_string(),
+            "flotilla demo needs /nonexistent/sshd: apt-get install openssh-server"
+        );
+        assert!(check_programs(&[("sh", "dash"), ("/bin/sh", "dash")]).is_ok());
+    }
 }
