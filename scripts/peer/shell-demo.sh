@@ -38,7 +38,7 @@ up)
     ;;
 down)
     for i in $(seq 1 "$n"); do
-        ip netns pids flpeer$i 2>/dev/null | xargs -r kill -9
+        { ip netns pids flpeer$i 2>/dev/null || true; } | xargs -r kill -9
         ip netns del flpeer$i 2>/dev/null || true
     done
     [ -f "$dir/registry.pid" ] && kill -9 "$(cat "$dir/registry.pid")" 2>/dev/null || true

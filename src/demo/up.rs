@@ -155,8 +155,20 @@ fn start_registry_with_images(
     spec: &DemoSpec,
     layout: &DemoLayout,
 ) -> Result<ProcessId, DemoError> {
-    let process = registry_server::start(&spec.gateway(), &layout.registry_dir())?;
-    let pushed = images::build_all().and_then(|images| {
+    // Build the images while the registry starts: neither waits for the other.
+    let (process, built) = std::thread::scope(|scope| {
+        let built = scope.spawn(images::build_all);
+        let process = registry_server::start(&spec.gateway(), &layout.registry_dir());
+        let built = built.join().unwrap_or_else(|_| {
+            Err(DemoError::Image {
+                image: "demo images".into(),
+                reason: "the build thread panicked".into(),
+            })
+        });
+        (process, built)
+    });
+    let process = process?;
+    let pushed = built.and_then(|images| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -51,6 +51,7 @@ pub fn client(insecure: &[String]) -> Client {
         protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
         connect_timeout: Some(Duration::from_secs(10)),
         read_timeout: Some(Duration::from_secs(60)),
+        use_monolithic_push: true,
         ..ClientConfig::default()
     })
 }
