@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::paths::Dirs;
+use crate::config::cluster_file;
+use crate::config::paths::{Dirs, cluster_file_path};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -83,10 +84,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         None => {
-            eprintln!(
-                "the console is not built yet; `flotilla demo up` then `flotilla demo status` show the demo cluster"
+            // Until the console exists: read the cluster file the console would
+            // use and say what it holds.
+            let path = cluster_file_path(cli.cluster, &dirs);
+            let cluster = cluster_file::load(&path)?;
+            println!(
+                "cluster \"{}\" ({}): {} node{}",
+                cluster.name,
+                path.display(),
+                cluster.nodes.len(),
+                if cluster.nodes.len() == 1 { "" } else { "s" }
             );
-            Ok(ExitCode::from(2))
+            for node in &cluster.nodes {
+                println!("  {:<12} {}", node.name, node.address);
+            }
+            println!("the console is not built yet; `flotilla demo status` shows the demo cluster");
+            Ok(ExitCode::SUCCESS)
         }
         Some(Command::Apply(args)) => apply::run(&args),
         Some(Command::Demo(args)) => demo::run(args, &dirs),

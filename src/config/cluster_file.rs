@@ -164,16 +164,19 @@ pub fn parse(path: &Path, text: &str) -> Result<ClusterConfig, ClusterFileError>
             Some(name) => format!("nodes[{i}] ({name})"),
             None => format!("nodes[{i}]"),
         };
-        if let Some(node) = resolve(&label, merged, &mut problems) {
-            if let Some(first) = first_index.get(&node.name) {
-                problems.push(format!(
-                    "{label}: duplicate node name {:?} (also nodes[{first}]); node names must be unique",
-                    node.name
-                ));
-            } else {
-                first_index.insert(node.name.clone(), i);
-                nodes.push(node);
+        // Duplicates are found by name alone, whether or not the rest is valid.
+        if let Some(name) = &merged.name {
+            match first_index.get(name) {
+                Some(first) => problems.push(format!(
+                    "{label}: duplicate node name {name:?} (also nodes[{first}]); node names must be unique"
+                )),
+                None => {
+                    first_index.insert(name.clone(), i);
+                }
             }
+        }
+        if let Some(node) = resolve(&label, merged, &mut problems) {
+            nodes.push(node);
         }
     }
     for host in raw.registries.keys() {
@@ -237,9 +240,7 @@ fn resolve(label: &str, raw: RawNode, problems: &mut Vec<String>) -> Option<Node
     for (j, text) in raw.taints.unwrap_or_default().iter().enumerate() {
         match text.parse::<Taint>() {
             Ok(taint) => taints.push(taint),
-            Err(why) => problems.push(format!(
-                "{label}.taints[{j}] {text:?}: {why} (write key=value:Effect or key:Effect, Effect one of NoSchedule, PreferNoSchedule, NoExecute)"
-            )),
+            Err(why) => problems.push(format!("{label}.taints[{j}]: {why}")),
         }
     }
     if let Some(pin) = raw.host_key.as_ref().filter(|p| !is_sha256_fingerprint(p)) {
