@@ -3,3 +3,4 @@
 //! It is self-contained: it never imports `tui`, `controller` or `scheduler`.
 
 pub mod cli;
+pub mod image;
