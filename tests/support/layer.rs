@@ -69,10 +69,10 @@ impl TarBuilder {
         h.set_gid(gid);
         h.set_mtime(MTIME);
         h.set_size(data.len() as u64);
-        if let Some((major, minor)) = device {
-            h.set_device_major(major).expect("device major");
-            h.set_device_minor(minor).expect("device minor");
-        }
+        // Real tars write 0:0 in every entry's device fields, not NULs.
+        let (major, minor) = device.unwrap_or((0, 0));
+        h.set_device_major(major).expect("device major");
+        h.set_device_minor(minor).expect("device minor");
         {
             let old = h.as_old_mut();
             let n = name.len().min(100);
