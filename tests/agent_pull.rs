@@ -482,6 +482,15 @@ fn a_wrong_diff_id_is_refused_and_nothing_is_unpacked_for_it() {
     assert!(!agent.layer_hexes().contains(hex_of(&bad.diff_id)));
     assert!(agent.image(&reference).is_none());
     agent.assert_store_consistent();
+
+    // The same layers with an honest config pull: the refusals were about
+    // the diff_ids, not the layers.
+    push(&target, "test/honest:v1", &Image::of(vec![good, bad.clone()]));
+    agent
+        .pull(&format!("{}/test/honest:v1", registry.host()))
+        .assert_ok();
+    assert_eq!(read(&agent.layer_dir(&bad.diff_id).join("bad")), b"bad");
+    agent.assert_store_consistent();
 }
 
 /// A blob whose bytes do not hash to its digest (a layer, then a config) is
