@@ -26,6 +26,8 @@ mod entry_path;
 mod meta;
 mod root;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::fs::File;
