@@ -123,7 +123,9 @@ impl LayerRoot {
     pub(super) fn ensure_dir(&self, components: &[Vec<u8>]) -> Result<OwnedFd, Fail> {
         match self.open_dir(components, OFlag::O_PATH) {
             Ok(fd) => return Ok(fd),
-            Err(Errno::ENOENT) => {}
+            // The walk below finds which component is missing or not a
+            // directory, and says so.
+            Err(Errno::ENOENT | Errno::ENOTDIR) => {}
             Err(e) => return Err(Fail::fs("resolving its parent directory", e)),
         }
         let mut current = self
