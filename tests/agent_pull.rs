@@ -485,7 +485,11 @@ fn a_wrong_diff_id_is_refused_and_nothing_is_unpacked_for_it() {
 
     // The same layers with an honest config pull: the refusals were about
     // the diff_ids, not the layers.
-    push(&target, "test/honest:v1", &Image::of(vec![good, bad.clone()]));
+    push(
+        &target,
+        "test/honest:v1",
+        &Image::of(vec![good, bad.clone()]),
+    );
     agent
         .pull(&format!("{}/test/honest:v1", registry.host()))
         .assert_ok();
@@ -568,6 +572,7 @@ fn a_second_pull_makes_one_manifest_request_and_no_blob_requests() {
         single_file("two", &random_bytes(MIB)),
     ]);
     fake.add_image("test/again", "v1", &image);
+    fake.add_image("test/again", "v2", &image);
     fake.add_index("test/again-multi", "v1", &multi_arch_index(true));
 
     for repo in ["test/again", "test/again-multi"] {
@@ -588,6 +593,45 @@ fn a_second_pull_makes_one_manifest_request_and_no_blob_requests() {
             fake.blob_requests().is_empty(),
             "{repo}: blob requests on the second pull: {:?}",
             fake.blob_requests()
+        );
+    }
+
+    // The same image under another tag: one manifest request, no blob, and
+    // both tags listed; removing one keeps everything the other needs.
+    fake.clear_requests();
+    let v1 = format!("{}/test/again:v1", fake.host());
+    let v2 = format!("{}/test/again:v2", fake.host());
+    agent.pull(&v2).assert_ok();
+    assert_eq!(fake.manifest_requests().len(), 1, "{:?}", fake.requests());
+    assert!(
+        fake.blob_requests().is_empty(),
+        "{:?}",
+        fake.blob_requests()
+    );
+    assert_eq!(
+        agent.image(&v2).expect("v2 listed")["digest"],
+        image.digest()
+    );
+    assert!(agent.image(&v1).is_some(), "pulling v2 lost v1");
+    let blobs = agent.blob_hexes();
+    agent.run(&["rmi", &v1]).assert_ok();
+    agent.run(&["prune"]).assert_ok();
+    assert!(agent.image(&v2).is_some());
+    for digest in image
+        .blobs()
+        .iter()
+        .map(|b| b.0.clone())
+        .chain([image.digest()])
+    {
+        assert!(
+            agent.blob_hexes().contains(hex_of(&digest)),
+            "prune removed {digest}, which v2 still needs (had {blobs:?})"
+        );
+    }
+    for diff_id in image.diff_ids() {
+        assert!(
+            agent.layer_dir(&diff_id).is_dir(),
+            "prune removed v2's layer {diff_id}"
         );
     }
     agent.assert_store_consistent();
@@ -810,6 +854,15 @@ fn hostile_layers_are_refused_or_contained() {
         push(&target, &repo_tag, &image);
         let reference = format!("{}/{repo_tag}", registry.host());
         let run = agent.pull(&reference);
+        eprintln!(
+            "{}: {}",
+            case.name,
+            if run.status.success() {
+                "contained".to_string()
+            } else {
+                run.stderr.trim().to_string()
+            }
+        );
 
         assert_eq!(
             tree(&outside),
@@ -1024,8 +1077,48 @@ fn a_pull_killed_mid_blob_leaves_nothing_half_written() {
     assert_layers_complete(&agent, &expect_single_files(&layers));
     assert!(agent.image(&reference).is_none());
 
+    // prune clears what the killed pull left in tmp/.
+    agent.run(&["prune"]).assert_ok();
+    let tmp = agent.images_dir().join("tmp");
+    let leftovers: Vec<_> = fs::read_dir(&tmp)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "prune left {leftovers:?} in tmp/");
+    agent.assert_store_consistent();
+
     fake.serve_blob(&stalled, Serve::Normal);
     agent.pull(&reference).assert_ok();
+    assert_layers_complete(&agent, &expect_single_files(&layers));
+    agent.assert_store_consistent();
+}
+
+/// `prune` while a pull is half-way through a blob must neither delete the
+/// pull's work in progress nor the layers it has already unpacked.
+#[test]
+fn prune_during_a_pull_leaves_the_pull_whole() {
+    let fake = FakeRegistry::start();
+    let (_dir, agent) = new_agent("prune-during-pull");
+    let layers = big_layers(2, 2 * MIB);
+    let image = Image::of(layers.iter().map(|l| l.0.clone()).collect());
+    fake.add_image("test/slow", "v1", &image);
+    let slow = &layers[1].0;
+    fake.serve_blob(
+        &slow.digest(),
+        Serve::Pause {
+            after: slow.data.len() / 2,
+            millis: 1500,
+        },
+    );
+    let reference = format!("{}/test/slow:v1", fake.host());
+    let args = ["pull", "--insecure", reference.as_str()];
+    let pull = agent.spawn(&args);
+    assert!(
+        fake.wait_for_stall(Duration::from_secs(120)),
+        "the pull never reached the slow blob"
+    );
+    agent.run(&["prune"]).assert_ok();
+    finish(pull, &args).assert_ok();
+    assert!(agent.image(&reference).is_some());
     assert_layers_complete(&agent, &expect_single_files(&layers));
     agent.assert_store_consistent();
 }

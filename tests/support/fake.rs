@@ -31,6 +31,9 @@ pub enum Serve {
     OverLong { extra: usize },
     /// The headers and the first `after` bytes, then nothing, ever.
     Stall { after: usize },
+    /// The first `after` bytes, a pause of `millis`, then the rest: a slow
+    /// registry, to hold a pull half-way while another command runs.
+    Pause { after: usize, millis: u64 },
 }
 
 struct Blob {
@@ -192,7 +195,7 @@ impl FakeRegistry {
             .collect()
     }
 
-    /// Waits until a stalling blob has sent all it will send.
+    /// Waits until a stalling (or pausing) blob has sent its first part.
     pub fn wait_for_stall(&self, timeout: Duration) -> bool {
         let (lock, cv) = &self.state.stalled;
         let guard = lock.lock().unwrap();
@@ -299,15 +302,27 @@ async fn handle(mut stream: TcpStream, state: Arc<State>) -> std::io::Result<()>
                 long.extend(std::iter::repeat_n(0x5a, extra));
                 respond(&mut stream, "200 OK", &octets, &long, is_head).await
             }
+            Serve::Pause { after, millis } => {
+                let head = response_head("200 OK", &octets, data.len());
+                stream.write_all(head.as_bytes()).await?;
+                if !is_head {
+                    let after = after.min(data.len());
+                    stream.write_all(&data[..after]).await?;
+                    stream.flush().await?;
+                    signal_stalled(&state);
+                    tokio::time::sleep(Duration::from_millis(millis)).await;
+                    stream.write_all(&data[after..]).await?;
+                }
+                stream.flush().await?;
+                stream.shutdown().await
+            }
             Serve::Stall { after } => {
                 let head = response_head("200 OK", &octets, data.len());
                 stream.write_all(head.as_bytes()).await?;
                 if !is_head {
                     stream.write_all(&data[..after.min(data.len())]).await?;
                     stream.flush().await?;
-                    let (lock, cv) = &state.stalled;
-                    *lock.lock().unwrap() = true;
-                    cv.notify_all();
+                    signal_stalled(&state);
                     // Hold the connection open until the registry is dropped.
                     std::future::pending::<()>().await;
                 }
@@ -316,6 +331,13 @@ async fn handle(mut stream: TcpStream, state: Arc<State>) -> std::io::Result<()>
         };
     }
     not_found(&mut stream, is_head).await
+}
+
+/// Tells `wait_for_stall` that a blob has sent its first part.
+fn signal_stalled(state: &State) {
+    let (lock, cv) = &state.stalled;
+    *lock.lock().unwrap() = true;
+    cv.notify_all();
 }
 
 fn json_type() -> [(String, String); 2] {
