@@ -15,6 +15,8 @@ use oci_client::{Client, Reference};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    #[error("cannot set up an HTTP client: {0}")]
+    Http(String),
     #[error("bad image reference {reference:?}: {source}")]
     Reference {
         reference: String,
@@ -54,6 +56,17 @@ pub fn client(insecure: &[String]) -> Client {
         use_monolithic_push: true,
         ..ClientConfig::default()
     })
+}
+
+/// A plain HTTP client for the registry requests oci-client cannot bound
+/// (manifests); same TLS set-up, same timeouts.
+pub fn http_client() -> Result<reqwest::Client, RegistryError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| RegistryError::Http(e.to_string()))
 }
 
 /// One layer of an image built locally: its gzip-compressed tar and the digest

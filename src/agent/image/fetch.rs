@@ -16,6 +16,11 @@ use super::store::{Store, sha256_hex};
 /// Write buffer: large enough that a 40 MB layer takes a few dozen writes.
 const WRITE_BUFFER: usize = 1 << 20;
 
+/// The largest manifest or index we read. The distribution registry refuses
+/// to store manifests over 4 MiB; a registry that sends more is broken or
+/// hostile, and must not take the agent's memory.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
 /// Removes a temporary file unless it was committed, so a cancelled or
 /// failed download leaves nothing behind.
 struct TempFile(Option<PathBuf>);
@@ -179,4 +184,106 @@ pub fn store_verified_bytes(store: &Store, digest: &str, bytes: &[u8]) -> Result
     let tmp = store.tmp_path(&format!("blob-{}", sha256_hex(digest)?));
     std::fs::write(&tmp, bytes).map_err(|e| ImageError::io(&tmp, e))?;
     std::fs::rename(&tmp, &target).map_err(|e| ImageError::io(&target, e))
+}
+
+/// Fetches the manifest (or index) `reference` names, reading at most
+/// [`MAX_MANIFEST_BYTES`], and returns its bytes and sha256 digest. The
+/// bytes must match the digest the reference pins, and the one the
+/// registry announces. oci-client reads manifests whole, so this request is
+/// ours; its token comes from oci-client's authentication.
+pub async fn fetch_manifest(
+    oci: &Client,
+    http: &reqwest::Client,
+    reference: &Reference,
+    auth: &oci_client::secrets::RegistryAuth,
+    insecure: &[String],
+) -> Result<(Vec<u8>, String), ImageError> {
+    let registry = reference.registry().to_string();
+    let fail = |reason: String| ImageError::Registry {
+        registry: registry.clone(),
+        reason,
+    };
+    let token = oci
+        .auth(reference, auth, oci_client::RegistryOperation::Pull)
+        .await
+        .map_err(|e| fail(format!("authenticating: {e}")))?;
+    let host = reference.resolve_registry();
+    let scheme = if insecure
+        .iter()
+        .any(|i| i == host || i == reference.registry())
+    {
+        "http"
+    } else {
+        "https"
+    };
+    let target = reference.digest().or(reference.tag()).unwrap_or("latest");
+    let url = format!(
+        "{scheme}://{host}/v2/{}/manifests/{target}",
+        reference.repository()
+    );
+    let mut request = http.get(&url).header(
+        reqwest::header::ACCEPT,
+        super::manifest::ACCEPTED.join(", "),
+    );
+    request = match (token, auth) {
+        (Some(token), _) => request.bearer_auth(token),
+        (None, oci_client::secrets::RegistryAuth::Basic(user, password)) => {
+            request.basic_auth(user, Some(password))
+        }
+        (None, _) => request,
+    };
+    let response = request
+        .send()
+        .await
+        .map_err(|e| fail(format!("fetching manifest {url}: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        let hint = match status.as_u16() {
+            401 | 403 => ": check the credentials in ~/.docker/config.json",
+            404 => ": no such image or tag",
+            _ => "",
+        };
+        return Err(fail(format!(
+            "fetching manifest {url}: HTTP {status}{hint}"
+        )));
+    }
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_MANIFEST_BYTES)
+    {
+        return Err(fail(format!(
+            "manifest {url} is larger than {MAX_MANIFEST_BYTES} bytes; refused"
+        )));
+    }
+    let announced = response
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| fail(format!("fetching manifest {url}: {e}")))?;
+        if body.len() as u64 + chunk.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(fail(format!(
+                "manifest {url} is larger than {MAX_MANIFEST_BYTES} bytes; refused"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+    for expected in [reference.digest().map(str::to_string), announced]
+        .into_iter()
+        .flatten()
+        .filter(|d| d.starts_with("sha256:"))
+    {
+        if expected != digest {
+            return Err(ImageError::DigestMismatch {
+                registry: registry.clone(),
+                digest: expected,
+                actual: digest,
+            });
+        }
+    }
+    Ok((body, digest))
 }

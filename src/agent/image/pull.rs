@@ -14,7 +14,7 @@ use oci_client::secrets::RegistryAuth;
 use sha2::{Digest, Sha256};
 
 use super::config::{self, ImageConfig};
-use super::fetch::{fetch_blob, store_verified_bytes};
+use super::fetch::{fetch_blob, fetch_manifest, store_verified_bytes};
 use super::manifest::{self, Descriptor, Document};
 use super::progress::{Progress, PullEvent};
 use super::store::{ImageRecord, LayerRecord, Store, remove_any, sha256_hex};
@@ -24,6 +24,9 @@ use super::{ImageError, parse_reference, platform};
 /// Layers downloading at once: enough to fill a link, few enough to keep
 /// memory and open files small.
 const CONCURRENT_LAYERS: usize = 4;
+
+/// Image configs are a few kilobytes; we read them into memory whole.
+const MAX_CONFIG_BYTES: u64 = 8 << 20;
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -70,24 +73,13 @@ pub async fn pull(
         Vec::new()
     };
     let client = crate::registry::client(&insecure);
+    let http = crate::registry::http_client().map_err(|e| ImageError::Task(e.to_string()))?;
     let auth = match &options.auth {
         Some(auth) => auth.clone(),
         None => super::auth::credentials_for(reference.registry())?,
     };
-    let registry_error = |what: String| {
-        let registry = reference.registry().to_string();
-        move |e: oci_client::errors::OciDistributionError| ImageError::Registry {
-            registry,
-            reason: format!("{what}: {e}"),
-        }
-    };
 
-    let (body, digest) = client
-        .pull_manifest_raw(&reference, &auth, manifest::ACCEPTED)
-        .await
-        .map_err(registry_error(format!(
-            "fetching the manifest of {normalized}"
-        )))?;
+    let (body, digest) = fetch_manifest(&client, &http, &reference, &auth, &insecure).await?;
     if let Some(present) = already_present(store, &normalized, &digest, options.unpack)? {
         return Ok(present);
     }
@@ -111,13 +103,8 @@ pub async fn pull(
                     }
                 })?;
                 let by_digest = reference.clone_with_digest(entry.digest.clone());
-                let (body, manifest_digest) = client
-                    .pull_manifest_raw(&by_digest, &auth, manifest::ACCEPTED)
-                    .await
-                    .map_err(registry_error(format!(
-                        "fetching manifest {}",
-                        entry.digest
-                    )))?;
+                let (body, manifest_digest) =
+                    fetch_manifest(&client, &http, &by_digest, &auth, &insecure).await?;
                 let Document::Image(image) = manifest::parse(&body, &entry.digest)? else {
                     return Err(ImageError::Invalid {
                         what: entry.digest.clone(),
@@ -138,6 +125,15 @@ pub async fn pull(
         })?;
     }
 
+    if image.config.size > MAX_CONFIG_BYTES {
+        return Err(ImageError::Invalid {
+            what: format!("image {normalized}"),
+            reason: format!(
+                "its config claims {} bytes; more than {MAX_CONFIG_BYTES} is refused",
+                image.config.size
+            ),
+        });
+    }
     let config_path = fetch_blob(
         &client,
         &reference,
