@@ -73,7 +73,8 @@ pub async fn pull(
         Vec::new()
     };
     let client = crate::registry::client(&insecure);
-    let http = crate::registry::http_client().map_err(|e| ImageError::Task(e.to_string()))?;
+    let http = crate::registry::http_client(options.insecure)
+        .map_err(|e| ImageError::Task(e.to_string()))?;
     let auth = match &options.auth {
         Some(auth) => auth.clone(),
         None => super::auth::credentials_for(reference.registry())?,
@@ -224,10 +225,12 @@ fn already_present(
     digest: &str,
     unpack: bool,
 ) -> Result<Option<PulledImage>, ImageError> {
+    // This reference's own record first, else any record of the same image.
     let Some(found) = store
         .images()?
         .into_iter()
-        .find(|r| r.digest == digest || r.index_digest.as_deref() == Some(digest))
+        .filter(|r| r.digest == digest || r.index_digest.as_deref() == Some(digest))
+        .max_by_key(|r| r.reference == reference)
     else {
         return Ok(None);
     };
@@ -244,11 +247,15 @@ fn already_present(
     let config_path = store.blob_path(&found.config_digest)?;
     let bytes = std::fs::read(&config_path).map_err(|e| ImageError::io(&config_path, e))?;
     let config = config::parse(&bytes, &found.config_digest)?;
+    // Writing the index costs an fsync: only when this reference is new or moved.
+    let unchanged = found.reference == reference;
     let record = ImageRecord {
         reference: reference.to_string(),
         ..found
     };
-    store.put_image(record.clone())?;
+    if !unchanged {
+        store.put_image(record.clone())?;
+    }
     Ok(Some(PulledImage {
         record,
         config,
