@@ -64,6 +64,10 @@ pub async fn pull(
             .await
             .map_err(|e| ImageError::Task(e.to_string()))??
     };
+    // An interrupted pull's leftovers go with the next pull.
+    if let Err(e) = store.sweep_dead_tmp() {
+        tracing::warn!(error = %e, "could not clear leftovers of interrupted pulls");
+    }
     let insecure = if options.insecure {
         vec![
             reference.registry().to_string(),

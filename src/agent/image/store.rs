@@ -134,6 +134,21 @@ impl Store {
         ))
     }
 
+    /// Removes what interrupted pulls left in `tmp/`: entries whose process
+    /// (named in the entry) is gone. Work of live processes is left alone.
+    pub fn sweep_dead_tmp(&self) -> Result<usize, ImageError> {
+        let mut removed = 0;
+        for name in list_dir(&self.tmp_dir())? {
+            let pid = name.rsplit('.').nth(1).and_then(|p| p.parse::<u32>().ok());
+            let dead = pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            if dead {
+                remove_any(&self.tmp_dir().join(&name))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Takes the lock for work on one digest (blocking), so concurrent pulls
     /// of one layer do the work once; the second finds the result.
     pub fn lock_digest(&self, digest: &str) -> Result<File, ImageError> {
@@ -433,6 +448,13 @@ mod tests {
         assert_eq!(list_dir(&store.tmp_dir()).expect("tmp").len(), 0);
 
         store.remove_lease("container-1").expect("unlease");
+        // A dead process's leftovers go; a live one's stay.
+        let dead = store.tmp_dir().join("blob-x.999999999.0123456789abcdef");
+        let live = store.tmp_path("blob-y");
+        fs::write(&dead, b"half").expect("tmp");
+        fs::write(&live, b"half").expect("tmp");
+        assert_eq!(store.sweep_dead_tmp().expect("sweep"), 1);
+        assert!(!dead.exists() && live.exists());
         assert!(store.remove_image("y:1").expect("rmi"));
         let reclaimed = store.collect_garbage().expect("gc");
         assert_eq!(reclaimed.layers, 2);
