@@ -22,6 +22,9 @@ mod stats;
 mod v1;
 mod v2;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
