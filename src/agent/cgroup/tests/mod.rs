@@ -5,6 +5,7 @@
 mod detect;
 mod fake_v1;
 mod fake_v2;
+mod host;
 
 use std::path::Path;
 
