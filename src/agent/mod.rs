@@ -2,6 +2,7 @@
 //! containers, shims, logs, metrics and the node's share of cluster state.
 //! It is self-contained: it never imports `tui`, `controller` or `scheduler`.
 
+pub mod cgroup;
 pub mod cli;
 pub mod image;
 pub mod pods;
