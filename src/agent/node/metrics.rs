@@ -123,7 +123,7 @@ impl Sampler {
     }
 
     /// Reads and records one sample now.
-    pub fn tick(&mut self) -> Result<&MetricsSample, NodeError> {
+    pub fn tick(&mut self) -> Result<MetricsSample, NodeError> {
         let readings = self.read()?;
         let at = self.started.elapsed();
         Ok(self.record(readings, Utc::now(), at))
@@ -136,7 +136,7 @@ impl Sampler {
         readings: Readings,
         time: DateTime<Utc>,
         at: Duration,
-    ) -> &MetricsSample {
+    ) -> MetricsSample {
         let prev = self.previous.filter(|p| at > p.at);
         let rate = |now: u64, before: u64, secs: f64| {
             now.checked_sub(before).map(|delta| delta as f64 / secs)
@@ -172,8 +172,8 @@ impl Sampler {
         if self.ring.len() == RING_CAPACITY {
             self.ring.pop_front();
         }
-        self.ring.push_back(sample);
-        self.ring.back().expect("a sample was just pushed")
+        self.ring.push_back(sample.clone());
+        sample
     }
 
     /// The samples after `since` (all of them when `None` or when `since` is
@@ -389,7 +389,7 @@ mod tests {
         )
         .unwrap();
         let mut s = Sampler::new(dir.path()).with_proc_dir(p);
-        let a = s.tick().unwrap().clone();
+        let a = s.tick().unwrap();
         assert_eq!(
             (a.memory_available_bytes, a.load5, a.net_tx_bytes),
             (5120, 2.0, 20)
@@ -399,7 +399,7 @@ mod tests {
             "cpu 150 0 0 150 0 0 0 0 0 0\ncpu0 1 1 1 1\n",
         )
         .unwrap();
-        let b = s.tick().unwrap().clone();
+        let b = s.tick().unwrap();
         assert_eq!(b.cpu_percent, Some(50.0));
         std::fs::remove_file(p.join("loadavg")).unwrap();
         assert!(s.tick().is_err());

@@ -56,8 +56,11 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, NodeError> {
                 if values.len() < 4 {
                     return Err(bad("/proc/stat", n, "the cpu line has fewer than 4 times"));
                 }
-                let busy_and_idle: u64 = values.iter().take(8).sum();
-                let idle = values[3] + values.get(4).copied().unwrap_or(0);
+                let busy_and_idle = values
+                    .iter()
+                    .take(8)
+                    .fold(0u64, |a, v| a.saturating_add(*v));
+                let idle = values[3].saturating_add(values.get(4).copied().unwrap_or(0));
                 cpu = Some(CpuTimes {
                     total: busy_and_idle,
                     idle,
