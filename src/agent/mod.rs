@@ -5,3 +5,4 @@
 pub mod cli;
 pub mod image;
 pub mod node;
+pub mod protocol;
