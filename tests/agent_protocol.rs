@@ -824,6 +824,42 @@ async fn a_client_that_never_reads_is_dropped_without_stalling_others() {
 }
 
 #[tokio::test]
+async fn connections_over_the_bound_are_told_busy() {
+    let agent = Agent::start(ServerConfig {
+        max_connections: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let first = agent.client().await;
+    let mut second = agent.raw().await;
+    let said = second.recv().await;
+    assert_eq!(code(&said), "busy");
+    second.expect_closed(Duration::from_secs(5)).await;
+    first.node_facts().await.unwrap();
+}
+
+#[tokio::test]
+async fn big_replies_queue_within_the_byte_budget() {
+    // A budget smaller than one line: each line goes alone, nothing deadlocks.
+    let agent = Agent::start(ServerConfig {
+        write_buffer_bytes: 1000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let client = agent.client().await;
+    let mut flood = client
+        .logs(&LogsQuery::new(&PodRef::new("default", "flood")))
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        assert_eq!(flood.next().await.unwrap().unwrap().text.len(), 8192);
+    }
+    drop(flood);
+    agent.wait_streams_gone().await;
+    client.node_facts().await.unwrap();
+}
+
+#[tokio::test]
 async fn no_hello_in_time_closes_the_connection() {
     let agent = Agent::start(ServerConfig {
         hello_timeout: Duration::from_millis(200),

@@ -110,8 +110,8 @@
 //! connection, or its write half, ends its streams; calls in flight still
 //! answer after a half-close.
 //!
-//! Flow control: the agent queues at most 256 lines per connection and a
-//! stream waits for room, so a slow reader slows its streams; a client that
+//! Flow control: the agent queues at most 256 lines and 4 MiB per connection
+//! and a stream waits for room, so a slow reader slows its streams; a client that
 //! reads nothing for 30 s is disconnected. The console's client buffers 1024
 //! items per stream and cancels a stream whose consumer falls further behind.
 //!

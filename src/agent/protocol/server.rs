@@ -5,7 +5,7 @@
 //!
 //! Isolation is the point of most of this file. Each connection has its own
 //! reader, its own bounded write queue drained by its own writer task, and its
-//! own cap on requests in flight; a request that would pass the cap is refused
+//! own cap on requests in flight (and on bytes queued); a request that would pass the cap is refused
 //! with `busy` rather than waited for, so the reader never stalls and `cancel`
 //! is always read. A client that stops reading fills its queue, its writer
 //! makes no progress for `write_timeout`, and the connection is dropped; its
@@ -131,6 +131,10 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// Reply lines queued for one connection before its request tasks wait.
     pub write_queue: usize,
+    /// Bytes queued for one connection before its request tasks wait, so ten
+    /// minutes of metrics asked for 64 times by a client that does not read
+    /// cost the agent this much, not 64 copies.
+    pub write_buffer_bytes: usize,
     /// A connection whose writes make no progress this long is dropped.
     pub write_timeout: Duration,
     /// A connection that has not said hello this long after connecting is closed.
@@ -145,6 +149,7 @@ impl Default for ServerConfig {
             max_line: MAX_REQUEST_LINE,
             max_in_flight: 64,
             write_queue: 256,
+            write_buffer_bytes: 4 * 1024 * 1024,
             write_timeout: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
             max_connections: 128,
@@ -259,6 +264,8 @@ impl<S: AgentService> Server<S> {
             config: self.config.clone(),
             out: Outbox {
                 queue: out,
+                bytes: Arc::new(Semaphore::new(self.config.write_buffer_bytes.max(1))),
+                byte_limit: self.config.write_buffer_bytes.max(1),
                 closing: closing.clone(),
             },
             closing,
@@ -279,17 +286,36 @@ impl<S: AgentService> Server<S> {
 /// Where a connection's reply lines go: its bounded queue, unless it is closing.
 #[derive(Clone)]
 struct Outbox {
-    queue: mpsc::Sender<Vec<u8>>,
+    queue: mpsc::Sender<Queued>,
+    /// One permit per queued byte, returned once the writer has written it.
+    bytes: Arc<Semaphore>,
+    byte_limit: usize,
     closing: CancellationToken,
+}
+
+/// A line waiting for the writer, holding its share of the byte budget.
+struct Queued {
+    line: Vec<u8>,
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
 impl Outbox {
     /// Queues a line, waiting for room; false once the connection is closing.
     async fn send(&self, reply: &Reply) -> bool {
         let line = reply.encode();
+        // A line bigger than the whole budget takes all of it, and goes alone.
+        let cost = u32::try_from(line.len().min(self.byte_limit)).unwrap_or(u32::MAX);
+        let queue = async {
+            let budget = self.bytes.clone().acquire_many_owned(cost).await.ok();
+            let queued = Queued {
+                line,
+                _budget: budget,
+            };
+            self.queue.send(queued).await.is_ok()
+        };
         tokio::select! {
             _ = self.closing.cancelled() => false,
-            sent = self.queue.send(line) => sent.is_ok(),
+            sent = queue => sent,
         }
     }
 }
@@ -704,21 +730,22 @@ async fn stream_items(
 /// is closed rather than left to hold its queue and tasks.
 async fn write_loop<W: AsyncWrite>(
     writer: W,
-    mut queue: mpsc::Receiver<Vec<u8>>,
+    mut queue: mpsc::Receiver<Queued>,
     timeout: Duration,
     closing: CancellationToken,
 ) {
     let mut writer = std::pin::pin!(writer);
     loop {
-        let line = tokio::select! {
+        // Held until written: its byte budget returns only then.
+        let queued = tokio::select! {
             _ = closing.cancelled() => break,
-            line = queue.recv() => match line {
-                Some(line) => line,
+            queued = queue.recv() => match queued {
+                Some(queued) => queued,
                 None => break,
             },
         };
         let written = async {
-            writer.write_all(&line).await?;
+            writer.write_all(&queued.line).await?;
             // Flush only when nothing else is queued: one flush per burst.
             if queue.is_empty() {
                 writer.flush().await?;
