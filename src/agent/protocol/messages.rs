@@ -1,6 +1,6 @@
 //! The protocol's messages: the envelope (requests, replies, stream items,
 //! events) and, for every method, its name, its params and what it returns.
-//! One table ([`methods!`]) declares each method once; from it come the marker
+//! One table (the `methods!` invocation below) declares each method once; from it come the marker
 //! types the client calls with ([`method`]), the decoded [`Call`] the server
 //! dispatches, and the list of method names hello advertises.
 //!

@@ -157,7 +157,8 @@ impl Default for ServerConfig {
     }
 }
 
-/// Serves `service` on `listener` with the default limits, until the listener fails.
+/// Serves `service` on `listener` with the default limits, for as long as the
+/// task runs (a failed accept is logged and retried).
 pub async fn serve<S: AgentService>(listener: UnixListener, service: Arc<S>) -> io::Result<()> {
     Server::new(service)
         .serve(listener, std::future::pending())
