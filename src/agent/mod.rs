@@ -5,4 +5,6 @@
 pub mod cgroup;
 pub mod cli;
 pub mod image;
+pub mod node;
 pub mod pods;
+pub mod protocol;

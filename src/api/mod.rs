@@ -19,6 +19,7 @@ pub mod meta;
 pub mod node;
 pub mod pod;
 pub mod quantity;
+pub mod status;
 pub mod unsupported;
 pub mod validate;
 
