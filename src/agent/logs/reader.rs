@@ -517,19 +517,27 @@ fn tail_start(files: &[Cursor], n: usize, query: &LogQuery) -> io::Result<(usize
         if scan.skip_torn()?.is_none() {
             continue;
         }
-        while let Some((start, line)) = scan.previous_line()? {
-            if let Some(line) = line
-                && let Ok((time, stream, _, _)) = parse_fields(line)
+        while let Some(line) = scan.previous_line()? {
+            if let Some(bytes) = line.bytes
+                && let Ok((time, stream, _, _)) = parse_fields(bytes)
                 && query.accepts(time, stream)
             {
                 found += 1;
                 if found == n {
-                    return Ok((index, start));
+                    return Ok((index, line.start));
                 }
             }
         }
     }
     Ok((0, 0))
+}
+
+/// A line found walking backwards.
+struct BackLine<'a> {
+    /// Its offset in the file.
+    start: u64,
+    /// Its bytes, unless it was too long to be a record.
+    bytes: Option<&'a [u8]>,
 }
 
 /// Walks a file's lines backwards from its end.
@@ -620,9 +628,8 @@ impl<'f> BackScanner<'f> {
         Ok(newline.map(|at| at + 1))
     }
 
-    /// The previous complete line: its start offset, and its bytes unless it
-    /// was too long to be a record.
-    fn previous_line(&mut self) -> io::Result<Option<(u64, Option<&[u8]>)>> {
+    /// The previous complete line, `None` at the start of the file.
+    fn previous_line(&mut self) -> io::Result<Option<BackLine<'_>>> {
         if self.done {
             return Ok(None);
         }
@@ -636,7 +643,10 @@ impl<'f> BackScanner<'f> {
         std::mem::swap(&mut self.line, &mut self.carry);
         self.carry.clear();
         let overlong = std::mem::take(&mut self.overlong);
-        Ok(Some((start, (!overlong).then_some(self.line.as_slice()))))
+        Ok(Some(BackLine {
+            start,
+            bytes: (!overlong).then_some(self.line.as_slice()),
+        }))
     }
 }
 
