@@ -35,7 +35,7 @@ pub use display::{JoinPartials, MAX_JOINED_LINE, join_partials, printable};
 pub use reader::{
     LogQuery, LogReader, ParseError, ReadStats, StopHandle, Streams, parse_record, read_logs,
 };
-pub use writer::{CriLogWriter, Rotation};
+pub use writer::{CriLogWriter, Rotation, WriteError};
 
 /// The longest content a single record carries. A longer line is split into
 /// `P` records of exactly this size followed by an `F` record, as containerd

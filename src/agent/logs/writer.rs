@@ -36,6 +36,26 @@ const HEADER_LEN: usize = TIMESTAMP_LEN + 1 + 6 + 1 + 1 + 1;
 /// Where the tag sits in the header.
 const TAG_AT: usize = TIMESTAMP_LEN + 1 + 6 + 1;
 
+/// Why a write did not go as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Writing to the log file failed: records of this call may be lost.
+    #[error("cannot write container log {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Rotation failed, but nothing was lost: the records went to the current
+    /// file, which grows past `max_bytes` until a later rotation succeeds.
+    #[error("cannot rotate container log {path} (records kept in the current file): {source}")]
+    Rotate {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// When to rotate, and how many files to keep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rotation {
@@ -83,6 +103,8 @@ struct Sink {
     out: BufWriter<File>,
     /// Bytes in the live file, counting those still in `out`'s buffer.
     size: u64,
+    /// A failed rotation, reported when the current call ends.
+    rotate_error: Option<io::Error>,
     clock: TimestampCache,
     /// `<timestamp> <stream> <tag> ` for the current `write` call, whose
     /// records all share the time the chunk was received.
@@ -109,6 +131,7 @@ impl CriLogWriter {
                 rotation,
                 out: BufWriter::with_capacity(BUFFER_BYTES, file),
                 size,
+                rotate_error: None,
                 clock: TimestampCache::default(),
                 header: [b' '; HEADER_LEN],
             },
@@ -128,7 +151,12 @@ impl CriLogWriter {
     /// Logs `bytes` read from `stream`: every line they complete becomes a
     /// record timestamped now, and the records are written out before this
     /// returns. Bytes after the last newline wait for the rest of their line.
-    pub fn write(&mut self, stream: Stream, bytes: &[u8]) -> io::Result<()> {
+    pub fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), WriteError> {
+        let written = self.write_records(stream, bytes);
+        self.sink.outcome(written)
+    }
+
+    fn write_records(&mut self, stream: Stream, bytes: &[u8]) -> io::Result<()> {
         self.sink.stamp(SystemTime::now(), stream);
         let tail = &mut self.tails[stream.index()];
         let mut rest = bytes;
@@ -144,14 +172,16 @@ impl CriLogWriter {
     }
 
     /// Hands buffered records to the kernel. Incomplete lines stay held.
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.sink.out.flush()
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        let flushed = self.sink.out.flush();
+        self.sink.outcome(flushed)
     }
 
     /// Writes each stream's incomplete last line as a full (`F`) record, since
     /// no newline will come any more, and flushes.
-    pub fn close(mut self) -> io::Result<()> {
-        self.finish()
+    pub fn close(mut self) -> Result<(), WriteError> {
+        let finished = self.finish();
+        self.sink.outcome(finished)
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -182,6 +212,23 @@ impl Drop for CriLogWriter {
 }
 
 impl Sink {
+    /// The result of a public call: a write error first, else a rotation
+    /// error the call met on the way.
+    fn outcome(&mut self, result: io::Result<()>) -> Result<(), WriteError> {
+        let path = || self.path.clone();
+        match (result, self.rotate_error.take()) {
+            (Err(source), _) => Err(WriteError::Write {
+                path: path(),
+                source,
+            }),
+            (Ok(()), Some(source)) => Err(WriteError::Rotate {
+                path: path(),
+                source,
+            }),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
     /// Prepares the header for records of `stream` received at `time`.
     fn stamp(&mut self, time: SystemTime, stream: Stream) {
         self.header[..TIMESTAMP_LEN].copy_from_slice(&self.clock.format(time));
@@ -218,8 +265,13 @@ impl Sink {
     /// rotating first if it would not fit in the live file.
     fn emit(&mut self, tag: u8, first: &[u8], second: &[u8]) -> io::Result<()> {
         let len = (HEADER_LEN + first.len() + second.len() + 1) as u64;
-        if self.size > 0 && self.size + len > self.rotation.max_bytes {
-            self.rotate()?;
+        if self.size > 0
+            && self.size + len > self.rotation.max_bytes
+            && let Err(e) = self.rotate()
+        {
+            // Losing the container's output would be worse than an oversized
+            // file: keep writing to the current one, report, retry next time.
+            self.rotate_error.get_or_insert(e);
         }
         self.header[TAG_AT] = tag;
         self.out.write_all(&self.header)?;
@@ -240,23 +292,34 @@ impl Sink {
     fn rotate(&mut self) -> io::Result<()> {
         self.out.flush()?;
         let keep = self.rotation.max_files.max(2) - 1;
-        // Past `keep`: the oldest kept file's slot, and any left from a run
-        // with a larger `max_files`.
-        let mut stale = keep;
-        loop {
-            match fs::remove_file(rotated_path(&self.path, stale)) {
-                Ok(()) => stale += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e) => return Err(e),
-            }
+        // The rotated files up to the first gap: only those need to move (a
+        // file past a gap is older and can stay until the gap closes).
+        let mut top = 0;
+        while top < keep && fs::symlink_metadata(rotated_path(&self.path, top + 1)).is_ok() {
+            top += 1;
         }
-        for n in (1..keep).rev() {
-            match fs::rename(rotated_path(&self.path, n), rotated_path(&self.path, n + 1)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+        if top == keep {
+            // Full: delete the oldest, and any left past it by a run with a
+            // larger `max_files`.
+            let mut stale = keep;
+            loop {
+                match fs::remove_file(rotated_path(&self.path, stale)) {
+                    Ok(()) => stale += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(e),
+                }
             }
+            top = keep - 1;
         }
-        fs::rename(&self.path, rotated_path(&self.path, 1))?;
+        for n in (1..=top).rev() {
+            fs::rename(rotated_path(&self.path, n), rotated_path(&self.path, n + 1))?;
+        }
+        match fs::rename(&self.path, rotated_path(&self.path, 1)) {
+            // Someone deleted the live file: there is nothing to keep, just
+            // start a new one.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
         // The buffer is empty after the flush, so swapping the file under it
         // loses nothing and keeps its allocation.
         *self.out.get_mut() = open_live(&self.path)?;

@@ -278,6 +278,57 @@ fn rotation_removes_files_left_from_a_larger_max_files() {
 }
 
 #[test]
+fn a_failed_rotation_keeps_the_records_in_the_current_file() {
+    let (_dir, path) = scratch();
+    // A directory where the oldest rotated file is to be deleted: rotation fails.
+    let blocker = rotated_path(&path, 1);
+    fs::create_dir(&blocker).unwrap();
+    fs::write(blocker.join("inside"), "").unwrap();
+    let mut writer = CriLogWriter::open(&path, small_rotation(60, 2)).unwrap();
+    writer.write(Stream::Stdout, b"first\n").unwrap();
+    let error = writer.write(Stream::Stdout, b"second\n").unwrap_err();
+    assert!(matches!(error, WriteError::Rotate { .. }), "{error}");
+    assert_eq!(raw_lines(&path).len(), 2, "kept, past max_bytes");
+
+    // Once the obstacle is gone, the next record rotates as usual.
+    fs::remove_dir_all(&blocker).unwrap();
+    writer.write(Stream::Stdout, b"third\n").unwrap();
+    writer.close().unwrap();
+    assert_eq!(raw_lines(&rotated_path(&path, 1)).len(), 2);
+    let contents: Vec<Vec<u8>> = records(&path).into_iter().map(|r| r.content).collect();
+    assert_eq!(contents, [&b"first"[..], b"second", b"third"]);
+}
+
+#[test]
+fn a_deleted_live_file_is_started_afresh_at_rotation() {
+    let (_dir, path) = scratch();
+    let mut writer = CriLogWriter::open(&path, small_rotation(100, 3)).unwrap();
+    writer
+        .write(Stream::Stdout, b"lost with its file\n")
+        .unwrap();
+    fs::remove_file(&path).unwrap();
+    writer.write(Stream::Stdout, b"after\n").unwrap();
+    writer.close().unwrap();
+    assert_eq!(
+        shape(&records(&path)),
+        [(Stream::Stdout, 'F', b"after".to_vec())]
+    );
+}
+
+#[test]
+fn rotation_moves_files_only_up_to_a_gap() {
+    let (_dir, path) = scratch();
+    // .2 is missing: .3 is older than anything that will be shifted, and stays.
+    fs::write(rotated_path(&path, 1), line(at(1), "stdout", "F", "one")).unwrap();
+    fs::write(rotated_path(&path, 3), line(at(0), "stdout", "F", "zero")).unwrap();
+    let mut writer = CriLogWriter::open(&path, small_rotation(10, 10)).unwrap();
+    writer.write(Stream::Stdout, b"two\nthree\n").unwrap();
+    writer.close().unwrap();
+    let contents: Vec<Vec<u8>> = records(&path).into_iter().map(|r| r.content).collect();
+    assert_eq!(contents, [&b"zero"[..], b"one", b"two", b"three"]);
+}
+
+#[test]
 fn max_files_below_two_still_keeps_one_rotated_file() {
     let (_dir, path) = scratch();
     numbered(&path, small_rotation(200, 0), 20);
