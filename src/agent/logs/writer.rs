@@ -7,6 +7,19 @@
 //! line (per-stream tails are preallocated, the timestamp prefix is cached per
 //! second), one `write(2)` per input chunk, and a record never straddles two
 //! files.
+//!
+//! Flush policy: each [`CriLogWriter::write`] ends by handing what it
+//! completed to the kernel, so a follower sees a line as soon as its newline
+//! is read, with no timer in the shim. Batching therefore comes from the
+//! pipe: a container writing flat out fills it and the shim's reads grow to
+//! 64 KiB. `benches/cri_log.rs` (2-core VM, shared): ~300–340 MB/s of 100-byte
+//! lines from 64 KiB reads, ~55 MB/s when every read is one line (one
+//! `write(2)` each; a container writing line by line is bound near there by
+//! its own syscalls too), 140–220 MB/s end to end from a stdio-buffered
+//! container through a real pipe.
+//!
+//! Errors are typed ([`WriteError`]) because the shim must tell "records may
+//! be lost" from "rotation failed, records kept in the current file".
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
