@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod cli;
 pub mod image;
+pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod protocol;
