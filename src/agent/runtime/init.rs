@@ -1,0 +1,250 @@
+//! The init stage: `flotilla-agent __init CONFIG_FD STATUS_FD`, a freshly
+//! exec'd, single-threaded process that turns a [`ContainerSpec`] into the
+//! container's first process.
+//!
+//! ```text
+//! caller (agent/shim, threads)  ── fork+exec, private mount ns, exe bound ro ──▶  __init
+//! __init: setns(pod net/ipc/uts), join cgroups, clone(CLONE_PARENT|NEWPID|NEWNS…)
+//!         └─▶ child = PID 1, a child of the *caller*: overlay, /proc, /dev, /sys,
+//!             masks, pivot_root, user, caps, no_new_privs, cwd, execve
+//! __init: reports the child's pid and exits
+//! ```
+//!
+//! Doing this work in a fresh process is what makes `clone` safe: no other
+//! thread holds a lock the child could need. `CLONE_PARENT` makes the
+//! container a child of the caller, so the shim can `waitpid` it like any
+//! child of its own.
+//!
+//! Status reaches the caller on a pipe as JSON lines, each one `write` under
+//! `PIPE_BUF` bytes (atomic, so the two writers never interleave): `{"pid":N}`
+//! from the init stage, `{"step":…,"detail":…}` from whoever failed. The pipe
+//! is close-on-exec in the child: when the container's program starts, the
+//! caller reads EOF, and that is the success signal.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::process::ExitCode;
+
+use nix::sched::CloneFlags;
+use serde::{Deserialize, Serialize};
+
+use super::rootfs::{self, Root, errno_text, io_text};
+use super::spec::{ContainerSpec, Namespace, capability_mask};
+use super::{process, sandbox};
+
+/// The config is read up to this size (a spec is a few KiB; env can be large).
+const CONFIG_MAX: u64 = 16 << 20;
+/// Each status message stays below PIPE_BUF (4096) so its write is atomic.
+const MESSAGE_MAX: usize = 4000;
+/// The child's stack: it runs ordinary Rust (formatting, serde_json) until
+/// exec. Only touched pages cost memory.
+const CHILD_STACK: usize = 1 << 20;
+
+/// A failed step of container creation: what we were doing, and why it failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+    pub step: String,
+    pub detail: String,
+}
+
+impl StepError {
+    pub fn errno(step: String, e: rustix::io::Errno) -> StepError {
+        StepError {
+            step,
+            detail: errno_text(e.raw_os_error()),
+        }
+    }
+}
+
+pub type StepResult<T> = Result<T, StepError>;
+
+/// One line on the status pipe.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Status {
+    Pid { pid: i32 },
+    Failed(StepError),
+}
+
+/// Sends one status line with a single `write`.
+fn send(status: &std::fs::File, message: &Status) {
+    let mut line = serde_json::to_vec(message).unwrap_or_default();
+    if line.len() > MESSAGE_MAX
+        && let Status::Failed(e) = message
+    {
+        let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+        let short = Status::Failed(StepError {
+            step: cut(&e.step, 1000),
+            detail: cut(&e.detail, 2000),
+        });
+        line = serde_json::to_vec(&short).unwrap_or_default();
+    }
+    line.push(b'\n');
+    // Nothing to do if the caller is gone.
+    let _ = (&*status).write_all(&line);
+}
+
+/// Entry point of `flotilla-agent __init CONFIG_FD STATUS_FD`.
+pub fn main(config_fd: i32, status_fd: i32) -> ExitCode {
+    let is_pipe = |fd: i32| {
+        fd > 2
+            && std::fs::metadata(format!("/proc/self/fd/{fd}")).is_ok_and(|m| m.file_type().is_fifo())
+    };
+    if config_fd == status_fd || !is_pipe(config_fd) || !is_pipe(status_fd) {
+        eprintln!(
+            "error: __init is flotilla-agent's container init stage, started by the agent with two pipes"
+        );
+        return ExitCode::FAILURE;
+    }
+    // SAFETY: both numbers were just checked to be open pipes above 2, and
+    // distinct; the spawner created them for this process and nothing else
+    // in this freshly exec'd, single-threaded process owns them. Receiving
+    // descriptors by number across exec is the one way to get them.
+    let (config, status) = unsafe { (OwnedFd::from_raw_fd(config_fd), OwnedFd::from_raw_fd(status_fd)) };
+    let status = std::fs::File::from(status);
+    match stage(config, &status) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            send(&status, &Status::Failed(e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn stage(config: OwnedFd, status: &std::fs::File) -> StepResult<()> {
+    let mut text = Vec::new();
+    std::fs::File::from(config)
+        .take(CONFIG_MAX)
+        .read_to_end(&mut text)
+        .map_err(|e| StepError {
+            step: "read the container spec".into(),
+            detail: io_text(&e),
+        })?;
+    let spec: ContainerSpec = serde_json::from_slice(&text).map_err(|e| StepError {
+        step: "read the container spec".into(),
+        detail: e.to_string(),
+    })?;
+    let mut flags = CloneFlags::CLONE_PARENT | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+    for (ns, kind, name) in [
+        (&spec.namespaces.net, CloneFlags::CLONE_NEWNET, "net"),
+        (&spec.namespaces.ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
+        (&spec.namespaces.uts, CloneFlags::CLONE_NEWUTS, "uts"),
+    ] {
+        match ns {
+            Namespace::New => flags |= kind,
+            Namespace::Host => {}
+            Namespace::Join(path) => {
+                let step = || format!("join the {name} namespace {}", path.display());
+                let file = std::fs::File::open(path).map_err(|e| StepError {
+                    step: step(),
+                    detail: io_text(&e),
+                })?;
+                // The type check refuses a file that is not a `name` namespace.
+                nix::sched::setns(file.as_fd(), kind).map_err(|e| StepError {
+                    step: step(),
+                    detail: errno_text(e as i32),
+                })?;
+            }
+        }
+    }
+    // Joined before the clone, so the container is born in its cgroups and
+    // never runs a cycle outside them.
+    let me = std::process::id().to_string();
+    for procs in &spec.cgroup_procs {
+        std::fs::write(procs, &me).map_err(|e| StepError {
+            step: format!("join cgroup {}", procs.display()),
+            detail: io_text(&e),
+        })?;
+    }
+    let mut stack = vec![0u8; CHILD_STACK];
+    let child = Box::new(|| {
+        let error = container(&spec);
+        send(status, &Status::Failed(error));
+        1
+    });
+    // SAFETY: this process is single-threaded (freshly exec'd, no thread was
+    // started), so the child cannot inherit a lock held by another thread;
+    // the stack is ours and large enough for the setup code, which ends in
+    // execve or returns (the child then exits with 1).
+    let pid = unsafe { nix::sched::clone(child, &mut stack, flags, Some(nix::libc::SIGCHLD)) }
+        .map_err(|e| StepError {
+            step: "create the container process (clone)".into(),
+            detail: errno_text(e as i32),
+        })?;
+    send(status, &Status::Pid { pid: pid.as_raw() });
+    Ok(())
+}
+
+/// The container's PID 1 before exec. Returns only on failure.
+fn container(spec: &ContainerSpec) -> StepError {
+    match prepare(spec) {
+        Ok((program, env)) => process::exec(&program, &spec.process.args, &env),
+        Err(e) => e,
+    }
+}
+
+/// Everything between the clone and the exec: the program to run and its
+/// environment on success.
+fn prepare(spec: &ContainerSpec) -> StepResult<(String, Vec<String>)> {
+    // Modes as written (0666 devices, 1777 shm): no umask during setup.
+    process::set_umask(0);
+    if spec.namespaces.uts == Namespace::New {
+        nix::unistd::sethostname(&spec.hostname).map_err(|e| StepError {
+            step: format!("set hostname {}", spec.hostname),
+            detail: errno_text(e as i32),
+        })?;
+    }
+    if spec.namespaces.net == Namespace::New {
+        sandbox::loopback_up().map_err(|detail| StepError {
+            step: "bring loopback up".into(),
+            detail,
+        })?;
+    }
+    // Nothing we mount may propagate to the host (the spawner made the
+    // namespace a slave already; this holds for any caller).
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| StepError {
+        step: "make the mount namespace private".into(),
+        detail: errno_text(e as i32),
+    })?;
+    rootfs::mount_overlay(&spec.rootfs)?;
+    let root = Root::open(&spec.rootfs.merged_dir)
+        .map_err(|e| StepError::errno(format!("open {}", spec.rootfs.merged_dir.display()), e))?;
+    rootfs::mount_all(&root, &spec.mounts, &spec.masked_paths, &spec.readonly_paths)?;
+    rootfs::pivot_root(&root)?;
+    drop(root);
+    let root = Root::open(std::path::Path::new("/"))
+        .map_err(|e| StepError::errno("open / after pivot_root".into(), e))?;
+    let (passwd, group) = process::read_accounts(&root)?;
+    let user_spec = match &spec.process.user {
+        Some(text) => Some(process::UserSpec::parse(text).map_err(|e| StepError {
+            step: format!("user {text}"),
+            detail: e.to_string(),
+        })?),
+        None => None,
+    };
+    let user = process::resolve_user(user_spec.as_ref(), passwd.as_deref(), group.as_deref())
+        .map_err(|detail| StepError {
+            step: format!("user {}", spec.process.user.as_deref().unwrap_or("root")),
+            detail,
+        })?;
+    process::enter_cwd(&root, &spec.process.cwd)?;
+    drop(root);
+    let env = process::build_env(&spec.process.env, &spec.hostname, &user.home);
+    let program = process::find_program(&spec.process.args[0], &env)?;
+    let capabilities = capability_mask(&spec.process.capabilities).map_err(|e| StepError {
+        step: "capabilities".into(),
+        detail: e.to_string(),
+    })?;
+    process::set_umask(0o022);
+    process::drop_privileges(&user, capabilities, spec.process.no_new_privileges)?;
+    process::close_on_exec_all()?;
+    Ok((program, env))
+}
