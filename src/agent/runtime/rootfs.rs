@@ -63,13 +63,30 @@ impl Root {
     }
 
     pub fn open_in(&self, path: &str, flags: OFlags) -> Result<OwnedFd, rustix::io::Errno> {
+        self.open_with(path, flags, ResolveFlags::empty())
+    }
+
+    fn open_with(
+        &self,
+        path: &str,
+        flags: OFlags,
+        resolve: ResolveFlags,
+    ) -> Result<OwnedFd, rustix::io::Errno> {
         rustix::fs::openat2(
             &self.fd,
             path,
             flags | OFlags::CLOEXEC,
             Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | resolve,
         )
+    }
+
+    /// Like [`Root::resolve`], but no component may be a symlink: where the
+    /// kernel's filesystems go (/proc, /sys, /dev), an image does not get to
+    /// redirect them (an image whose /proc points at / would otherwise get
+    /// proc mounted over its whole root).
+    pub fn resolve_no_symlinks(&self, path: &str) -> Result<OwnedFd, rustix::io::Errno> {
+        self.open_with(path, OFlags::PATH, ResolveFlags::NO_SYMLINKS)
     }
 
     /// Resolves `path`, creating missing directories (root-owned, 0755).
@@ -88,23 +105,44 @@ impl Root {
     }
 
     /// Resolves `path`, creating an empty file (0644) if it is missing, to
-    /// bind a file onto.
+    /// bind a file onto. A dangling symlink is followed inside the root and
+    /// the file created where it points (as runc does), never outside.
     pub fn ensure_file(&self, path: &str) -> Result<OwnedFd, rustix::io::Errno> {
+        self.ensure_file_at(path, 0)
+    }
+
+    fn ensure_file_at(&self, path: &str, depth: u32) -> Result<OwnedFd, rustix::io::Errno> {
+        // Linux's own limit on symlinks in one resolution.
+        const MAX_LINKS: u32 = 40;
         match self.resolve(path) {
             Err(rustix::io::Errno::NOENT) => {}
             other => return other,
         }
         let (parent, name) = split(path);
         let parent_fd = self.ensure_dir(parent)?;
-        // EEXIST here means a dangling symlink: refused rather than followed.
-        rustix::fs::mknodat(
+        match rustix::fs::mknodat(
             &parent_fd,
             name,
             FileType::RegularFile,
             Mode::from_raw_mode(0o644),
             0,
-        )?;
-        self.resolve(path)
+        ) {
+            Ok(()) => self.resolve(path),
+            Err(rustix::io::Errno::EXIST) if depth < MAX_LINKS => {
+                // A dangling symlink: where it points, resolved from the root
+                // (absolute) or from its directory (relative).
+                let target = rustix::fs::readlinkat(&parent_fd, name, Vec::new())?;
+                let target = target.to_string_lossy();
+                let next = if target.starts_with('/') {
+                    target.into_owned()
+                } else {
+                    format!("{}/{target}", parent.trim_end_matches('/'))
+                };
+                self.ensure_file_at(&next, depth + 1)
+            }
+            Err(rustix::io::Errno::EXIST) => Err(rustix::io::Errno::LOOP),
+            Err(e) => Err(e),
+        }
     }
 
     /// A small regular file's text (/etc/passwd): `None` if missing. FIFOs and
@@ -311,7 +349,15 @@ pub fn mount_all(
 ) -> StepResult<()> {
     for m in kernel_mounts() {
         let step = || format!("mount {} on {}", m.target, root.show(m.target));
-        let target = root.ensure_dir(m.target).map_err(|e| StepError::errno(step(), e))?;
+        root.ensure_dir(m.target)
+            .map_err(|e| StepError::errno(step(), e))?;
+        let target = root.resolve_no_symlinks(m.target).map_err(|e| match e {
+            rustix::io::Errno::LOOP => StepError {
+                step: step(),
+                detail: format!("{} is a symlink in the image; refused", m.target),
+            },
+            e => StepError::errno(step(), e),
+        })?;
         mount(
             Some(m.fstype),
             &fd_path(&target),
