@@ -1,24 +1,30 @@
 //! One container, start to finish, through the runtime core: pod sandbox,
 //! spawn, wait, destroy, and the container's exit code as ours. What
 //! `scripts/bench-run` times beside `crun run` and `runc run` until the
-//! agent's `run` verb exists.
+//! agent's `run --rm` verb exists, which will do the same steps.
 //!
 //! ```text
-//! run-container AGENT_BINARY WORK_DIR LAYER_DIR... -- PROGRAM [ARGS...]
+//! run-container AGENT_BINARY RUN_DIR STATE_DIR LAYER_DIR... -- PROGRAM [ARGS...]
 //! ```
 //!
-//! LAYER_DIRs are top-most first; WORK_DIR gets the sandbox and the
-//! container's upper, work and merged dirs, and is emptied again at the end.
+//! RUN_DIR holds the pod sandbox (`/run/flotilla` on a node: tmpfs),
+//! STATE_DIR the container's upper, work and merged dirs (beside the image
+//! store); LAYER_DIRs are top-most first. Both are left as they were found.
+//! `RUN_CONTAINER_TIMES=1` prints where the time went on stderr.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use flotilla::agent::runtime::{ContainerSpec, PodSandbox, RootfsSpec, SandboxSpec};
+use flotilla::agent::runtime::{ContainerSpec, PodSandbox, RootfsSpec, SandboxSpec, spawn_with};
+
+const USAGE: &str =
+    "usage: run-container AGENT_BINARY RUN_DIR STATE_DIR LAYER_DIR... -- PROGRAM [ARGS...]";
 
 fn main() -> ExitCode {
     match run() {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(125)
@@ -27,27 +33,28 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<i32, Box<dyn std::error::Error>> {
+    let start = Instant::now();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let split = args
-        .iter()
-        .position(|a| a == "--")
-        .ok_or("usage: run-container AGENT_BINARY WORK_DIR LAYER_DIR... -- PROGRAM [ARGS...]")?;
+    let split = args.iter().position(|a| a == "--").ok_or(USAGE)?;
     let (paths, command) = (&args[..split], &args[split + 1..]);
-    if paths.len() < 3 || command.is_empty() {
-        return Err("usage: run-container AGENT_BINARY WORK_DIR LAYER_DIR... -- PROGRAM [ARGS...]".into());
+    if paths.len() < 4 || command.is_empty() {
+        return Err(USAGE.into());
     }
     let agent = PathBuf::from(&paths[0]);
-    let work = PathBuf::from(&paths[1]);
+    let run_dir = PathBuf::from(&paths[1]);
+    let state_dir = PathBuf::from(&paths[2]);
     let id = format!("run-{}", std::process::id());
-    let sandbox = PodSandbox::create(&work.join("pods"), &SandboxSpec::new(&id, "demo", false))?;
-    let container = work.join("containers").join(&id);
+    let sandbox = PodSandbox::create(&run_dir, &SandboxSpec::new(&id, "demo", false))?;
+    let container = state_dir.join(&id);
     let mut spec = ContainerSpec::new(
         &id,
         RootfsSpec {
-            lower_dirs: paths[2..].iter().map(PathBuf::from).collect(),
+            lower_dirs: paths[3..].iter().map(PathBuf::from).collect(),
             upper_dir: container.join("upper"),
             work_dir: container.join("work"),
             merged_dir: container.join("merged"),
+            // The upper dir is deleted below, as `run --rm` will.
+            volatile: true,
         },
         command.to_vec(),
     );
@@ -59,8 +66,21 @@ fn run() -> Result<i32, Box<dyn std::error::Error>> {
         Some(std::io::stdout().as_fd().try_clone_to_owned()?),
         Some(std::io::stderr().as_fd().try_clone_to_owned()?),
     ];
-    let result = flotilla::agent::runtime::spawn_with(&agent, spec).and_then(|p| p.wait());
+    let spawned = Instant::now();
+    let process = spawn_with(&agent, spec);
+    let running = Instant::now();
+    let result = process.and_then(|p| p.wait());
+    let ended = Instant::now();
     sandbox.destroy()?;
     std::fs::remove_dir_all(&container)?;
+    if std::env::var_os("RUN_CONTAINER_TIMES").is_some() {
+        eprintln!(
+            "sandbox {:?}, spawn {:?}, run and exit {:?}, destroy {:?}",
+            spawned - start,
+            running - spawned,
+            ended - running,
+            ended.elapsed()
+        );
+    }
     Ok(result?.code())
 }

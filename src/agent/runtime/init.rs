@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! caller (agent/shim, threads)  ── fork+exec, private mount ns, exe bound ro ──▶  __init
-//! __init: setns(pod net/ipc/uts), join cgroups, clone(CLONE_PARENT|NEWPID|NEWNS…)
+//! __init: setns(pod net/ipc/uts), join cgroups, clone(CLONE_PARENT|NEWPID…)
 //!         └─▶ child = PID 1, a child of the *caller*: overlay, /proc, /dev, /sys,
 //!             masks, pivot_root, user, caps, no_new_privs, cwd, execve
 //! __init: reports the child's pid and exits
@@ -89,7 +89,8 @@ fn send(status: &std::fs::File, message: &Status) {
 pub fn main(config_fd: i32, status_fd: i32) -> ExitCode {
     let is_pipe = |fd: i32| {
         fd > 2
-            && std::fs::metadata(format!("/proc/self/fd/{fd}")).is_ok_and(|m| m.file_type().is_fifo())
+            && std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                .is_ok_and(|m| m.file_type().is_fifo())
     };
     if config_fd == status_fd || !is_pipe(config_fd) || !is_pipe(status_fd) {
         eprintln!(
@@ -101,7 +102,12 @@ pub fn main(config_fd: i32, status_fd: i32) -> ExitCode {
     // distinct; the spawner created them for this process and nothing else
     // in this freshly exec'd, single-threaded process owns them. Receiving
     // descriptors by number across exec is the one way to get them.
-    let (config, status) = unsafe { (OwnedFd::from_raw_fd(config_fd), OwnedFd::from_raw_fd(status_fd)) };
+    let (config, status) = unsafe {
+        (
+            OwnedFd::from_raw_fd(config_fd),
+            OwnedFd::from_raw_fd(status_fd),
+        )
+    };
     let status = std::fs::File::from(status);
     match stage(config, &status) {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,7 +131,17 @@ fn stage(config: OwnedFd, status: &std::fs::File) -> StepResult<()> {
         step: "read the container spec".into(),
         detail: e.to_string(),
     })?;
-    let mut flags = CloneFlags::CLONE_PARENT | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+    // No CLONE_NEWNS: the spawner already gave this process a private mount
+    // namespace (to exec it from a read-only mount), and the container takes
+    // it over; a second copy would cost a namespace copy and teardown (an RCU
+    // grace period the caller waits for at exit) for nothing.
+    if !own_mount_namespace() {
+        return Err(StepError {
+            step: "check the mount namespace".into(),
+            detail: "the init stage shares its parent's mount namespace; only the runtime's spawn may start it".into(),
+        });
+    }
+    let mut flags = CloneFlags::CLONE_PARENT | CloneFlags::CLONE_NEWPID;
     for (ns, kind, name) in [
         (&spec.namespaces.net, CloneFlags::CLONE_NEWNET, "net"),
         (&spec.namespaces.ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
@@ -176,6 +192,14 @@ fn stage(config: OwnedFd, status: &std::fs::File) -> StepResult<()> {
     Ok(())
 }
 
+/// True when this process's mount namespace is not its parent's (the
+/// spawner's `unshare` happened), so mounting here cannot touch the caller.
+fn own_mount_namespace() -> bool {
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let parent = nix::unistd::getppid().as_raw().to_string();
+    matches!((ns("self"), ns(&parent)), (Some(mine), Some(theirs)) if mine != theirs)
+}
+
 /// The container's PID 1 before exec. Returns only on failure.
 fn container(spec: &ContainerSpec) -> StepError {
     match prepare(spec) {
@@ -201,23 +225,18 @@ fn prepare(spec: &ContainerSpec) -> StepResult<(String, Vec<String>)> {
             detail,
         })?;
     }
-    // Nothing we mount may propagate to the host (the spawner made the
-    // namespace a slave already; this holds for any caller).
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .map_err(|e| StepError {
-        step: "make the mount namespace private".into(),
-        detail: errno_text(e as i32),
-    })?;
+    // Nothing mounted from here on reaches the host: the spawner made this
+    // mount namespace a recursive slave before exec (and `stage` checked it
+    // is not the caller's).
     rootfs::mount_overlay(&spec.rootfs)?;
     let root = Root::open(&spec.rootfs.merged_dir)
         .map_err(|e| StepError::errno(format!("open {}", spec.rootfs.merged_dir.display()), e))?;
-    rootfs::mount_all(&root, &spec.mounts, &spec.masked_paths, &spec.readonly_paths)?;
+    rootfs::mount_all(
+        &root,
+        &spec.mounts,
+        &spec.masked_paths,
+        &spec.readonly_paths,
+    )?;
     rootfs::pivot_root(&root)?;
     drop(root);
     let root = Root::open(std::path::Path::new("/"))

@@ -262,7 +262,9 @@ pub fn spawn_with(
             Err(_) => {}
         }
     }
-    let init_status = child.wait().map_err(|e| sys("wait for the init stage", e))?;
+    let init_status = child
+        .wait()
+        .map_err(|e| sys("wait for the init stage", e))?;
     if let Some(StepError { step, detail }) = failure {
         if let Some(pid) = pid {
             // The failed child is ours (CLONE_PARENT): reap it.

@@ -226,7 +226,9 @@ pub fn find_program(program: &str, env: &[String]) -> StepResult<String> {
 /// (CVE-2024-21626); `getcwd` proves the result is reachable from `/`.
 pub fn enter_cwd(root: &Root, cwd: &str) -> StepResult<()> {
     let step = || format!("chdir {cwd}");
-    let dir = root.ensure_dir(cwd).map_err(|e| StepError::errno(step(), e))?;
+    let dir = root
+        .ensure_dir(cwd)
+        .map_err(|e| StepError::errno(step(), e))?;
     let stat = rustix::fs::fstat(&dir).map_err(|e| StepError::errno(step(), e))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
         return Err(StepError {
@@ -242,11 +244,17 @@ pub fn enter_cwd(root: &Root, cwd: &str) -> StepResult<()> {
         Ok(path) if path.is_absolute() => Ok(()),
         Ok(path) => Err(StepError {
             step: step(),
-            detail: format!("the directory is outside the container ({})", path.display()),
+            detail: format!(
+                "the directory is outside the container ({})",
+                path.display()
+            ),
         }),
         Err(e) => Err(StepError {
             step: step(),
-            detail: format!("the directory is outside the container: {}", errno_text(e as i32)),
+            detail: format!(
+                "the directory is outside the container: {}",
+                errno_text(e as i32)
+            ),
         }),
     }
 }
@@ -254,10 +262,11 @@ pub fn enter_cwd(root: &Root, cwd: &str) -> StepResult<()> {
 /// Reads the account files inside the root.
 pub fn read_accounts(root: &Root) -> StepResult<(Option<String>, Option<String>)> {
     let read = |path: &str| {
-        root.read_small(path, ACCOUNT_FILE_MAX).map_err(|detail| StepError {
-            step: format!("read {path}"),
-            detail,
-        })
+        root.read_small(path, ACCOUNT_FILE_MAX)
+            .map_err(|detail| StepError {
+                step: format!("read {path}"),
+                detail,
+            })
     };
     Ok((read("/etc/passwd")?, read("/etc/group")?))
 }
@@ -401,9 +410,15 @@ mod tests {
         let app = resolve("app").expect("app");
         assert_eq!(app.groups, vec![1000, 10]);
         let numeric = resolve("4242").expect("unknown uid is fine");
-        assert_eq!((numeric.uid, numeric.gid, numeric.home.as_str()), (4242, 0, "/"));
+        assert_eq!(
+            (numeric.uid, numeric.gid, numeric.home.as_str()),
+            (4242, 0, "/")
+        );
         let both = resolve("app:nogroup").expect("app:nogroup");
-        assert_eq!((both.uid, both.gid, both.groups.clone()), (1000, 65534, vec![65534]));
+        assert_eq!(
+            (both.uid, both.gid, both.groups.clone()),
+            (1000, 65534, vec![65534])
+        );
         assert_eq!(resolve("1000:7").expect("numbers").gid, 7);
         assert!(resolve("nosuch").expect_err("unknown").contains("nosuch"));
         assert!(resolve("app:nosuch").is_err());

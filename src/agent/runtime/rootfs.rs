@@ -21,6 +21,8 @@ use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use super::init::{StepError, StepResult};
 use super::spec::{BindMount, RootfsSpec};
 
+/// How often an `openat2` that raced a rename or mount is tried again.
+const OPENAT2_TRIES: u32 = 128;
 /// overlayfs's options must fit in one page with their NUL.
 const MOUNT_DATA_MAX: usize = 4095;
 
@@ -72,13 +74,22 @@ impl Root {
         flags: OFlags,
         resolve: ResolveFlags,
     ) -> Result<OwnedFd, rustix::io::Errno> {
-        rustix::fs::openat2(
-            &self.fd,
-            path,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | resolve,
-        )
+        // With RESOLVE_IN_ROOT the kernel answers EAGAIN when a `..` was
+        // walked while any rename or mount happened on the system (it cannot
+        // prove the walk stayed inside): try again, as libpathrs does.
+        let mut tries = 0;
+        loop {
+            match rustix::fs::openat2(
+                &self.fd,
+                path,
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | resolve,
+            ) {
+                Err(rustix::io::Errno::AGAIN) if tries < OPENAT2_TRIES => tries += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Like [`Root::resolve`], but no component may be a symlink: where the
@@ -211,10 +222,11 @@ pub fn mount_overlay(rootfs: &RootfsSpec) -> StepResult<()> {
     let lower: Vec<String> = rootfs.lower_dirs.iter().map(show).collect();
     let data = |lower: &[String]| {
         format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={},upperdir={},workdir={}{}",
             lower.join(":"),
             show(&rootfs.upper_dir),
-            show(&rootfs.work_dir)
+            show(&rootfs.work_dir),
+            if rootfs.volatile { ",volatile" } else { "" }
         )
     };
     let mut options = data(&lower);
@@ -239,10 +251,7 @@ pub fn mount_overlay(rootfs: &RootfsSpec) -> StepResult<()> {
         if options.len() > MOUNT_DATA_MAX {
             return Err(StepError {
                 step: step(),
-                detail: format!(
-                    "{} layers do not fit in one overlay mount",
-                    lower.len()
-                ),
+                detail: format!("{} layers do not fit in one overlay mount", lower.len()),
             });
         }
     }
@@ -416,12 +425,8 @@ fn bind_mount(root: &Root, bind: &BindMount) -> StepResult<()> {
     let step = || format!("bind {} on {}", bind.source.display(), root.show(dest));
     // The source is a host path the agent chose; opened once so the mount
     // uses exactly the file we looked at.
-    let source = rustix::fs::open(
-        &bind.source,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| StepError::errno(step(), e))?;
+    let source = rustix::fs::open(&bind.source, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| StepError::errno(step(), e))?;
     let is_dir = rustix::fs::fstat(&source)
         .map(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
         .map_err(|e| StepError::errno(step(), e))?;
@@ -513,7 +518,9 @@ fn remount_readonly(root: &Root, path: &str, extra: MsFlags) -> StepResult<()> {
     let step = || format!("remount {} read-only", root.show(path));
     // Resolved again: the fd from before the bind names the covered file,
     // not the new mount.
-    let top = root.resolve(path).map_err(|e| StepError::errno(step(), e))?;
+    let top = root
+        .resolve(path)
+        .map_err(|e| StepError::errno(step(), e))?;
     let kept = nix::sys::statvfs::fstatvfs(top.as_fd())
         .map(|s| {
             use nix::sys::statvfs::FsFlags;

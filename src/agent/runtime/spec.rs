@@ -173,6 +173,13 @@ pub struct RootfsSpec {
     /// the host never sees it, so nothing is left mounted when the container
     /// ends, whatever happens to the agent.
     pub merged_dir: PathBuf,
+    /// overlayfs's `volatile`: no syncs of the upper dir, so the container's
+    /// exit does not wait for the node's disk (an overlay's unmount syncs the
+    /// upper filesystem, tens of ms on a busy node). Only for containers whose
+    /// upper dir is deleted after they end (`run --rm`, as podman does):
+    /// after a crash the kernel refuses to mount that upper dir again.
+    #[serde(default)]
+    pub volatile: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,7 +258,10 @@ pub fn default_masked_paths() -> Vec<String> {
 }
 
 pub fn default_readonly_paths() -> Vec<String> {
-    DEFAULT_READONLY_PATHS.iter().map(|p| p.to_string()).collect()
+    DEFAULT_READONLY_PATHS
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
 }
 
 fn root_dir() -> String {
@@ -360,10 +370,7 @@ impl ContainerSpec {
             if let Namespace::Join(path) = ns
                 && !path.is_absolute()
             {
-                return bad(format!(
-                    "namespace path {} is not absolute",
-                    path.display()
-                ));
+                return bad(format!("namespace path {} is not absolute", path.display()));
             }
         }
         Ok(())
@@ -415,6 +422,7 @@ mod tests {
                 upper_dir: "/u".into(),
                 work_dir: "/w".into(),
                 merged_dir: "/m".into(),
+                volatile: false,
             },
             vec!["/bin/true".into()],
         )
