@@ -28,9 +28,13 @@ use support::registry::TestRegistry;
 
 const BUSYBOX: &str = "/bin/busybox";
 
-/// The pulled busybox layer, shared by every test (pulled once per run).
+/// The pulled busybox layer, shared by every test (pulled once per run),
+/// and the agent binary the containers' init stage runs from.
 struct Fixture {
     layer: PathBuf,
+    /// A copy of `flotilla-agent`: the target dir may be shared with other
+    /// builds, which would replace the binary under running tests.
+    agent: PathBuf,
 }
 
 fn fixture() -> &'static Fixture {
@@ -57,6 +61,16 @@ fn fixture() -> &'static Fixture {
         let dir = base.join(format!("runtime-store-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("store dir");
+        let agent_copy = dir.join("flotilla-agent");
+        fs::copy(AGENT, &agent_copy).expect("copy the agent binary");
+        let probe = Command::new(&agent_copy)
+            .args(["__init", "1", "2"])
+            .output()
+            .expect("run the agent");
+        assert!(
+            String::from_utf8_lossy(&probe.stderr).contains("container init stage"),
+            "{AGENT} has no __init stage (replaced by another build of the shared target dir?)"
+        );
         let layer = busybox_layer();
         let diff_id = layer.diff_id();
         let image = Image::new(
@@ -82,7 +96,10 @@ fn fixture() -> &'static Fixture {
             layer.join("bin/busybox").is_file(),
             "the pulled layer lacks busybox"
         );
-        Fixture { layer }
+        Fixture {
+            layer,
+            agent: agent_copy,
+        }
     })
 }
 
@@ -258,7 +275,7 @@ fn start(mut spec: ContainerSpec) -> Result<Running, RuntimeError> {
     spec.stdio = [None, Some(OwnedFd::from(out_w)), Some(OwnedFd::from(err_w))];
     let stdout = reader(out_r);
     let stderr = reader(err_r);
-    let process = spawn_with(Path::new(AGENT), spec)?;
+    let process = spawn_with(&fixture().agent, spec)?;
     Ok(Running {
         pid: process.pid,
         stdout,
@@ -656,7 +673,8 @@ fn the_container_cannot_write_the_agent_binary() {
     // kernel execs the agent binary inside the container. Whoever gets hold
     // of that /proc/N/exe must not be able to open it for writing.
     let pod = Pod::new("exe", "exe", false);
-    let libs = libraries_layer(&pod, AGENT);
+    let agent = fixture().agent.clone();
+    let libs = libraries_layer(&pod, &agent.to_string_lossy());
     let state = pod.dir.subdir("state");
     fs::create_dir_all(state.join("images")).expect("state");
     let lock = fs::File::create(state.join("images/gc.lock")).expect("lock file");
@@ -680,7 +698,7 @@ fn the_container_cannot_write_the_agent_binary() {
     // through exists in no namespace the test can see.)
     let agent_id = {
         use std::os::unix::fs::MetadataExt;
-        let m = fs::metadata(AGENT).expect("stat the agent");
+        let m = fs::metadata(&agent).expect("stat the agent");
         (m.dev(), m.ino())
     };
     let running_agent = || {

@@ -22,7 +22,7 @@
 //! caller reads EOF, and that is the success signal.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::process::ExitCode;
 
@@ -108,6 +108,15 @@ pub fn main(config_fd: i32, status_fd: i32) -> ExitCode {
             OwnedFd::from_raw_fd(status_fd),
         )
     };
+    // The spawner cleared close-on-exec to hand the pipe over; set it again,
+    // so the container's exec closes it (the caller's success signal).
+    if let Err(e) = nix::fcntl::fcntl(
+        &status,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    ) {
+        eprintln!("error: __init: status pipe: {}", errno_text(e as i32));
+        return ExitCode::FAILURE;
+    }
     let status = std::fs::File::from(status);
     match stage(config, &status) {
         Ok(()) => ExitCode::SUCCESS,
@@ -175,7 +184,7 @@ fn stage(config: OwnedFd, status: &std::fs::File) -> StepResult<()> {
     }
     let mut stack = vec![0u8; CHILD_STACK];
     let child = Box::new(|| {
-        let error = container(&spec);
+        let error = container(&spec, status.as_raw_fd());
         send(status, &Status::Failed(error));
         1
     });
@@ -201,8 +210,8 @@ fn own_mount_namespace() -> bool {
 }
 
 /// The container's PID 1 before exec. Returns only on failure.
-fn container(spec: &ContainerSpec) -> StepError {
-    match prepare(spec) {
+fn container(spec: &ContainerSpec, status: RawFd) -> StepError {
+    match prepare(spec, status) {
         Ok((program, env)) => process::exec(&program, &spec.process.args, &env),
         Err(e) => e,
     }
@@ -210,7 +219,7 @@ fn container(spec: &ContainerSpec) -> StepError {
 
 /// Everything between the clone and the exec: the program to run and its
 /// environment on success.
-fn prepare(spec: &ContainerSpec) -> StepResult<(String, Vec<String>)> {
+fn prepare(spec: &ContainerSpec, status: RawFd) -> StepResult<(String, Vec<String>)> {
     // Modes as written (0666 devices, 1777 shm): no umask during setup.
     process::set_umask(0);
     if spec.namespaces.uts == Namespace::New {
@@ -264,6 +273,6 @@ fn prepare(spec: &ContainerSpec) -> StepResult<(String, Vec<String>)> {
     })?;
     process::set_umask(0o022);
     process::drop_privileges(&user, capabilities, spec.process.no_new_privileges)?;
-    process::close_on_exec_all()?;
+    process::close_all_but(status)?;
     Ok((program, env))
 }

@@ -5,8 +5,9 @@
 //! no_new_privs) and the known runtime escapes closed:
 //!
 //! * CVE-2024-21626 (leaked fds, cwd outside the root): every descriptor
-//!   above 2 is close-on-exec before the exec, the cwd is resolved inside
-//!   the root without magic links and checked with `getcwd` (process.rs).
+//!   above 2 is closed before the exec (but the close-on-exec status pipe),
+//!   the cwd is resolved inside the root without magic links and checked
+//!   with `getcwd` (process.rs).
 //! * CVE-2019-5736 (overwriting the runtime's binary through
 //!   `/proc/self/exe`): the init stage is exec'd from a read-only bind mount
 //!   of the agent's binary in a private mount namespace (see [`spawn`]).

@@ -6,7 +6,7 @@
 //! and 2 surviving the exec.
 
 use std::ffi::CString;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, RawFd};
 
 use nix::unistd::{Gid, Uid};
 use rustix::fs::FileType;
@@ -325,29 +325,34 @@ pub fn drop_privileges(user: &ExecUser, capabilities: u64, no_new_privs: bool) -
     Ok(())
 }
 
-/// Marks every descriptor above 2 close-on-exec, whatever the agent or the
-/// shim left open: only 0, 1 and 2 reach the container (CVE-2024-21626).
-/// The status pipe goes too, which is how the caller learns the exec worked.
-pub fn close_on_exec_all() -> StepResult<()> {
-    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only sets a flag on
-    // descriptors (closing none), takes no pointers, and is the one way to
-    // reach descriptors we hold no `OwnedFd` for (safe Rust cannot name a raw
-    // fd it does not own). Needs Linux 5.11, older than openat2's users.
-    let rc = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            nix::libc::CLOSE_RANGE_CLOEXEC,
-        )
+/// Closes every descriptor above 2 but `status` (the close-on-exec status
+/// pipe), whatever the agent or the shim left open: at the exec only 0, 1
+/// and 2 exist besides it, so neither a cwd nor a program path like
+/// `/proc/self/fd/N` can reach a host file (CVE-2024-21626, where runc
+/// leaked a directory fd). The status pipe closes at the exec, which is how
+/// the caller learns it worked.
+pub fn close_all_but(status: RawFd) -> StepResult<()> {
+    let close = |first: u32, last: u32| {
+        // SAFETY: close_range(2) takes no pointers. It closes descriptors that
+        // no value of ours uses any more: from here the process only builds
+        // the exec's arguments, execs, or writes to `status` (kept open) and
+        // exits without running destructors. Safe Rust cannot name raw
+        // descriptors it holds no `OwnedFd` for, which is the point here.
+        let rc = unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first, last, 0u32) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(StepError {
+                step: "close descriptors".into(),
+                detail: io_text(&std::io::Error::last_os_error()),
+            })
+        }
     };
-    if rc != 0 {
-        return Err(StepError {
-            step: "mark descriptors close-on-exec".into(),
-            detail: io_text(&std::io::Error::last_os_error()),
-        });
+    let status = u32::try_from(status).unwrap_or(u32::MAX);
+    if status > 3 {
+        close(3, status - 1)?;
     }
-    Ok(())
+    close(status.saturating_add(1).max(3), u32::MAX)
 }
 
 /// `execve`s the program; returns only on failure.

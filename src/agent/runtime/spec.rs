@@ -280,7 +280,7 @@ impl ContainerSpec {
             id: id.to_string(),
             rootfs,
             process: ProcessSpec::new(args),
-            hostname: id.chars().take(63).collect(),
+            hostname: hostname_from(id),
             namespaces: Namespaces::default(),
             cgroup_procs: Vec::new(),
             masked_paths: default_masked_paths(),
@@ -377,6 +377,29 @@ impl ContainerSpec {
     }
 }
 
+/// A hostname made from a container id: lowercase letters, digits and `-`,
+/// at most 63, `container` if nothing is left.
+fn hostname_from(id: &str) -> String {
+    let mapped: String = id
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    let trimmed = mapped.trim_matches('-');
+    if trimmed.is_empty() {
+        "container".into()
+    } else {
+        trimmed.into()
+    }
+}
+
 /// Container and pod ids name directories: no separators, no dot-names.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -452,6 +475,14 @@ mod tests {
         let mut s = spec();
         s.hostname = "Not_A_Label".into();
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn any_valid_id_gives_a_valid_hostname() {
+        for id in ["C_1", "-", "abc.DEF", "x"] {
+            assert!(valid_hostname(&hostname_from(id)), "{id}");
+        }
+        assert_eq!(hostname_from("Web_1"), "web-1");
     }
 
     #[test]
