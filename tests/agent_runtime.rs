@@ -494,7 +494,7 @@ fn only_fds_0_to_2_reach_the_container() {
 #[test]
 fn capabilities_are_dockers_and_no_new_privs_is_set() {
     let pod = Pod::new("caps", "caps", false);
-    let out = pod.sh("grep -E '^(Cap|NoNewPrivs)' /proc/self/status");
+    let out = pod.sh("grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status");
     let text = out.ok();
     for line in [
         "CapInh:\t0000000000000000",
@@ -503,9 +503,41 @@ fn capabilities_are_dockers_and_no_new_privs_is_set() {
         "CapBnd:\t00000000a80425fb",
         "CapAmb:\t0000000000000000",
         "NoNewPrivs:\t1",
+        "Seccomp:\t2",
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
     }
+    pod.destroy();
+}
+
+#[test]
+fn seccomp_refuses_what_docker_refuses() {
+    let pod = Pod::new("seccomp", "seccomp", false);
+    // A user namespace would hand the container a full set of capabilities
+    // over its own namespaces; Docker's profile refuses it, and so do we.
+    let out = pod.sh(
+        "unshare -U true && echo USERNS; unshare -n true && echo NETNS; \
+         nsenter -t 1 -n true && echo SETNS; echo done",
+    );
+    let text = out.ok();
+    assert!(!text.contains("USERNS"), "{text}");
+    assert!(!text.contains("NETNS"), "{text}");
+    assert!(!text.contains("SETNS"), "{text}");
+    assert!(text.contains("done"), "{text}");
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "{}",
+        out.stderr
+    );
+    // Without the filter the user namespace is there for the taking (when
+    // the kernel allows unprivileged ones), which is what the filter is for.
+    let mut spec = pod.spec(
+        "d",
+        &[],
+        &["/bin/sh", "-c", "grep Seccomp: /proc/self/status"],
+    );
+    spec.process.seccomp = false;
+    assert_eq!(pod.run(spec).expect("start").ok(), "Seccomp:\t0\n");
     pod.destroy();
 }
 

@@ -6,7 +6,7 @@
 //! caller (agent/shim, threads)  ── fork+exec, private mount ns, exe bound ro ──▶  __init
 //! __init: setns(pod net/ipc/uts), join cgroups, clone(CLONE_PARENT|NEWPID…)
 //!         └─▶ child = PID 1, a child of the *caller*: overlay, /proc, /dev, /sys,
-//!             masks, pivot_root, user, caps, no_new_privs, cwd, execve
+//!             masks, pivot_root, cwd, seccomp, user, caps, no_new_privs, execve
 //! __init: reports the child's pid and exits
 //! ```
 //!
@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rootfs::{self, Root, errno_text, io_text};
 use super::spec::{ContainerSpec, Namespace, capability_mask};
-use super::{process, sandbox};
+use super::{process, sandbox, seccomp};
 
 /// The config is read up to this size (a spec is a few KiB; env can be large).
 const CONFIG_MAX: u64 = 16 << 20;
@@ -272,6 +272,11 @@ fn prepare(spec: &ContainerSpec, status: RawFd) -> StepResult<(String, Vec<Strin
         detail: e.to_string(),
     })?;
     process::set_umask(0o022);
+    // Before the privileges go: installing a filter needs CAP_SYS_ADMIN or
+    // no_new_privs, and none of the calls left to make is refused by it.
+    if spec.process.seccomp {
+        seccomp::install(capabilities)?;
+    }
     process::drop_privileges(&user, capabilities, spec.process.no_new_privileges)?;
     process::close_all_but(status)?;
     Ok((program, env))

@@ -2,7 +2,8 @@
 //! namespaces) and the creation of a container's first process, with what
 //! Docker and containerd apply by default (overlay rootfs, pivot_root,
 //! private /proc /dev, read-only /sys, masked paths, 14 capabilities,
-//! no_new_privs) and the known runtime escapes closed:
+//! no_new_privs, Docker's seccomp refusals) and the known runtime escapes
+//! closed:
 //!
 //! * CVE-2024-21626 (leaked fds, cwd outside the root): every descriptor
 //!   above 2 is closed before the exec (but the close-on-exec status pipe),
@@ -21,6 +22,7 @@
 //! init.rs     `flotilla-agent __init`: setns, cgroups, clone into new PID/mount ns
 //! rootfs.rs   overlay, /proc, /dev, /sys, masks, pivot_root
 //! process.rs  user, env, cwd, capabilities, no_new_privs, fds, exec
+//! seccomp.rs  Docker's default seccomp refusals as a BPF filter
 //! ```
 //!
 //! Only the init stage uses `fork`-like calls: the caller (a multi-threaded
@@ -30,6 +32,7 @@ pub mod init;
 pub mod process;
 pub mod rootfs;
 pub mod sandbox;
+pub mod seccomp;
 pub mod spec;
 
 use std::ffi::CString;

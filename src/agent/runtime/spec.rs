@@ -203,6 +203,10 @@ pub struct ProcessSpec {
     pub capabilities: Vec<String>,
     #[serde(default = "yes")]
     pub no_new_privileges: bool,
+    /// Docker's default seccomp refusals (see seccomp.rs), adjusted to the
+    /// capabilities as Docker does.
+    #[serde(default = "yes")]
+    pub seccomp: bool,
 }
 
 impl ProcessSpec {
@@ -216,6 +220,7 @@ impl ProcessSpec {
             user: None,
             capabilities: default_capabilities(),
             no_new_privileges: true,
+            seccomp: true,
         }
     }
 }
