@@ -7,9 +7,10 @@
 //! run-container AGENT_BINARY RUN_DIR STATE_DIR LAYER_DIR... -- PROGRAM [ARGS...]
 //! ```
 //!
-//! RUN_DIR holds the pod sandbox (`/run/flotilla` on a node: tmpfs),
-//! STATE_DIR the container's upper, work and merged dirs (beside the image
-//! store); LAYER_DIRs are top-most first. Both are left as they were found.
+//! RUN_DIR holds the pod sandbox and the rootfs mount point (`/run/flotilla`
+//! on a node: tmpfs), STATE_DIR the container's upper and work dirs (beside
+//! the image store, on disk); LAYER_DIRs are top-most first. Both are left as
+//! they were found.
 //! `RUN_CONTAINER_TIMES=1` prints where the time went on stderr.
 
 use std::os::fd::AsFd;
@@ -46,13 +47,16 @@ fn run() -> Result<i32, Box<dyn std::error::Error>> {
     let id = format!("run-{}", std::process::id());
     let sandbox = PodSandbox::create(&run_dir, &SandboxSpec::new(&id, "demo", false))?;
     let container = state_dir.join(&id);
+    // Only a mount point, and only in the container's mount namespace: it
+    // needs no disk, so it goes with the sandbox on the run dir.
+    let merged = run_dir.join(format!("{id}.rootfs"));
     let mut spec = ContainerSpec::new(
         &id,
         RootfsSpec {
             lower_dirs: paths[3..].iter().map(PathBuf::from).collect(),
             upper_dir: container.join("upper"),
             work_dir: container.join("work"),
-            merged_dir: container.join("merged"),
+            merged_dir: merged.clone(),
             // The upper dir is deleted below, as `run --rm` will.
             volatile: true,
         },
@@ -72,6 +76,7 @@ fn run() -> Result<i32, Box<dyn std::error::Error>> {
     let result = process.and_then(|p| p.wait());
     let ended = Instant::now();
     sandbox.destroy()?;
+    std::fs::remove_dir(&merged)?;
     std::fs::remove_dir_all(&container)?;
     if std::env::var_os("RUN_CONTAINER_TIMES").is_some() {
         eprintln!(
