@@ -67,22 +67,33 @@ pub enum Status {
     Failed(StepError),
 }
 
-/// Sends one status line with a single `write`.
+/// Sends one status line with a single `write` of at most [`MESSAGE_MAX`]
+/// bytes (long texts are cut, at character boundaries).
 fn send(status: &std::fs::File, message: &Status) {
     let mut line = serde_json::to_vec(message).unwrap_or_default();
-    if line.len() > MESSAGE_MAX
-        && let Status::Failed(e) = message
-    {
-        let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
-        let short = Status::Failed(StepError {
-            step: cut(&e.step, 1000),
-            detail: cut(&e.detail, 2000),
-        });
-        line = serde_json::to_vec(&short).unwrap_or_default();
+    if let Status::Failed(e) = message {
+        let mut limit = MESSAGE_MAX / 2;
+        while line.len() > MESSAGE_MAX && limit > 0 {
+            let short = Status::Failed(StepError {
+                step: cut(&e.step, limit / 2),
+                detail: cut(&e.detail, limit),
+            });
+            line = serde_json::to_vec(&short).unwrap_or_default();
+            limit /= 2;
+        }
     }
     line.push(b'\n');
     // Nothing to do if the caller is gone.
     let _ = (&*status).write_all(&line);
+}
+
+/// The longest prefix of `text` of at most `max` bytes.
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// Entry point of `flotilla-agent __init CONFIG_FD STATUS_FD`.
@@ -280,4 +291,30 @@ fn prepare(spec: &ContainerSpec, status: RawFd) -> StepResult<(String, Vec<Strin
     process::drop_privileges(&user, capabilities, spec.process.no_new_privileges)?;
     process::close_all_but(status)?;
     Ok((program, env))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_fit_one_atomic_pipe_write() {
+        let (read, write) = std::io::pipe().expect("pipe");
+        let status = std::fs::File::from(std::os::fd::OwnedFd::from(write));
+        let long = "é\u{1}".repeat(5000);
+        send(
+            &status,
+            &Status::Failed(StepError {
+                step: long.clone(),
+                detail: long,
+            }),
+        );
+        drop(status);
+        let mut text = String::new();
+        { read }.read_to_string(&mut text).expect("read");
+        assert!(text.len() <= MESSAGE_MAX + 1, "{}", text.len());
+        let parsed: Status = serde_json::from_str(text.trim_end()).expect("one JSON line");
+        assert!(matches!(parsed, Status::Failed(e) if e.step.starts_with('é')));
+        assert_eq!(cut("aé", 2), "a");
+    }
 }

@@ -167,6 +167,12 @@ pub fn spawn_with(
     mut spec: ContainerSpec,
 ) -> Result<ContainerProcess, RuntimeError> {
     spec.validate()?;
+    // Absolute and free of symlinks: the bind mount and the exec below must
+    // name the same file, and the child changes directory before both.
+    let agent_binary = &std::fs::canonicalize(agent_binary).map_err(|source| RuntimeError::Io {
+        path: agent_binary.to_path_buf(),
+        source,
+    })?;
     for dir in [
         &spec.rootfs.upper_dir,
         &spec.rootfs.work_dir,
