@@ -238,6 +238,7 @@ impl Drop for Pod {
 /// A started container whose output is being collected.
 struct Running {
     pid: i32,
+    rootfs: RootfsSpec,
     stdout: std::thread::JoinHandle<String>,
     stderr: std::thread::JoinHandle<String>,
 }
@@ -270,16 +271,24 @@ fn reader(read: std::io::PipeReader) -> std::thread::JoinHandle<String> {
 }
 
 fn start(mut spec: ContainerSpec) -> Result<Running, RuntimeError> {
+    let rootfs = spec.rootfs.clone();
     let (out_r, out_w) = std::io::pipe().expect("pipe");
     let (err_r, err_w) = std::io::pipe().expect("pipe");
     spec.stdio = [None, Some(OwnedFd::from(out_w)), Some(OwnedFd::from(err_w))];
     let stdout = reader(out_r);
     let stderr = reader(err_r);
-    let process = spawn_with(&fixture().agent, spec)?;
+    let process = match spawn_with(&fixture().agent, spec) {
+        Ok(p) => p,
+        Err(e) => {
+            rootfs.remove().expect("remove the container's dirs");
+            return Err(e);
+        }
+    };
     Ok(Running {
         pid: process.pid,
         stdout,
         stderr,
+        rootfs,
     })
 }
 
@@ -293,6 +302,13 @@ impl Running {
             Err(nix::errno::Errno::ESRCH),
             "the container's process is still there"
         );
+        // Its mounts were in its own mount namespace: nothing is left on the
+        // host, and its dirs go without EBUSY.
+        assert_nothing_mounted_under(&self.rootfs.merged_dir);
+        self.rootfs.remove().expect("remove the container's dirs");
+        for dir in [&self.rootfs.upper_dir, &self.rootfs.merged_dir] {
+            assert!(!dir.exists(), "{} is left", dir.display());
+        }
         Ok(Outcome {
             stdout: self.stdout.join().expect("stdout reader"),
             stderr: self.stderr.join().expect("stderr reader"),
@@ -664,17 +680,27 @@ fn image_symlinks_cannot_redirect_mounts_out_of_the_root() {
         .expect("symlink");
     });
     let out = pod
-        .run(pod.spec("c", &[escape], &["cat", "/etc/hostname"]))
+        .run(pod.spec(
+            "c",
+            std::slice::from_ref(&escape),
+            &["cat", "/etc/hostname"],
+        ))
         .expect("start");
     assert_eq!(out.ok(), "symlinks\n");
     assert!(!marker.exists(), "a bind target was created on the host");
-    // The target was created inside the container's upper dir instead.
-    let inside = pod
-        .dir
-        .path()
-        .join("containers/c/upper")
-        .join(marker.strip_prefix("/").expect("absolute"));
-    assert!(inside.exists(), "{} missing", inside.display());
+    // The target was created inside the container's root instead.
+    let out = pod
+        .run(pod.spec(
+            "c2",
+            std::slice::from_ref(&escape),
+            &[
+                "/bin/sh",
+                "-c",
+                &format!("test -f {} && echo inside", marker.display()),
+            ],
+        ))
+        .expect("start");
+    assert_eq!(out.ok(), "inside\n");
 
     let proc_link = layer_dir(&pod, "proc-link", |d| {
         std::os::unix::fs::symlink("/", d.join("proc")).expect("symlink");
@@ -778,6 +804,52 @@ fn the_container_cannot_write_the_agent_binary() {
             Some(nix::libc::EROFS) | Some(nix::libc::ETXTBSY)
         ),
         "{err}"
+    );
+    pod.destroy();
+}
+
+/// A cgroup of the test's own on this machine's hierarchy (v2, or v1's pids
+/// controller), removed on drop.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new(name: &str) -> Option<TestCgroup> {
+        let base = ["/sys/fs/cgroup", "/sys/fs/cgroup/pids"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|b| b.join("cgroup.procs").is_file())?;
+        let dir = base.join(format!("{name}-{}", std::process::id()));
+        fs::create_dir(&dir).ok()?;
+        Some(TestCgroup(dir))
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn the_container_is_born_in_its_cgroup() {
+    let Some(cgroup) = TestCgroup::new("flotilla-runtime-test") else {
+        eprintln!("no writable cgroup hierarchy here: skipped");
+        return;
+    };
+    let pod = Pod::new("cgroup", "cgroup", false);
+    let mut spec = pod.spec("c", &[], &["cat", "/proc/self/cgroup"]);
+    spec.cgroup_procs = vec![cgroup.0.join("cgroup.procs")];
+    let out = pod.run(spec).expect("start");
+    let name = cgroup
+        .0
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        out.ok().lines().any(|l| l.ends_with(&format!("/{name}"))),
+        "not in {name}:\n{}",
+        out.stdout
     );
     pod.destroy();
 }

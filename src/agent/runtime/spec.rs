@@ -209,6 +209,26 @@ pub struct ProcessSpec {
     pub seccomp: bool,
 }
 
+impl RootfsSpec {
+    /// Removes the container's upper, work and merged dirs once it has
+    /// ended (its mounts went with its mount namespace). The layers stay.
+    pub fn remove(&self) -> Result<(), RuntimeError> {
+        for dir in [&self.upper_dir, &self.work_dir, &self.merged_dir] {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(RuntimeError::Io {
+                        path: dir.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ProcessSpec {
     /// A process with Docker's defaults: root, `/`, the 14 capabilities,
     /// no_new_privs.
