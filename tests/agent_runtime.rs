@@ -599,6 +599,11 @@ fn cwd_and_env_are_set() {
     let text = out.ok();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "/var/new/dir");
+    // A deep working directory is made level by level (1000 levels).
+    let deep = "/d".repeat(1000);
+    let mut spec = pod.spec("deep", &[], &["pwd"]);
+    spec.process.cwd = deep.clone();
+    assert_eq!(pod.run(spec).expect("start").ok(), format!("{deep}\n"));
     for want in [
         "GREETING=hello",
         "HOME=/root",

@@ -101,18 +101,33 @@ impl Root {
     }
 
     /// Resolves `path`, creating missing directories (root-owned, 0755).
+    /// Iterative: the path may come from an image's symlink, so its depth
+    /// must not be the depth of our stack.
     pub fn ensure_dir(&self, path: &str) -> Result<OwnedFd, rustix::io::Errno> {
         match self.resolve(path) {
             Err(rustix::io::Errno::NOENT) => {}
             other => return other,
         }
-        let (parent, name) = split(path);
-        let parent_fd = self.ensure_dir(parent)?;
-        match rustix::fs::mkdirat(&parent_fd, name, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(e),
+        let mut dir = self.resolve("/")?;
+        let mut prefix = String::with_capacity(path.len());
+        for name in path.split('/').filter(|c| !c.is_empty()) {
+            prefix.push('/');
+            prefix.push_str(name);
+            match self.resolve(&prefix) {
+                Ok(fd) => {
+                    dir = fd;
+                    continue;
+                }
+                Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(e),
+            }
+            match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e),
+            }
+            dir = self.resolve(&prefix)?;
         }
-        self.resolve(path)
+        Ok(dir)
     }
 
     /// Resolves `path`, creating an empty file (0644) if it is missing, to
