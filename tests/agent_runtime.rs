@@ -32,7 +32,7 @@ const BUSYBOX: &str = "/bin/busybox";
 /// and the agent binary the containers' init stage runs from.
 struct Fixture {
     layer: PathBuf,
-    /// A copy of `flotilla-agent`: the target dir may be shared with other
+    /// `flotilla-agent`, linked: the target dir may be shared with other
     /// builds, which would replace the binary under running tests.
     agent: PathBuf,
 }
@@ -62,7 +62,11 @@ fn fixture() -> &'static Fixture {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("store dir");
         let agent_copy = dir.join("flotilla-agent");
-        fs::copy(AGENT, &agent_copy).expect("copy the agent binary");
+        // A hard link keeps this inode whatever a later build does to the
+        // path (cargo replaces, never rewrites); a copy across filesystems.
+        fs::hard_link(AGENT, &agent_copy)
+            .or_else(|_| fs::copy(AGENT, &agent_copy).map(drop))
+            .expect("link the agent binary");
         let probe = Command::new(&agent_copy)
             .args(["__init", "1", "2"])
             .output()
