@@ -53,6 +53,9 @@ enum AgentCommand {
     Prune,
     /// Print the agent's version and the platform it was built for.
     Version,
+    /// The container init stage (started by the runtime, never by hand).
+    #[command(name = "__init", hide = true)]
+    Init { config_fd: i32, status_fd: i32 },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +78,10 @@ pub fn main() -> ExitCode {
 
 fn run(cli: AgentCli) -> Result<ExitCode, ImageError> {
     match cli.command {
+        AgentCommand::Init {
+            config_fd,
+            status_fd,
+        } => Ok(super::runtime::init::main(config_fd, status_fd)),
         AgentCommand::Version => {
             println!(
                 "flotilla-agent {} ({}-{})",

@@ -9,3 +9,4 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod protocol;
+pub mod runtime;
