@@ -50,25 +50,10 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", error_chain(&err));
+            eprintln!("error: {}", crate::report::one_line(&err));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line. Many of our errors already quote
-/// their cause in their own message; a cause is only added when it says
-/// something new.
-fn error_chain(err: &anyhow::Error) -> String {
-    let mut message = err.to_string();
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !message.contains(&cause) {
-            message.push_str(": ");
-            message.push_str(&cause);
-        }
-    }
-    message
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
