@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod busybox;
 pub mod fake;
 pub mod image;
 pub mod layer;
