@@ -1,7 +1,54 @@
-//! Pods on this host: their persisted specs and statuses, the lifecycle of
-//! their containers (create, start, stop, restart with back-off) and the
-//! policies the kubelet applies. (Being built for issue 4: the back-off
-//! schedule is here; the lifecycle joins it once the runtime, cgroup, log and
-//! protocol modules land.)
+//! Pods on this host: their persisted records, the shims that supervise
+//! their containers, the lifecycle the kubelet would run (start, restart
+//! with back-off, pull per policy, stop, kill, pause, delete) and their
+//! statuses as Kubernetes reports them.
+//!
+//! ```text
+//! layout.rs   where a pod's files live (root on disk, run dir on tmpfs)
+//! record.rs   pod.json: spec, desired state, per-container memory
+//! shim.rs     the per-container supervisor and its state file
+//! manager.rs  the lifecycle
+//! status.rs   PodStatus and phase, derived
+//! backoff.rs  the crash-loop back-off schedule
+//! ```
 
 pub mod backoff;
+pub mod layout;
+pub mod manager;
+pub mod record;
+pub mod shim;
+pub mod status;
+
+use std::path::{Path, PathBuf};
+
+pub use manager::{AgentConfig, PodEvent, PodManager};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("no pod {0} on this node")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cgroup(#[from] crate::agent::cgroup::CgroupError),
+    #[error(transparent)]
+    Image(#[from] crate::agent::image::ImageError),
+    #[error(transparent)]
+    Runtime(#[from] crate::agent::runtime::RuntimeError),
+}
+
+impl PodError {
+    pub fn io(path: &Path, source: std::io::Error) -> PodError {
+        PodError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

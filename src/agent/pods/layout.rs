@@ -1,0 +1,72 @@
+//! Where a pod's files live. On disk, under the agent's root (kept across
+//! reboots; `/var/lib/flotilla` on a node):
+//!
+//! ```text
+//! ROOT/pods/UID/pod.json                         spec, desired state, per-container records
+//! ROOT/pods/UID/lock                             taken by whoever changes pod.json
+//! ROOT/pods/UID/containers/NAME/logs/N.log       CRI log of instance N (rotated N.log.1 …)
+//! ROOT/pods/UID/containers/NAME/N/launch.json    what the shim runs
+//! ROOT/pods/UID/containers/NAME/N/state.json     what the shim reports (pid, exit)
+//! ROOT/pods/UID/containers/NAME/N/{upper,work}   the instance's writable layer
+//! ```
+//!
+//! And under the run directory (tmpfs, gone at reboot; `/run/flotilla`):
+//! the pod sandboxes' namespace files (`RUN/pods/UID/`) and the instances'
+//! rootfs mount points (`RUN/rootfs/UID-NAME-N`), which need no disk.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct AgentPaths {
+    pub root: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+impl AgentPaths {
+    pub fn new(root: &Path, run_dir: &Path) -> AgentPaths {
+        AgentPaths {
+            root: root.to_path_buf(),
+            run_dir: run_dir.to_path_buf(),
+        }
+    }
+
+    pub fn pods_dir(&self) -> PathBuf {
+        self.root.join("pods")
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.pods_dir().join(uid)
+    }
+
+    pub fn pod_file(&self, uid: &str) -> PathBuf {
+        self.pod_dir(uid).join("pod.json")
+    }
+
+    pub fn pod_lock(&self, uid: &str) -> PathBuf {
+        self.pod_dir(uid).join("lock")
+    }
+
+    pub fn container_dir(&self, uid: &str, container: &str) -> PathBuf {
+        self.pod_dir(uid).join("containers").join(container)
+    }
+
+    pub fn log_dir(&self, uid: &str, container: &str) -> PathBuf {
+        self.container_dir(uid, container).join("logs")
+    }
+
+    pub fn instance_dir(&self, uid: &str, container: &str, instance: u32) -> PathBuf {
+        self.container_dir(uid, container)
+            .join(instance.to_string())
+    }
+
+    /// Where the pod sandboxes keep their namespace files.
+    pub fn sandboxes_dir(&self) -> PathBuf {
+        self.run_dir.join("pods")
+    }
+
+    pub fn merged_dir(&self, uid: &str, container: &str, instance: u32) -> PathBuf {
+        self.run_dir
+            .join("rootfs")
+            .join(format!("{uid}-{container}-{instance}"))
+    }
+}

@@ -1,0 +1,118 @@
+//! The persisted record of one pod (`pod.json`): its spec, what the agent
+//! should do with it, and per container what the kubelet would remember —
+//! which instance is current, restarts, the back-off streak, why it waits,
+//! and how the last run ended. Containers' live facts (pid, exit) are in the
+//! shims' state files; this file is what survives the agent.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::backoff::BackOffState;
+use super::layout::AgentPaths;
+use crate::api::Pod;
+use crate::api::status::ContainerStateTerminated;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Desired {
+    /// Keep the containers running as the restart policy says.
+    Running,
+    /// Stop every container and start none (stopped, killed, or being deleted).
+    Stopped,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub uid: String,
+    pub pod: Pod,
+    pub created_at: DateTime<Utc>,
+    pub desired: Desired,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default)]
+    pub containers: BTreeMap<String, ContainerRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// The current instance (its directory under the container's), if any started.
+    pub instance: Option<u32>,
+    pub restart_count: u32,
+    #[serde(default)]
+    pub backoff: BackOffState,
+    /// Not before this time may the next attempt (start or pull) be made.
+    pub next_attempt: Option<DateTime<Utc>>,
+    /// Why the container waits, when it does not run: `ContainerCreating`,
+    /// `ErrImagePull`, `ImagePullBackOff`, `CrashLoopBackOff`, …
+    pub waiting_reason: Option<String>,
+    pub waiting_message: Option<String>,
+    /// The end of the instance before the current one.
+    pub last_termination: Option<ContainerStateTerminated>,
+    /// The end of the current instance, once handled (restart decided).
+    pub handled_exit: Option<ContainerStateTerminated>,
+    pub image_ref: String,
+    pub image_id: String,
+}
+
+/// A pod's lock, held while its record changes (by the daemon or the CLI).
+pub struct PodLock {
+    _file: File,
+}
+
+pub fn lock(paths: &AgentPaths, uid: &str) -> std::io::Result<PodLock> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(paths.pod_lock(uid))?;
+    file.lock()?;
+    Ok(PodLock { _file: file })
+}
+
+pub fn load(path: &Path) -> std::io::Result<PodRecord> {
+    let bytes = fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })
+}
+
+/// Saves atomically (temporary file, fsync, rename).
+pub fn save(paths: &AgentPaths, record: &PodRecord) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = paths.pod_file(&record.uid);
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+    let mut file = File::create(&tmp)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, &path)
+}
+
+/// Every pod record under the root, skipping (and logging) unreadable ones.
+pub fn load_all(paths: &AgentPaths) -> Vec<PodRecord> {
+    let Ok(entries) = fs::read_dir(paths.pods_dir()) else {
+        return Vec::new();
+    };
+    let mut records: Vec<PodRecord> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path().join("pod.json");
+            match load(&path) {
+                Ok(record) => Some(record),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(err) => {
+                    tracing::warn!(error = %err, "skipping an unreadable pod record");
+                    None
+                }
+            }
+        })
+        .collect();
+    records.sort_by_key(|a| a.created_at);
+    records
+}

@@ -1,0 +1,371 @@
+//! The shim: one small supervising process per container instance, the
+//! agent's binary run as `flotilla-agent __shim DIR`. It creates the
+//! container from the launch plan in DIR, owns its stdout and stderr and
+//! writes them to the CRI log, reaps it, and records how it ended in
+//! `DIR/state.json`. It needs no async runtime and outlives the agent: the
+//! agent starts it through a short-lived intermediate, so it is reparented
+//! away from the agent and a killed or restarted agent finds it still
+//! running and re-adopts it from its state file.
+//!
+//! `run` in the foreground uses the same supervision in its own process
+//! (`supervise`), teeing the output to the terminal.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::agent::cgroup::{self, Ended};
+use crate::agent::logs::{CriLogWriter, Rotation, Stream};
+use crate::agent::runtime::{ContainerExit, ContainerSpec, Namespace, Namespaces, RootfsSpec};
+use crate::procfs::ProcessId;
+
+/// Everything the shim needs to create one container instance; written by
+/// the agent before it starts the shim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchPlan {
+    /// Runtime id: unique on this host.
+    pub id: String,
+    pub hostname: String,
+    /// The pod sandbox's namespace files to join (None: the host's).
+    pub net: Option<PathBuf>,
+    pub ipc: Option<PathBuf>,
+    pub uts: Option<PathBuf>,
+    /// /etc/hosts, /etc/hostname, /etc/resolv.conf of the pod.
+    pub etc_mounts: Vec<(PathBuf, String)>,
+    pub lower_dirs: Vec<PathBuf>,
+    pub upper_dir: PathBuf,
+    pub work_dir: PathBuf,
+    pub merged_dir: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: Option<String>,
+    /// The image's `StopSignal`, for a graceful stop.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// The container's cgroup, relative to the hierarchy's mounts.
+    pub cgroup_dirs: Vec<PathBuf>,
+    pub log_path: PathBuf,
+    pub log_max_bytes: u64,
+    pub log_max_files: usize,
+    /// The agent binary, whose `__init` stage creates the container.
+    pub agent_binary: PathBuf,
+}
+
+/// What the shim reports. Written atomically, so a reader sees one state or the next.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceState {
+    pub shim: Option<ProcessId>,
+    /// The container's first process, as the host sees it.
+    pub pid: Option<ProcessId>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub exit: Option<ExitRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    /// `Completed`, `Error`, `OOMKilled`, `StartError`, `ShimLost`.
+    pub reason: String,
+    pub message: String,
+    pub finished_at: DateTime<Utc>,
+}
+
+pub fn launch_file(dir: &Path) -> PathBuf {
+    dir.join("launch.json")
+}
+
+pub fn state_file(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+pub fn read_state(dir: &Path) -> InstanceState {
+    fs::read(state_file(dir))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+pub fn write_state(dir: &Path, state: &InstanceState) -> std::io::Result<()> {
+    let tmp = dir.join("state.json.tmp");
+    let bytes = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, state_file(dir))
+}
+
+/// Starts the shim for the instance in `dir`, detached: an intermediate
+/// `__shim --detach` starts the real shim in its own session and exits, so
+/// the shim's parent is not the caller (a CLI that exits, or an agent that
+/// may be killed). Returns once the shim has recorded its pid.
+pub fn start_detached(agent_binary: &Path, dir: &Path) -> std::io::Result<()> {
+    let status = Command::new(agent_binary)
+        .arg("__shim")
+        .arg("--detach")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "the shim for {} did not start ({status})",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `flotilla-agent __shim [--detach] DIR`.
+pub fn shim_main(dir: &Path, detach: bool) -> ExitCode {
+    if detach {
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("shim.log"));
+        let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
+            Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
+            Err(_) => (Stdio::null(), Stdio::null()),
+        };
+        let Ok(exe) = std::env::current_exe() else {
+            return ExitCode::FAILURE;
+        };
+        let spawned = Command::new(exe)
+            .arg("__shim")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn();
+        return match spawned {
+            // Wait until the shim has said who it is, so the caller can watch it.
+            Ok(child) => {
+                let me = ProcessId::of(child.id());
+                let ready = crate::procfs::wait_until(std::time::Duration::from_secs(5), || {
+                    read_state(dir).shim.is_some() || me.is_none_or(|p| !p.is_alive())
+                });
+                if ready {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
+    let _ = nix::unistd::setsid();
+    let plan: LaunchPlan = match fs::read(launch_file(dir))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("shim {}: reading the launch plan: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let state = InstanceState {
+        shim: ProcessId::of(std::process::id()),
+        ..InstanceState::default()
+    };
+    if let Err(e) = write_state(dir, &state) {
+        eprintln!("shim {}: writing its state: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let record = supervise(&plan, dir, state, None);
+    if record.reason == "StartError" {
+        eprintln!("shim {}: {}", dir.display(), record.message);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Creates the container, logs its output (and copies it to `tee`, the
+/// foreground terminal, if given), waits for it, and records its end in
+/// `dir/state.json`. Returns the exit record.
+pub fn supervise(
+    plan: &LaunchPlan,
+    dir: &Path,
+    mut state: InstanceState,
+    tee: Option<Tee>,
+) -> ExitRecord {
+    let started = Utc::now();
+    let result = run_container(plan, dir, &mut state, tee);
+    let record = match result {
+        Ok(record) => record,
+        Err(message) => ExitRecord {
+            exit_code: 128,
+            signal: None,
+            reason: "StartError".into(),
+            message,
+            finished_at: Utc::now(),
+        },
+    };
+    state.started_at.get_or_insert(started);
+    state.exit = Some(record.clone());
+    if let Err(e) = write_state(dir, &state) {
+        eprintln!("shim {}: recording the exit: {e}", dir.display());
+    }
+    record
+}
+
+/// Where a foreground run copies the container's output.
+pub struct Tee {
+    pub stdout: Box<dyn Write + Send>,
+    pub stderr: Box<dyn Write + Send>,
+}
+
+fn run_container(
+    plan: &LaunchPlan,
+    dir: &Path,
+    state: &mut InstanceState,
+    tee: Option<Tee>,
+) -> Result<ExitRecord, String> {
+    let writer = CriLogWriter::open(
+        &plan.log_path,
+        Rotation {
+            max_bytes: plan.log_max_bytes,
+            max_files: plan.log_max_files,
+        },
+    )
+    .map_err(|e| format!("opening the log {}: {e}", plan.log_path.display()))?;
+    let writer = Arc::new(Mutex::new(writer));
+    let (out_read, out_write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (err_read, err_write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let devnull = fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    let spec = container_spec(plan, [OwnedFd::from(devnull), out_write, err_write]);
+    let oom_before = oom_kills(plan);
+    let process =
+        crate::agent::runtime::spawn_with(&plan.agent_binary, spec).map_err(|e| e.to_string())?;
+    // The write ends now live only in the container: EOF comes when it ends.
+    state.pid = ProcessId::of(process.pid as u32);
+    state.started_at = Some(Utc::now());
+    let _ = write_state(dir, state);
+
+    let (tee_out, tee_err) = match tee {
+        Some(t) => (Some(t.stdout), Some(t.stderr)),
+        None => (None, None),
+    };
+    let readers = [
+        spawn_reader(out_read, Stream::Stdout, writer.clone(), tee_out),
+        spawn_reader(err_read, Stream::Stderr, writer.clone(), tee_err),
+    ];
+    let exit = process.wait().map_err(|e| e.to_string())?;
+    for reader in readers {
+        let _ = reader.join();
+    }
+    if let Ok(writer) = Arc::try_unwrap(writer) {
+        let writer = writer.into_inner().unwrap_or_else(|p| p.into_inner());
+        let _ = writer.close();
+    }
+    let oom = oom_kills(plan) > oom_before;
+    let ended = match exit {
+        ContainerExit::Code(c) => Ended::Exited(c),
+        ContainerExit::Signal(s) => Ended::Signaled(s),
+    };
+    let termination = cgroup::termination(ended, oom);
+    Ok(ExitRecord {
+        exit_code: termination.exit_code,
+        signal: match exit {
+            ContainerExit::Signal(s) => Some(s),
+            ContainerExit::Code(_) => None,
+        },
+        reason: termination.reason.to_string(),
+        message: String::new(),
+        finished_at: Utc::now(),
+    })
+}
+
+fn oom_kills(plan: &LaunchPlan) -> u64 {
+    // v1 keeps the counter in memory.oom_control, v2 in memory.events: read
+    // whichever this group has.
+    plan.cgroup_dirs
+        .iter()
+        .filter_map(|dir| {
+            let text = fs::read_to_string(dir.join("memory.events"))
+                .or_else(|_| fs::read_to_string(dir.join("memory.oom_control")))
+                .ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+fn spawn_reader(
+    pipe: OwnedFd,
+    stream: Stream,
+    writer: Arc<Mutex<CriLogWriter>>,
+    mut tee: Option<Box<dyn Write + Send>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut file = fs::File::from(pipe);
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            if let Ok(mut w) = writer.lock() {
+                let _ = w.write(stream, &buffer[..n]);
+            }
+            if let Some(out) = tee.as_mut() {
+                let _ = out.write_all(&buffer[..n]).and_then(|()| out.flush());
+            }
+        }
+    })
+}
+
+fn container_spec(plan: &LaunchPlan, stdio: [OwnedFd; 3]) -> ContainerSpec {
+    let ns = |path: &Option<PathBuf>| match path {
+        Some(p) => Namespace::Join(p.clone()),
+        None => Namespace::Host,
+    };
+    let mut spec = ContainerSpec::new(
+        &plan.id,
+        RootfsSpec {
+            lower_dirs: plan.lower_dirs.clone(),
+            upper_dir: plan.upper_dir.clone(),
+            work_dir: plan.work_dir.clone(),
+            merged_dir: plan.merged_dir.clone(),
+            // The writable layer is thrown away when the instance is replaced.
+            volatile: true,
+        },
+        plan.args.clone(),
+    );
+    spec.hostname = plan.hostname.clone();
+    spec.namespaces = Namespaces {
+        net: ns(&plan.net),
+        ipc: ns(&plan.ipc),
+        uts: ns(&plan.uts),
+    };
+    spec.mounts = plan
+        .etc_mounts
+        .iter()
+        .map(|(source, destination)| crate::agent::runtime::BindMount {
+            source: source.clone(),
+            destination: destination.clone(),
+            read_only: true,
+        })
+        .collect();
+    spec.process.env = plan.env.clone();
+    spec.process.cwd = plan.cwd.clone();
+    spec.process.user = plan.user.clone();
+    spec.cgroup_procs = plan
+        .cgroup_dirs
+        .iter()
+        .map(|d| d.join("cgroup.procs"))
+        .collect();
+    let [stdin, stdout, stderr] = stdio;
+    spec.stdio = [Some(stdin), Some(stdout), Some(stderr)];
+    spec
+}
