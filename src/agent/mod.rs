@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod cli;
+pub mod daemon;
 pub mod image;
 pub mod logs;
 pub mod node;

@@ -1,15 +1,20 @@
-//! The agent's command line: `flotilla-agent [--root DIR] pull | images | rmi
-//! | prune | version`, for a person on one host and for the tests. Verbs are
-//! added as the agent grows; each is real when it appears here.
+//! The agent's command line, for a person on one host and for the tests:
+//! images (`pull`, `images`, `rmi`, `prune`), containers (`run`, `ps`,
+//! `logs`, `stop`, `kill`, `rm`, `pause`, `unpause`, `stats`, in `pods.rs`),
+//! `version`, and the hidden stages the agent runs itself (`__init`, `__shim`).
 
-use std::io::IsTerminal;
+mod images;
+mod pods;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use super::image::progress::{Printer, human_bytes};
-use super::image::{ImageError, PullOptions, Store, parse_reference, pull};
+use std::time::Duration;
+
+use super::pods::backoff::BackOffPolicy;
+use super::pods::{AgentConfig, shim};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,6 +31,25 @@ struct AgentCli {
         value_name = "DIR"
     )]
     root: PathBuf,
+    /// Where sandboxes and mount points live (tmpfs).
+    #[arg(
+        long,
+        global = true,
+        default_value = "/run/flotilla",
+        value_name = "DIR"
+    )]
+    run_dir: PathBuf,
+    /// This agent's part of the cgroup tree.
+    #[arg(
+        long,
+        global = true,
+        default_value = "flotilla",
+        env = "FLOTILLA_CGROUP_PARENT"
+    )]
+    cgroup_parent: String,
+    /// Crash-loop back-off as INITIAL,MAX,RESET in milliseconds (Kubernetes: 10000,300000,600000).
+    #[arg(long, global = true, hide = true, env = "FLOTILLA_BACKOFF_MS")]
+    backoff_ms: Option<String>,
     #[command(subcommand)]
     command: AgentCommand,
 }
@@ -51,8 +75,53 @@ enum AgentCommand {
     Rmi { image: String },
     /// Remove every blob and layer no image or container uses, and leftovers of interrupted pulls.
     Prune,
+    /// Serve the agent protocol on RUN/agent.sock and keep pods as their specs say.
+    Serve {
+        /// Registries spoken to over plain HTTP (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure_registries: Vec<String>,
+    },
+    /// Run a container from an image (in the foreground unless -d).
+    Run(pods::RunArgs),
+    /// List containers (running ones; -a for all).
+    Ps {
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Print a container's log.
+    Logs(pods::LogsArgs),
+    /// Stop a container: its stop signal, then SIGKILL after the grace period.
+    Stop {
+        /// Seconds before SIGKILL (default: the pod's grace period).
+        #[arg(short = 't', long)]
+        time: Option<u64>,
+        name: String,
+    },
+    /// SIGKILL a container now.
+    Kill { name: String },
+    /// Remove a stopped container (-f: kill it first).
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        name: String,
+    },
+    /// Freeze a container's processes.
+    Pause { name: String },
+    /// Thaw a paused container.
+    Unpause { name: String },
+    /// CPU time, memory and processes of containers.
+    Stats { name: Option<String> },
     /// Print the agent's version and the platform it was built for.
     Version,
+    /// A container's supervisor (started by the agent, never by hand).
+    #[command(name = "__shim", hide = true)]
+    Shim {
+        #[arg(long)]
+        detach: bool,
+        dir: PathBuf,
+    },
     /// The container init stage (started by the runtime, never by hand).
     #[command(name = "__init", hide = true)]
     Init { config_fd: i32, status_fd: i32 },
@@ -70,18 +139,65 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {}", crate::report::one_line(&err));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: AgentCli) -> Result<ExitCode, ImageError> {
-    match cli.command {
-        AgentCommand::Init {
-            config_fd,
-            status_fd,
-        } => Ok(super::runtime::init::main(config_fd, status_fd)),
+/// How this invocation runs pods, from the global flags.
+fn agent_config(cli: &AgentCli) -> anyhow::Result<AgentConfig> {
+    let mut config = AgentConfig::new(&cli.root, &cli.run_dir)?;
+    config.cgroup_parent = cli.cgroup_parent.clone();
+    if let Some(spec) = &cli.backoff_ms {
+        let ms: Vec<u64> = spec
+            .split(',')
+            .map(|v| v.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                anyhow::anyhow!("--backoff-ms {spec:?}: write INITIAL,MAX,RESET in milliseconds")
+            })?;
+        let [initial, max, reset] = ms[..] else {
+            anyhow::bail!("--backoff-ms {spec:?}: write INITIAL,MAX,RESET in milliseconds");
+        };
+        config.backoff = BackOffPolicy {
+            initial: Duration::from_millis(initial),
+            max: Duration::from_millis(max),
+            reset_after: Duration::from_millis(reset),
+        };
+    }
+    Ok(config)
+}
+
+fn run(cli: AgentCli) -> anyhow::Result<ExitCode> {
+    let root = cli.root.clone();
+    match &cli.command {
+        AgentCommand::Pull {
+            insecure,
+            no_unpack,
+            image,
+        } => Ok(images::pull(&root, image, *insecure, *no_unpack)?),
+        AgentCommand::Images { output } => Ok(images::list(&root, *output == Output::Json)?),
+        AgentCommand::Rmi { image } => Ok(images::remove(&root, image)?),
+        AgentCommand::Prune => Ok(images::prune(&root)?),
+        AgentCommand::Serve {
+            insecure_registries,
+        } => {
+            let mut config = agent_config(&cli)?;
+            config.insecure_registries = insecure_registries.clone();
+            serve(config)
+        }
+        AgentCommand::Run(args) => pods::run(agent_config(&cli)?, args),
+        AgentCommand::Ps { all, output } => {
+            pods::ps(agent_config(&cli)?, *all, *output == Output::Json)
+        }
+        AgentCommand::Logs(args) => pods::logs(agent_config(&cli)?, args),
+        AgentCommand::Stop { time, name } => pods::stop(agent_config(&cli)?, name, *time),
+        AgentCommand::Kill { name } => pods::kill(agent_config(&cli)?, name),
+        AgentCommand::Rm { force, name } => pods::rm(agent_config(&cli)?, name, *force),
+        AgentCommand::Pause { name } => pods::pause(agent_config(&cli)?, name, true),
+        AgentCommand::Unpause { name } => pods::pause(agent_config(&cli)?, name, false),
+        AgentCommand::Stats { name } => pods::stats(agent_config(&cli)?, name.as_deref()),
         AgentCommand::Version => {
             println!(
                 "flotilla-agent {} ({}-{})",
@@ -91,103 +207,42 @@ fn run(cli: AgentCli) -> Result<ExitCode, ImageError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        AgentCommand::Pull {
-            insecure,
-            no_unpack,
-            image,
-        } => {
-            let store = Store::open(&cli.root)?;
-            let printer = Printer::new(std::io::stdout().is_terminal());
-            let options = PullOptions {
-                insecure,
-                auth: None,
-                unpack: !no_unpack,
-            };
-            // One thread drives the network; unpacking runs on the blocking pool.
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| ImageError::Task(e.to_string()))?;
-            let pulled = runtime.block_on(pull(&store, &image, &options, &|e| printer.event(e)))?;
-            printer.finish();
-            if pulled.already_present {
-                println!("image is up to date");
-            }
-            println!(
-                "pulled {} {}",
-                pulled.record.reference, pulled.record.digest
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        AgentCommand::Images { output } => {
-            let store = Store::open(&cli.root)?;
-            let images = store.images()?;
-            match output {
-                Output::Json => {
-                    let json = serde_json::Value::Array(
-                        images
-                            .iter()
-                            .map(|i| {
-                                serde_json::json!({
-                                    "reference": i.reference,
-                                    "digest": i.digest,
-                                    "config_digest": i.config_digest,
-                                    "size": i.size,
-                                    "created": i.created,
-                                    "platform": i.platform,
-                                    "layers": i.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>(),
-                                })
-                            })
-                            .collect(),
-                    );
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&json).unwrap_or_default()
-                    );
-                }
-                Output::Table => {
-                    println!(
-                        "{:<50} {:<19} {:<22} {:>10}",
-                        "REFERENCE", "DIGEST", "CREATED", "SIZE"
-                    );
-                    for i in &images {
-                        let digest = i.digest.strip_prefix("sha256:").unwrap_or(&i.digest);
-                        println!(
-                            "{:<50} {:<19} {:<22} {:>10}",
-                            i.reference,
-                            &digest[..digest.len().min(12)],
-                            i.created.as_deref().unwrap_or("-"),
-                            human_bytes(i.size)
-                        );
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        AgentCommand::Rmi { image } => {
-            let store = Store::open(&cli.root)?;
-            let reference = parse_reference(&image)?.whole();
-            if !store.remove_image(&reference)? {
-                return Err(ImageError::NotFound(reference));
-            }
-            let reclaimed = store.collect_garbage()?;
-            println!(
-                "removed {reference} ({} layers, {} freed)",
-                reclaimed.layers,
-                human_bytes(reclaimed.bytes)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        AgentCommand::Prune => {
-            let store = Store::open(&cli.root)?;
-            let reclaimed = store.collect_garbage()?;
-            println!(
-                "removed {} blobs and {} layers: {} reclaimed",
-                reclaimed.blobs,
-                reclaimed.layers,
-                human_bytes(reclaimed.bytes)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        AgentCommand::Init {
+            config_fd,
+            status_fd,
+        } => Ok(super::runtime::init::main(*config_fd, *status_fd)),
+        AgentCommand::Shim { detach, dir } => Ok(shim::shim_main(dir, *detach)),
     }
+}
+
+/// `serve`: one thread for the protocol and the reconciler, the blocking pool
+/// for the pod manager's work. Containers are not stopped when it ends.
+fn serve(config: AgentConfig) -> anyhow::Result<ExitCode> {
+    let socket = super::daemon::socket_path(&config.paths.run_dir);
+    let manager = super::pods::PodManager::new(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = super::protocol::server::bind_socket(&socket)?;
+        let daemon = super::daemon::Daemon::new(manager);
+        tokio::spawn(daemon.clone().reconcile_loop(Duration::from_secs(1)));
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        let server = super::protocol::server::Server::new(daemon);
+        server
+            .serve(listener, async {
+                let _ = shutdown.await;
+            })
+            .await?;
+        let _ = std::fs::remove_file(&socket);
+        Ok(ExitCode::SUCCESS)
+    })
 }

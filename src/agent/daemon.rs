@@ -1,0 +1,384 @@
+//! `flotilla-agent serve`: the agent as a daemon. It serves the protocol on
+//! `RUN/agent.sock`, reconciles every pod once a second (so restart policies
+//! and back-off apply with no controller connected, and after the agent's
+//! own restart: the shims kept the containers running meanwhile), samples
+//! node metrics, and turns what the reconciler sees into an event stream.
+//! The pod manager's calls block, so they run on the blocking pool.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+
+use super::logs::{LogQuery, Streams, read_logs};
+use super::node::{MetricsHandle, NodeFacts, Sampler, read_facts, spawn_sampler};
+use super::pods::status::pod_status;
+use super::pods::{PodError, PodEvent, PodManager};
+use super::protocol::messages::{
+    ContainerStats, CreatePod, DeletePod, Empty, Event, EventFilter, EventType, ListPods,
+    LogRecord, LogStream, LogsQuery, MetricsQuery, PodList, PodRecord, PodRef, PodStats,
+    PodStatsList, StatsQuery, StopPod,
+};
+use super::protocol::server::{AgentService, ServiceError, ServiceResult, ServiceStream};
+
+/// Events kept for a console that reconnects and asks for what it missed.
+const EVENT_HISTORY: usize = 1000;
+
+pub struct Daemon {
+    manager: Arc<PodManager>,
+    node_name: String,
+    metrics: MetricsHandle,
+    events: broadcast::Sender<Event>,
+    history: Mutex<VecDeque<Event>>,
+    seq: AtomicU64,
+    /// The last CPU reading per container, for millicores.
+    cpu: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl Daemon {
+    /// Starts the metrics sampler; the caller runs [`Daemon::reconcile_loop`] and the server.
+    pub fn new(manager: PodManager) -> Arc<Daemon> {
+        let node_name = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "unknown".into());
+        let root = manager.config().paths.root.clone();
+        let (metrics, _task) = spawn_sampler(Sampler::new(root), Duration::from_secs(1));
+        let (events, _) = broadcast::channel(256);
+        Arc::new(Daemon {
+            manager: Arc::new(manager),
+            node_name,
+            metrics,
+            events,
+            history: Mutex::new(VecDeque::new()),
+            seq: AtomicU64::new(0),
+            cpu: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reconciles every pod each `interval`, forever.
+    pub async fn reconcile_loop(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let manager = self.manager.clone();
+            match tokio::task::spawn_blocking(move || manager.reconcile_all()).await {
+                Ok(events) => events.into_iter().for_each(|e| self.publish(e)),
+                Err(e) => tracing::error!(error = %e, "the reconciler panicked"),
+            }
+        }
+    }
+
+    fn publish(&self, event: PodEvent) {
+        let event = Event {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            time: Utc::now(),
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason,
+            message: event.message,
+            namespace: event.namespace,
+            pod: event.pod,
+            uid: String::new(),
+            container: (!event.container.is_empty()).then_some(event.container),
+            phase: None,
+        };
+        tracing::info!(reason = %event.reason, pod = %event.pod, "{}", event.message);
+        if let Ok(mut history) = self.history.lock() {
+            history.push_back(event.clone());
+            while history.len() > EVENT_HISTORY {
+                history.pop_front();
+            }
+        }
+        let _ = self.events.send(event);
+    }
+
+    /// Runs a manager call on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&PodManager) -> Result<T, PodError> + Send + 'static,
+    ) -> ServiceResult<T> {
+        let manager = self.manager.clone();
+        tokio::task::spawn_blocking(move || call(&manager))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("the agent's worker failed: {e}")))?
+            .map_err(service_error)
+    }
+
+    fn record(manager: &PodManager, record: super::pods::record::PodRecord) -> PodRecord {
+        let status = pod_status(&record, &manager.instance_states(&record));
+        PodRecord {
+            uid: record.uid,
+            pod: record.pod,
+            status,
+        }
+    }
+}
+
+fn service_error(err: PodError) -> ServiceError {
+    match err {
+        PodError::NotFound(m) => ServiceError::NotFound(format!("no pod {m} on this node")),
+        PodError::Conflict(m) => ServiceError::Conflict(m),
+        PodError::Invalid(m) => ServiceError::BadRequest(m),
+        other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+impl AgentService for Daemon {
+    fn node_name(&self) -> String {
+        self.node_name.clone()
+    }
+
+    async fn node_facts(&self) -> ServiceResult<NodeFacts> {
+        let root = self.manager.config().paths.root.clone();
+        tokio::task::spawn_blocking(move || read_facts(&root))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    async fn node_metrics(&self, query: MetricsQuery) -> ServiceResult<super::node::MetricsSeries> {
+        Ok(self.metrics.series(query.since))
+    }
+
+    async fn create_pod(&self, params: CreatePod) -> ServiceResult<PodRecord> {
+        let (record, events) = self
+            .blocking(move |m| {
+                let (record, events) = m.create(params.pod)?;
+                Ok((Daemon::record(m, record), events))
+            })
+            .await?;
+        events.into_iter().for_each(|e| self.publish(e));
+        Ok(record)
+    }
+
+    async fn list_pods(&self, params: ListPods) -> ServiceResult<PodList> {
+        self.blocking(move |m| {
+            let pods = m
+                .list()
+                .into_iter()
+                .filter(|r| {
+                    params
+                        .namespace
+                        .as_ref()
+                        .is_none_or(|ns| *ns == r.pod.metadata.namespace)
+                })
+                .map(|r| Daemon::record(m, r))
+                .collect();
+            Ok(PodList { pods })
+        })
+        .await
+    }
+
+    async fn pod_status(&self, pod: PodRef) -> ServiceResult<PodRecord> {
+        self.blocking(move |m| Ok(Daemon::record(m, m.find(&pod.namespace, &pod.name)?)))
+            .await
+    }
+
+    async fn stop_pod(&self, params: StopPod) -> ServiceResult<PodRecord> {
+        self.blocking(move |m| {
+            let grace = params.grace_seconds.map(Duration::from_secs);
+            Ok(Daemon::record(
+                m,
+                m.stop(&params.namespace, &params.name, grace)?,
+            ))
+        })
+        .await
+    }
+
+    async fn kill_pod(&self, pod: PodRef) -> ServiceResult<PodRecord> {
+        self.blocking(move |m| Ok(Daemon::record(m, m.kill(&pod.namespace, &pod.name)?)))
+            .await
+    }
+
+    async fn delete_pod(&self, params: DeletePod) -> ServiceResult<Empty> {
+        self.blocking(move |m| {
+            m.delete(
+                &params.namespace,
+                &params.name,
+                params.grace_seconds.map(Duration::from_secs),
+            )?;
+            Ok(Empty {})
+        })
+        .await
+    }
+
+    async fn pause_pod(&self, pod: PodRef) -> ServiceResult<PodRecord> {
+        self.blocking(move |m| Ok(Daemon::record(m, m.pause(&pod.namespace, &pod.name)?)))
+            .await
+    }
+
+    async fn resume_pod(&self, pod: PodRef) -> ServiceResult<PodRecord> {
+        self.blocking(move |m| Ok(Daemon::record(m, m.resume(&pod.namespace, &pod.name)?)))
+            .await
+    }
+
+    async fn pod_logs(&self, query: LogsQuery) -> ServiceResult<ServiceStream<LogRecord>> {
+        let q = query.clone();
+        let (path, record, container) = self
+            .blocking(move |m| {
+                let record = m.find(&q.namespace, &q.name)?;
+                let path = m.log_path(&record, q.container.as_deref(), q.previous)?;
+                let container = q
+                    .container
+                    .clone()
+                    .unwrap_or_else(|| record.pod.spec.containers[0].name.clone());
+                Ok((path, record, container))
+            })
+            .await?;
+        let manager = self.manager.clone();
+        let follow = query.follow && !query.previous && manager.is_running(&record, &container);
+        let (sender, receiver) = tokio::sync::mpsc::channel::<ServiceResult<LogRecord>>(256);
+        let reader = read_logs(
+            &path,
+            &LogQuery {
+                tail: query.tail.map(|t| t as usize),
+                since: query.since.map(std::time::SystemTime::from),
+                timestamps: query.timestamps,
+                follow,
+                streams: Streams::Both,
+            },
+        );
+        let stop = reader.stop_handle();
+        tokio::task::spawn_blocking(move || {
+            let mut last_check = Instant::now();
+            for item in reader {
+                let item = item
+                    .map(|r| LogRecord {
+                        time: query
+                            .timestamps
+                            .then(|| chrono::DateTime::<Utc>::from(r.time)),
+                        stream: match r.stream {
+                            super::logs::Stream::Stdout => LogStream::Stdout,
+                            super::logs::Stream::Stderr => LogStream::Stderr,
+                        },
+                        partial: r.partial,
+                        text: String::from_utf8_lossy(&r.content).into_owned(),
+                    })
+                    .map_err(|e| {
+                        ServiceError::Internal(format!("reading {}: {e}", path.display()))
+                    });
+                if sender.blocking_send(item).is_err() {
+                    break;
+                }
+                // Following ends with the container (or when the client goes).
+                if follow && last_check.elapsed() > Duration::from_millis(500) {
+                    last_check = Instant::now();
+                    if !manager.is_running(&record, &container) || sender.is_closed() {
+                        stop.stop();
+                    }
+                }
+            }
+        });
+        Ok(futures_util::stream::unfold(receiver, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed())
+    }
+
+    async fn pod_stats(&self, query: StatsQuery) -> ServiceResult<PodStatsList> {
+        let readings = self
+            .blocking(move |m| {
+                Ok(m.list()
+                    .into_iter()
+                    .filter(|r| {
+                        query
+                            .namespace
+                            .as_ref()
+                            .is_none_or(|ns| *ns == r.pod.metadata.namespace)
+                    })
+                    .filter(|r| {
+                        query
+                            .name
+                            .as_ref()
+                            .is_none_or(|n| *n == r.pod.metadata.name)
+                    })
+                    .map(|r| {
+                        let stats = m.stats(&r);
+                        (r, stats)
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        let now = Instant::now();
+        let mut cpu = self
+            .cpu
+            .lock()
+            .map_err(|_| ServiceError::Internal("stats lock".into()))?;
+        let pods = readings
+            .into_iter()
+            .map(|(record, stats)| PodStats {
+                namespace: record.pod.metadata.namespace.clone(),
+                name: record.pod.metadata.name.clone(),
+                uid: record.uid.clone(),
+                time: Utc::now(),
+                containers: stats
+                    .into_iter()
+                    .map(|(name, s)| {
+                        let key = format!("{}/{name}", record.uid);
+                        let millicores = cpu.get(&key).and_then(|(ns, at)| {
+                            let elapsed = now.duration_since(*at).as_nanos() as u64;
+                            (elapsed > 0 && s.cpu_usage_ns >= *ns)
+                                .then(|| (s.cpu_usage_ns - ns).saturating_mul(1000) / elapsed)
+                        });
+                        cpu.insert(key, (s.cpu_usage_ns, now));
+                        ContainerStats {
+                            name,
+                            cpu_usage_usec: s.cpu_usage_ns / 1000,
+                            cpu_millicores: millicores,
+                            memory_bytes: s.memory_working_set_bytes,
+                            memory_limit_bytes: None,
+                            pids: s.pids_current,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(PodStatsList { pods })
+    }
+
+    async fn subscribe_events(&self, filter: EventFilter) -> ServiceResult<ServiceStream<Event>> {
+        let receiver = self.events.subscribe();
+        let replay: Vec<Event> = match filter.since {
+            Some(since) => self
+                .history
+                .lock()
+                .map(|h| h.iter().filter(|e| e.seq > since).cloned().collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let namespace = filter.namespace.clone();
+        let wanted = move |e: &Event| namespace.as_ref().is_none_or(|ns| *ns == e.namespace);
+        let wanted_replay = wanted.clone();
+        let live = futures_util::stream::unfold(receiver, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => return Some((event, rx)),
+                    // A slow subscriber misses events rather than stalling the agent.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(
+            futures_util::stream::iter(replay.into_iter().filter(wanted_replay))
+                .chain(live.filter(move |e| std::future::ready(wanted(e))))
+                .map(Ok)
+                .boxed(),
+        )
+    }
+}
+
+/// The socket the daemon listens on.
+pub fn socket_path(run_dir: &std::path::Path) -> PathBuf {
+    run_dir.join("agent.sock")
+}
