@@ -16,6 +16,7 @@ pub mod busybox;
 pub mod fake;
 pub mod image;
 pub mod layer;
+pub mod pods;
 pub mod registry;
 
 use std::future::Future;
