@@ -61,17 +61,34 @@ impl Daemon {
         })
     }
 
-    /// Reconciles every pod each `interval`, forever.
+    /// Reconciles every pod each `interval`, forever, and sooner when a
+    /// restart's back-off ends before the next tick (so a 10 s back-off is
+    /// 10 s, not 10 s rounded up to the tick).
     pub async fn reconcile_loop(self: Arc<Self>, interval: Duration) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
+            let started = Instant::now();
             let manager = self.manager.clone();
-            match tokio::task::spawn_blocking(move || manager.reconcile_all()).await {
-                Ok(events) => events.into_iter().for_each(|e| self.publish(e)),
-                Err(e) => tracing::error!(error = %e, "the reconciler panicked"),
+            let due = match tokio::task::spawn_blocking(move || manager.reconcile_all_until_due())
+                .await
+            {
+                Ok((events, due)) => {
+                    events.into_iter().for_each(|e| self.publish(e));
+                    due
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the reconciler panicked");
+                    None
+                }
+            };
+            let mut wake = started + interval;
+            if let Some(due) = due {
+                let until_due = (due - Utc::now()).to_std().unwrap_or_default();
+                // A little past the due time, so the attempt is not early.
+                wake = wake.min(Instant::now() + until_due + Duration::from_millis(5));
             }
+            // Never spin, whatever a record says.
+            wake = wake.max(started + Duration::from_millis(50));
+            tokio::time::sleep_until(wake.into()).await;
         }
     }
 

@@ -131,18 +131,21 @@ impl PodManager {
         mut pod: Pod,
         foreground: bool,
     ) -> Result<(PodRecord, Vec<PodEvent>, Option<PathBuf>), PodError> {
-        if pod.metadata.namespace.is_empty() {
-            pod.metadata.namespace = "default".into();
-        }
+        // What the API server would do before a pod reaches a kubelet: the
+        // agent may be spoken to directly, so it checks for itself.
+        crate::api::defaults::default_pod(&mut pod);
         let (namespace, name) = (pod.metadata.namespace.clone(), pod.metadata.name.clone());
+        let validation = crate::api::validate::validate_pod(&pod);
+        if !validation.errors.is_empty() {
+            let errors: Vec<String> = validation.errors.iter().map(|e| e.to_string()).collect();
+            return Err(PodError::Invalid(format!(
+                "pod {namespace}/{name} is invalid: {}",
+                errors.join("; ")
+            )));
+        }
         if self.find(&namespace, &name).is_ok() {
             return Err(PodError::Conflict(format!(
                 "pod {namespace}/{name} exists on this node; delete it first"
-            )));
-        }
-        if pod.spec.containers.is_empty() {
-            return Err(PodError::Invalid(format!(
-                "pod {namespace}/{name} has no containers"
             )));
         }
         let uid = format!("{:016x}", rand::random::<u64>());
@@ -162,7 +165,7 @@ impl PodManager {
             paused: false,
         };
         record::save(&self.config.paths, &record).map_err(|e| PodError::io(&dir, e))?;
-        let (events, started) = self.reconcile_with(&uid, foreground)?;
+        let (events, started, _) = self.reconcile_with(&uid, foreground)?;
         Ok((self.load(&uid)?, events, started))
     }
 
@@ -183,10 +186,24 @@ impl PodManager {
 
     /// Reconciles every pod; errors are per pod and come back as events.
     pub fn reconcile_all(&self) -> Vec<PodEvent> {
+        self.reconcile_all_until_due().0
+    }
+
+    /// Reconciles every pod, and says when the earliest waiting restart or
+    /// pull retry falls due, so a daemon can wake for it rather than at its
+    /// next tick.
+    pub fn reconcile_all_until_due(&self) -> (Vec<PodEvent>, Option<DateTime<Utc>>) {
         let mut events = Vec::new();
+        let mut due: Option<DateTime<Utc>> = None;
         for pod in self.list() {
-            match self.reconcile(&pod.uid) {
-                Ok(mut e) => events.append(&mut e),
+            match self.reconcile_with(&pod.uid, false) {
+                Ok((mut e, _, next)) => {
+                    events.append(&mut e);
+                    due = match (due, next) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
                 Err(err) => events.push(PodEvent {
                     warning: true,
                     reason: "FailedSync".into(),
@@ -197,7 +214,7 @@ impl PodManager {
                 }),
             }
         }
-        events
+        (events, due)
     }
 
     /// Brings one pod towards what its record says, once.
@@ -206,12 +223,13 @@ impl PodManager {
     }
 
     /// `foreground`: prepare instances without starting shims, and return
-    /// the directory of the one prepared.
+    /// the directory of the one prepared. Also returns when the pod's next
+    /// restart or pull retry is due, if one waits.
     fn reconcile_with(
         &self,
         uid: &str,
         foreground: bool,
-    ) -> Result<(Vec<PodEvent>, Option<PathBuf>), PodError> {
+    ) -> Result<Pass, PodError> {
         let _lock = self.lock(uid)?;
         let mut prepared = None;
         let mut record = self.load(uid)?;
@@ -252,7 +270,16 @@ impl PodManager {
             }
         }
         self.save(&record)?;
-        Ok((events, prepared))
+        let due = if record.desired == Desired::Running && !record.paused {
+            record
+                .containers
+                .values()
+                .filter_map(|c| c.next_attempt)
+                .min()
+        } else {
+            None
+        };
+        Ok((events, prepared, due))
     }
 
     /// Handles an instance that ended: records its termination and decides
@@ -436,6 +463,16 @@ impl PodManager {
 
         let (image_record, config) = match self.image_for(container) {
             Ok(found) => found,
+            // As the kubelet: a reference that cannot be parsed is not retried
+            // with back-off, it waits as InvalidImageName until the pod changes.
+            Err(PodError::Image(err @ image::ImageError::Reference { .. })) => {
+                if crec.waiting_reason.as_deref() != Some("InvalidImageName") {
+                    events.push(event(true, "InspectFailed", err.to_string()));
+                }
+                crec.waiting_reason = Some("InvalidImageName".into());
+                crec.waiting_message = Some(err.to_string());
+                return Ok(());
+            }
             Err(err) => {
                 let never = container.pull_policy() == PullPolicy::Never;
                 let delay = crec.backoff.after_failed_attempt(&self.config.backoff);
@@ -840,6 +877,10 @@ impl PodManager {
 }
 
 /// How a prepared instance is started.
+/// What a reconcile pass of a pod produced: its events, the instance dir
+/// prepared for a foreground run, and when its next restart is due.
+type Pass = (Vec<PodEvent>, Option<PathBuf>, Option<DateTime<Utc>>);
+
 /// What one reconcile pass of a pod shares between its containers.
 #[derive(Clone, Copy)]
 struct PodPass<'a> {
