@@ -44,7 +44,17 @@ pub struct Template {
 /// The template, made on first use.
 pub fn template() -> &'static Template {
     static TEMPLATE: OnceLock<Template> = OnceLock::new();
+    // On a thread of its own: async tests call this inside a runtime, and
+    // the push runs one; the registry it starts is gone before the thread ends.
     TEMPLATE.get_or_init(|| {
+        std::thread::spawn(make_template)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn make_template() -> Template {
+    {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the pod tests need root: run the README's test command (scripts/test) as root"
@@ -103,7 +113,7 @@ pub fn template() -> &'static Template {
             image: reference,
             agent,
         }
-    })
+    }
 }
 
 /// One agent's world: root, run dir and cgroup parent, all the test's own.
@@ -115,6 +125,8 @@ pub struct Node {
     pub image: String,
     agent: PathBuf,
     serve: Option<Child>,
+    /// FLOTILLA_BACKOFF_MS for every command after it is set.
+    pub backoff_ms: String,
 }
 
 impl Node {
@@ -138,6 +150,7 @@ impl Node {
             agent: template.agent.clone(),
             dir,
             serve: None,
+            backoff_ms: TEST_BACKOFF_MS.into(),
         }
     }
 
@@ -151,7 +164,7 @@ impl Node {
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
             .args(args)
-            .env("FLOTILLA_BACKOFF_MS", TEST_BACKOFF_MS)
+            .env("FLOTILLA_BACKOFF_MS", &self.backoff_ms)
             .env("HOME", self.dir.path())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -178,7 +191,8 @@ impl Node {
         self.serve = Some(child);
         let socket = self.socket();
         let started = Instant::now();
-        while !socket.exists() {
+        // A killed agent leaves its socket file: wait for one that answers.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if let Some(status) = self.serve.as_mut().unwrap().try_wait().unwrap() {
                 panic!("serve ended ({status}): {}", self.serve_log());
             }
