@@ -9,6 +9,7 @@
 
 mod client;
 pub mod known_hosts;
+pub mod reconnect;
 
 use std::path::PathBuf;
 use std::time::Duration;
