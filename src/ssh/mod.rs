@@ -10,6 +10,7 @@
 mod client;
 pub mod known_hosts;
 pub mod reconnect;
+pub mod session;
 
 use std::path::PathBuf;
 use std::time::Duration;

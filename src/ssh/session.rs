@@ -1,0 +1,296 @@
+//! A node session: the long-lived task that keeps one node connected and its
+//! figures flowing. It connects (through a [`Connector`]: SSH, host-key
+//! check, authentication, agent bootstrap, the agent channel), reports what
+//! the agent says to a [`NodeSink`] (the cluster state), and when the link or
+//! the agent fails, says why and tries again with jittered back-off
+//! ([`super::reconnect`]). One task per node, so a slow or dead node never
+//! holds the others up.
+//!
+//! While connected it asks the agent, each `interval` (1 s), for the metrics
+//! samples it has not seen yet, and lists the node's pods every `pods_every`
+//! ticks or as soon as an agent event says something changed. Every call
+//! has a deadline: an agent that stops answering while its SSH link stays
+//! up is a failure too (`AgentFailed`), not a frozen node.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::reconnect::{Reconnect, ReconnectPolicy};
+use crate::agent::node::{MetricsSample, NodeFacts};
+use crate::agent::protocol::messages::{Event, EventFilter, HelloReply, PodRecord};
+use crate::agent::protocol::{Client, ClientError};
+
+/// What the operator can do something about, as `flotilla get nodes` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum FailureKind {
+    /// No route, host down, or no answer in time.
+    Unreachable,
+    /// Nothing listens on the SSH port (sshd stopped).
+    Refused,
+    /// The host's key is not known (and not pinned): `flotilla node trust`.
+    HostKeyUnknown,
+    /// The host's key differs from the one recorded or pinned.
+    HostKeyMismatch,
+    /// No key was accepted.
+    AuthFailed,
+    /// SSH works but the agent could not be installed, started or reached,
+    /// or stopped answering.
+    AgentFailed,
+    /// An established connection was lost.
+    Disconnected,
+}
+
+impl FailureKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailureKind::Unreachable => "Unreachable",
+            FailureKind::Refused => "ConnectionRefused",
+            FailureKind::HostKeyUnknown => "HostKeyUnknown",
+            FailureKind::HostKeyMismatch => "HostKeyMismatch",
+            FailureKind::AuthFailed => "AuthFailed",
+            FailureKind::AgentFailed => "AgentFailed",
+            FailureKind::Disconnected => "Disconnected",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a connection attempt or a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// The whole error, for the node's description.
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, reason: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// An agent reached: the protocol client, and whatever must stay alive
+/// with it (the SSH connection carrying its channel).
+pub struct Connected {
+    pub client: Client,
+    /// Dropped when the session ends, closing the connection.
+    pub keep_alive: Box<dyn Send + Sync>,
+    /// Whether the agent binary had to be uploaded, or serve (re)started.
+    pub uploaded: bool,
+    pub started: bool,
+}
+
+/// Reaches a node's agent, from scratch.
+pub trait Connector: Send + Sync + 'static {
+    fn connect(&self) -> impl Future<Output = Result<Connected, Failure>> + Send;
+}
+
+/// What a session reports. Implementations must not block: they are called
+/// from the session task.
+pub trait NodeSink: Send + Sync + 'static {
+    /// An attempt begins (the first, or after a failure).
+    fn connecting(&self, node: &str, attempt: u32);
+    /// The agent answered: its hello and facts.
+    fn connected(&self, node: &str, hello: &HelloReply, facts: &NodeFacts);
+    /// New metrics samples, oldest first, never seen before on this connection.
+    fn metrics(&self, node: &str, samples: &[MetricsSample]);
+    /// Every pod the agent holds.
+    fn pods(&self, node: &str, pods: Vec<PodRecord>);
+    fn event(&self, node: &str, event: &Event);
+    /// The attempt or the connection failed; the next attempt is in `retry_in`.
+    fn failed(&self, node: &str, failure: &Failure, retry_in: Duration);
+}
+
+/// How a session paces itself.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Between metrics polls (the agent samples once a second).
+    pub interval: Duration,
+    /// Pods are listed every this many ticks, and after events.
+    pub pods_every: u32,
+    /// The longest an agent call may take before the agent counts as failed.
+    pub call_timeout: Duration,
+    pub reconnect: ReconnectPolicy,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            interval: Duration::from_secs(1),
+            pods_every: 5,
+            call_timeout: Duration::from_secs(10),
+            reconnect: ReconnectPolicy::default(),
+        }
+    }
+}
+
+/// Runs a node's session until `cancel` fires.
+pub fn spawn<C: Connector, S: NodeSink>(
+    node: String,
+    connector: Arc<C>,
+    sink: Arc<S>,
+    options: SessionOptions,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = run(&node, &*connector, &*sink, &options) => {}
+        }
+    })
+}
+
+async fn run<C: Connector, S: NodeSink>(
+    node: &str,
+    connector: &C,
+    sink: &S,
+    options: &SessionOptions,
+) {
+    let mut reconnect = Reconnect::default();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        sink.connecting(node, attempt);
+        let failure = match connector.connect().await {
+            Ok(connected) => {
+                let up_since = Instant::now();
+                let failure = serve_connection(node, connected, sink, options).await;
+                reconnect.connection_ended(&options.reconnect, up_since.elapsed());
+                failure
+            }
+            Err(failure) => failure,
+        };
+        let wait = reconnect.after_failure(&options.reconnect);
+        tracing::info!(node, kind = %failure.kind, retry_in = ?wait, "{}", failure.reason);
+        sink.failed(node, &failure, wait);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Follows a connected agent until something fails; returns why.
+async fn serve_connection<S: NodeSink>(
+    node: &str,
+    connected: Connected,
+    sink: &S,
+    options: &SessionOptions,
+) -> Failure {
+    let Connected {
+        client,
+        keep_alive: _keep_alive,
+        ..
+    } = connected;
+    let deadline = options.call_timeout;
+    let agent_failed = |what: &str, e: CallError| {
+        let kind = if client.closed().is_some() {
+            FailureKind::Disconnected
+        } else {
+            FailureKind::AgentFailed
+        };
+        Failure::new(kind, format!("{what}: {e}"))
+    };
+    let facts = match timed(deadline, client.node_facts()).await {
+        Ok(facts) => facts,
+        Err(e) => return agent_failed("node.facts", e),
+    };
+    sink.connected(node, client.hello(), &facts);
+
+    let mut last_seq: Option<u64> = None;
+    let mut events = match timed(deadline, client.subscribe_events(&EventFilter::default())).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            // Figures still flow without events; pods are then polled only.
+            tracing::warn!(node, "events.subscribe: {e}");
+            None
+        }
+    };
+    let mut ticker = tokio::time::interval(options.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = 0u32;
+    let mut pods_dirty = true;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                match timed(deadline, client.node_metrics(last_seq)).await {
+                    Ok(series) => {
+                        // An agent restarted behind the same connection cannot
+                        // happen (its socket went away with it), but a seq that
+                        // goes backwards must not stall the figures.
+                        let fresh: Vec<MetricsSample> = series
+                            .samples
+                            .into_iter()
+                            .filter(|s| last_seq.is_none_or(|l| s.seq > l))
+                            .collect();
+                        if let Some(last) = fresh.last() {
+                            last_seq = Some(last.seq);
+                            sink.metrics(node, &fresh);
+                        }
+                    }
+                    Err(e) => return agent_failed("node.metrics", e),
+                }
+                tick = tick.wrapping_add(1);
+                if pods_dirty || tick % options.pods_every.max(1) == 0 {
+                    match timed(deadline, client.list_pods(None)).await {
+                        Ok(list) => sink.pods(node, list.pods),
+                        Err(e) => return agent_failed("pods.list", e),
+                    }
+                    pods_dirty = false;
+                }
+            }
+            item = next_event(&mut events) => match item {
+                Some(Ok(event)) => {
+                    sink.event(node, &event);
+                    pods_dirty = true;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(node, "event stream ended: {e}");
+                    events = None;
+                    if client.closed().is_some() {
+                        return agent_failed("events.subscribe", e.into());
+                    }
+                }
+                None => events = None,
+            },
+        }
+    }
+}
+
+async fn next_event(
+    events: &mut Option<crate::agent::protocol::CallStream<Event>>,
+) -> Option<Result<Event, ClientError>> {
+    match events {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Why an agent call gave nothing.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("no answer within {}s", .0.as_secs_f32())]
+    Late(Duration),
+}
+
+/// A call with a deadline; a late answer is an error like any other.
+async fn timed<T>(
+    deadline: Duration,
+    call: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, CallError> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(CallError::Late(deadline)),
+    }
+}

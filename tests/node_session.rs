@@ -1,0 +1,212 @@
+//! The node session task against a real `flotilla-agent serve` reached over
+//! its unix socket (the SSH leg is tested with the demo cluster elsewhere):
+//! figures and pods flow, a killed agent is reported with its kind and
+//! retried with back-off, and a restarted one is picked up again.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flotilla::agent::node::{MetricsSample, NodeFacts};
+use flotilla::agent::protocol::messages::{Event, HelloReply, PodRecord};
+use flotilla::agent::protocol::{Client, ClientOptions};
+use flotilla::ssh::reconnect::ReconnectPolicy;
+use flotilla::ssh::session::{
+    self, Connected, Connector, Failure, FailureKind, NodeSink, SessionOptions,
+};
+use support::pods::Node;
+use tokio_util::sync::CancellationToken;
+
+struct UnixConnector {
+    socket: std::path::PathBuf,
+}
+
+impl Connector for UnixConnector {
+    async fn connect(&self) -> Result<Connected, Failure> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| Failure::new(FailureKind::Refused, e.to_string()))?;
+        let client = Client::connect(stream, ClientOptions::default())
+            .await
+            .map_err(|e| Failure::new(FailureKind::AgentFailed, e.to_string()))?;
+        Ok(Connected {
+            client,
+            keep_alive: Box::new(()),
+            uploaded: false,
+            started: false,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Seen {
+    Connecting(u32),
+    Connected(String),
+    Metrics(Vec<u64>),
+    Pods(usize),
+    Event(String),
+    Failed(FailureKind, Duration),
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Seen>>);
+
+impl Recorder {
+    fn seen(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn push(&self, s: Seen) {
+        self.0.lock().unwrap().push(s);
+    }
+
+    async fn wait_for(&self, what: &str, mut pred: impl FnMut(&[Seen]) -> bool) {
+        let started = Instant::now();
+        while !pred(&self.seen()) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: not seen in 30 s; saw {:?}",
+                self.seen()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl NodeSink for Recorder {
+    fn connecting(&self, _: &str, attempt: u32) {
+        self.push(Seen::Connecting(attempt));
+    }
+    fn connected(&self, _: &str, _: &HelloReply, facts: &NodeFacts) {
+        self.push(Seen::Connected(facts.hostname.clone()));
+    }
+    fn metrics(&self, _: &str, samples: &[MetricsSample]) {
+        self.push(Seen::Metrics(samples.iter().map(|s| s.seq).collect()));
+    }
+    fn pods(&self, _: &str, pods: Vec<PodRecord>) {
+        self.push(Seen::Pods(pods.len()));
+    }
+    fn event(&self, _: &str, event: &Event) {
+        self.push(Seen::Event(event.reason.clone()));
+    }
+    fn failed(&self, _: &str, failure: &Failure, retry_in: Duration) {
+        self.push(Seen::Failed(failure.kind, retry_in));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_follows_its_agent_through_a_crash_and_back() {
+    let mut node = Node::new("session");
+    node.serve();
+    let recorder = Arc::new(Recorder::default());
+    let cancel = CancellationToken::new();
+    let options = SessionOptions {
+        interval: Duration::from_millis(200),
+        pods_every: 2,
+        call_timeout: Duration::from_secs(5),
+        reconnect: ReconnectPolicy {
+            initial: Duration::from_millis(200),
+            max: Duration::from_millis(800),
+            floor: Duration::from_millis(50),
+            healthy_after: Duration::from_secs(60),
+        },
+    };
+    let task = session::spawn(
+        "n1".into(),
+        Arc::new(UnixConnector {
+            socket: node.socket(),
+        }),
+        recorder.clone(),
+        options,
+        cancel.clone(),
+    );
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    recorder
+        .wait_for("connected, two rounds of figures, pods", |seen| {
+            seen.iter()
+                .any(|s| matches!(s, Seen::Connected(h) if *h == host))
+                && seen
+                    .iter()
+                    .filter(|s| matches!(s, Seen::Metrics(_)))
+                    .count()
+                    >= 2
+                && seen.iter().any(|s| matches!(s, Seen::Pods(0)))
+        })
+        .await;
+    // Sequence numbers only go forward: nothing is reported twice.
+    let seqs: Vec<u64> = recorder
+        .seen()
+        .into_iter()
+        .filter_map(|s| match s {
+            Seen::Metrics(v) => Some(v),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
+
+    // A pod's creation reaches the session as events, then as a pod.
+    let image = node.image.clone();
+    node.run(&[
+        "run", "-d", "--name", "sleeper", &image, "--", "sleep", "600",
+    ])
+    .assert_ok();
+    recorder
+        .wait_for("the new pod listed", |seen| {
+            seen.iter().any(|s| matches!(s, Seen::Pods(1)))
+        })
+        .await;
+
+    node.kill_serve();
+    recorder
+        .wait_for("the agent's loss reported, and retries", |seen| {
+            seen.iter()
+                .filter(|s| matches!(s, Seen::Failed(..)))
+                .count()
+                >= 3
+        })
+        .await;
+    let failures: Vec<(FailureKind, Duration)> = recorder
+        .seen()
+        .into_iter()
+        .filter_map(|s| match s {
+            Seen::Failed(k, d) => Some((k, d)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(
+            failures[0].0,
+            FailureKind::Disconnected | FailureKind::AgentFailed
+        ),
+        "{failures:?}"
+    );
+    assert_eq!(failures[1].0, FailureKind::Refused, "{failures:?}");
+    for (_, wait) in &failures {
+        assert!(
+            *wait >= Duration::from_millis(50) && *wait <= Duration::from_millis(800),
+            "{failures:?}"
+        );
+    }
+
+    let connections_before = recorder
+        .seen()
+        .iter()
+        .filter(|s| matches!(s, Seen::Connected(_)))
+        .count();
+    node.serve();
+    recorder
+        .wait_for("connected again, with the pod", |seen| {
+            seen.iter()
+                .filter(|s| matches!(s, Seen::Connected(_)))
+                .count()
+                > connections_before
+                && matches!(seen.last(), Some(Seen::Pods(1)) | Some(Seen::Metrics(_)))
+        })
+        .await;
+    cancel.cancel();
+    task.await.unwrap();
+    node.run(&["rm", "-f", "sleeper"]).assert_ok();
+    node.assert_clean();
+}
