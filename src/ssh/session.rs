@@ -240,7 +240,7 @@ async fn serve_connection<S: NodeSink>(
                     Err(e) => return agent_failed("node.metrics", e),
                 }
                 tick = tick.wrapping_add(1);
-                if pods_dirty || tick % options.pods_every.max(1) == 0 {
+                if pods_dirty || tick.is_multiple_of(options.pods_every.max(1)) {
                     match timed(deadline, client.list_pods(None)).await {
                         Ok(list) => sink.pods(node, list.pods),
                         Err(e) => return agent_failed("pods.list", e),
