@@ -4,6 +4,8 @@
 
 mod clock;
 pub mod history;
+pub mod resources;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use history::Series;
+pub use resources::{Allocated, CpuMemory, NodeResources, percent_of};
