@@ -179,7 +179,7 @@ async fn a_session_follows_its_agent_through_a_crash_and_back() {
     assert!(
         matches!(
             failures[0].0,
-            FailureKind::Disconnected | FailureKind::AgentFailed
+            FailureKind::Unreachable | FailureKind::AgentFailed
         ),
         "{failures:?}"
     );

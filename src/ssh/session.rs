@@ -23,46 +23,7 @@ use super::reconnect::{Reconnect, ReconnectPolicy};
 use crate::agent::node::{MetricsSample, NodeFacts};
 use crate::agent::protocol::messages::{Event, EventFilter, HelloReply, PodRecord};
 use crate::agent::protocol::{Client, ClientError};
-
-/// What the operator can do something about, as `flotilla get nodes` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum FailureKind {
-    /// No route, host down, or no answer in time.
-    Unreachable,
-    /// Nothing listens on the SSH port (sshd stopped).
-    Refused,
-    /// The host's key is not known (and not pinned): `flotilla node trust`.
-    HostKeyUnknown,
-    /// The host's key differs from the one recorded or pinned.
-    HostKeyMismatch,
-    /// No key was accepted.
-    AuthFailed,
-    /// SSH works but the agent could not be installed, started or reached,
-    /// or stopped answering.
-    AgentFailed,
-    /// An established connection was lost.
-    Disconnected,
-}
-
-impl FailureKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            FailureKind::Unreachable => "Unreachable",
-            FailureKind::Refused => "ConnectionRefused",
-            FailureKind::HostKeyUnknown => "HostKeyUnknown",
-            FailureKind::HostKeyMismatch => "HostKeyMismatch",
-            FailureKind::AuthFailed => "AuthFailed",
-            FailureKind::AgentFailed => "AgentFailed",
-            FailureKind::Disconnected => "Disconnected",
-        }
-    }
-}
-
-impl std::fmt::Display for FailureKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::cluster::FailureKind;
 
 /// Why a connection attempt or a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +72,60 @@ pub trait NodeSink: Send + Sync + 'static {
     fn event(&self, node: &str, event: &Event);
     /// The attempt or the connection failed; the next attempt is in `retry_in`.
     fn failed(&self, node: &str, failure: &Failure, retry_in: Duration);
+    /// The last agent event seen on an earlier connection, so a reconnect
+    /// replays what it missed; None asks for new events only.
+    fn events_since(&self, _node: &str) -> Option<u64> {
+        None
+    }
+}
+
+/// The cluster state is what sessions feed in the product.
+impl NodeSink for crate::cluster::ClusterState {
+    fn connecting(&self, node: &str, _attempt: u32) {
+        if let Ok(writer) = self.node(node) {
+            writer.connecting();
+        }
+    }
+
+    fn connected(&self, node: &str, hello: &HelloReply, facts: &NodeFacts) {
+        if let Ok(writer) = self.node(node) {
+            writer.connected(hello.clone(), facts.clone());
+        }
+    }
+
+    fn metrics(&self, node: &str, samples: &[MetricsSample]) {
+        if let Ok(writer) = self.node(node) {
+            writer.metrics(crate::agent::node::MetricsSeries {
+                interval_ms: 1000,
+                capacity: 600,
+                samples: samples.to_vec(),
+            });
+        }
+    }
+
+    fn pods(&self, node: &str, pods: Vec<PodRecord>) {
+        if let Ok(writer) = self.node(node) {
+            writer.pods(pods);
+        }
+    }
+
+    fn event(&self, node: &str, event: &Event) {
+        if let Ok(writer) = self.node(node) {
+            writer.event(event.clone());
+        }
+    }
+
+    fn failed(&self, node: &str, failure: &Failure, retry_in: Duration) {
+        if let Ok(writer) = self.node(node) {
+            writer.failed(failure.kind, failure.reason.clone());
+            let retry_in = chrono::Duration::from_std(retry_in).unwrap_or_default();
+            writer.retry_at(chrono::Utc::now() + retry_in);
+        }
+    }
+
+    fn events_since(&self, node: &str) -> Option<u64> {
+        self.node(node).ok().and_then(|w| w.events_since())
+    }
 }
 
 /// How a session paces itself.
@@ -193,12 +208,15 @@ async fn serve_connection<S: NodeSink>(
     } = connected;
     let deadline = options.call_timeout;
     let agent_failed = |what: &str, e: CallError| {
-        let kind = if client.closed().is_some() {
-            FailureKind::Disconnected
-        } else {
-            FailureKind::AgentFailed
-        };
-        Failure::new(kind, format!("{what}: {e}"))
+        // A closed client means the SSH link (or the agent's socket) went
+        // away; an open one that errs or is late means the agent is stuck.
+        match client.closed() {
+            Some(why) => Failure::new(
+                FailureKind::Unreachable,
+                format!("the connection was lost ({why}); reconnecting"),
+            ),
+            None => Failure::new(FailureKind::AgentFailed, format!("{what}: {e}")),
+        }
     };
     let facts = match timed(deadline, client.node_facts()).await {
         Ok(facts) => facts,
@@ -207,7 +225,11 @@ async fn serve_connection<S: NodeSink>(
     sink.connected(node, client.hello(), &facts);
 
     let mut last_seq: Option<u64> = None;
-    let mut events = match timed(deadline, client.subscribe_events(&EventFilter::default())).await {
+    let filter = EventFilter {
+        namespace: None,
+        since: sink.events_since(node),
+    };
+    let mut events = match timed(deadline, client.subscribe_events(&filter)).await {
         Ok(stream) => Some(stream),
         Err(e) => {
             // Figures still flow without events; pods are then polled only.
