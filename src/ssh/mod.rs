@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::{
-    ExecOutput, ExitKind, MAX_CAPTURED_OUTPUT, SshSession, SshTarget, connect, scan_host_key,
+    ExecOutput, ExitKind, MAX_CAPTURED_OUTPUT, NoPrompt, PASSPHRASE_ATTEMPTS, PassphraseFuture,
+    PassphrasePrompt, PassphraseRequest, SshSession, SshTarget, connect, connect_with,
+    scan_host_key,
 };
 pub use known_hosts::{HostKeyDecision, KnownHostsError, RecordedKey};
 
@@ -138,6 +140,8 @@ pub enum ChannelError {
     NoExitStatus,
     #[error("its output passed {limit} bytes; redirect large output to a file on the host instead")]
     OutputTooLarge { limit: usize },
+    #[error("reading the data for its stdin failed ({0}); the command was stopped")]
+    StdinRead(String),
 }
 
 fn paths(files: &[PathBuf]) -> String {
