@@ -3,12 +3,15 @@
 //! ssh-agent and key files, and command execution over one multiplexed
 //! connection per node.
 //!
-//! This module owns the transport only. Reconnect with back-off,
-//! `~/.ssh/config` aliases and the agent bootstrap build on [`connect`] and
-//! [`SshSession`]; they do not reach into russh themselves.
+//! `client` owns the transport; [`config`] reads `~/.ssh/config`,
+//! [`target`] turns a cluster-file node into an [`SshTarget`] as `ssh`
+//! would. Reconnect with back-off builds on [`connect`] and [`SshSession`];
+//! none of them reach into russh themselves.
 
 mod client;
+pub mod config;
 pub mod known_hosts;
+pub mod target;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,7 +21,9 @@ pub use client::{
     PassphrasePrompt, PassphraseRequest, SshSession, SshTarget, connect, connect_with,
     scan_host_key,
 };
+pub use config::{HostSettings, LocalUser, SshConfig, SshConfigError};
 pub use known_hosts::{HostKeyDecision, KnownHostsError, RecordedKey};
+pub use target::{TargetContext, node_target};
 
 /// What went wrong reaching, verifying, authenticating to or using a host,
 /// sorted by what the user can do about it.
