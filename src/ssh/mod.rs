@@ -5,9 +5,11 @@
 //!
 //! `client` owns the transport; [`config`] reads `~/.ssh/config`,
 //! [`target`] turns a cluster-file node into an [`SshTarget`] as `ssh`
-//! would. Reconnect with back-off builds on [`connect`] and [`SshSession`];
+//! would, and [`bootstrap`] puts the right agent on a host and connects to
+//! it. Reconnect with back-off builds on [`connect`] and [`SshSession`];
 //! none of them reach into russh themselves.
 
+pub mod bootstrap;
 mod client;
 pub mod config;
 pub mod known_hosts;
