@@ -225,11 +225,7 @@ impl PodManager {
     /// `foreground`: prepare instances without starting shims, and return
     /// the directory of the one prepared. Also returns when the pod's next
     /// restart or pull retry is due, if one waits.
-    fn reconcile_with(
-        &self,
-        uid: &str,
-        foreground: bool,
-    ) -> Result<Pass, PodError> {
+    fn reconcile_with(&self, uid: &str, foreground: bool) -> Result<Pass, PodError> {
         let _lock = self.lock(uid)?;
         let mut prepared = None;
         let mut record = self.load(uid)?;
