@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flotilla::ssh::known_hosts::{self, fingerprint};
-use flotilla::ssh::{ChannelError, ExitKind, SshError, SshTarget, connect, scan_host_key};
+use flotilla::ssh::{
+    ChannelError, ExitKind, NoPrompt, PassphraseRequest, SshError, SshTarget, connect,
+    connect_with, scan_host_key,
+};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use russh::keys::ssh_key::LineEnding;
@@ -451,6 +454,116 @@ async fn passphrase_protected_key_says_to_use_ssh_agent() {
     // The good key after the locked one still gets in.
     target.identities = vec![locked, sshd.client_key.clone()];
     connect(&target).await.expect("second key works");
+}
+
+#[tokio::test]
+async fn an_encrypted_key_is_decrypted_with_the_passphrase_the_prompt_gives() {
+    let sshd = Sshd::start("prompt");
+    let mut target = sshd.trusted_target();
+    let locked = sshd.dir.0.join("locked_ed25519");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "pass", "-C", "", "-f"])
+        .arg(&locked)
+        .status()
+        .expect("run ssh-keygen");
+    assert!(status.success());
+    // Only the locked key may log in.
+    let public = std::fs::read_to_string(locked.with_extension("pub")).expect("public key");
+    std::fs::write(sshd.dir.0.join("authorized_keys"), public).expect("authorize");
+    target.identities = vec![locked.clone()];
+
+    // A wrong passphrase is asked again; the right one gets in.
+    let asked = Arc::new(std::sync::Mutex::new(Vec::<PassphraseRequest>::new()));
+    let log = Arc::clone(&asked);
+    let prompt = move |request: PassphraseRequest| {
+        let answer = if request.attempt == 1 {
+            "wrong"
+        } else {
+            "pass"
+        };
+        log.lock().expect("lock").push(request);
+        std::future::ready(Some(answer.to_string()))
+    };
+    let session = connect_with(&target, &prompt)
+        .await
+        .expect("log in with the key");
+    let out = session.exec("echo in").await.expect("exec");
+    assert_eq!(text(&out.stdout), "in\n");
+    let requests = asked.lock().expect("lock").clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].key_file, locked);
+    assert_eq!(requests[1].attempt, 2);
+    assert_eq!(
+        requests[0].destination,
+        format!("root@127.0.0.1:{}", sshd.port)
+    );
+
+    // Wrong every time: the attempts run out, and the error names the key.
+    let always_wrong = |_: PassphraseRequest| std::future::ready(Some("nope".to_string()));
+    match connect_with(&target, &always_wrong).await.err() {
+        Some(SshError::KeyFile { path, reason }) => {
+            assert_eq!(path, locked);
+            assert!(reason.contains("wrong passphrase"), "{reason}");
+        }
+        other => panic!("expected KeyFile, got {other:?}"),
+    }
+    // Nobody to ask: say what to do instead.
+    match connect_with(&target, &NoPrompt).await.err() {
+        Some(SshError::KeyFile { path, reason }) => {
+            assert_eq!(path, locked);
+            assert!(
+                reason.contains("key is encrypted") && reason.contains("ssh-agent"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected KeyFile, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_stdin_feeds_large_input_and_stops_when_the_command_does() {
+    use sha2::Digest;
+    let sshd = Sshd::start("stdin");
+    let session = connect(&sshd.trusted_target()).await.expect("connect");
+    // Several windows' worth, not a multiple of any chunk size.
+    let data: Vec<u8> = (0..5_000_003u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let out = session
+        .exec_with_stdin("sha256sum; echo done >&2", &data[..])
+        .await
+        .expect("sha256sum");
+    assert_eq!(out.exit, ExitKind::Code(0));
+    let expected = hex::encode(sha2::Sha256::digest(&data));
+    assert_eq!(
+        text(&out.stdout).split_whitespace().next(),
+        Some(expected.as_str())
+    );
+    assert_eq!(text(&out.stderr), "done\n");
+
+    // A command that reads a little and exits: the rest is not waited for.
+    let started = Instant::now();
+    let endless = tokio::io::AsyncReadExt::take(tokio::io::repeat(b'x'), 1 << 30);
+    let out = session
+        .exec_with_stdin("head -c 10; exit 7", endless)
+        .await
+        .expect("early exit");
+    assert_eq!(out.exit, ExitKind::Code(7));
+    assert_eq!(text(&out.stdout), "xxxxxxxxxx");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A stdio stream: what goes in comes back.
+    let mut stream = session.exec_stream("cat").await.expect("exec_stream");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(b"hello\n").await.expect("write");
+    let mut buf = [0u8; 6];
+    stream.read_exact(&mut buf).await.expect("read");
+    assert_eq!(&buf, b"hello\n");
+    drop(stream);
+    let out = session.exec("echo still here").await.expect("exec");
+    assert_eq!(text(&out.stdout), "still here\n");
 }
 
 #[tokio::test]

@@ -449,6 +449,7 @@ fn placeholder_view() -> NodeView {
             labels: Default::default(),
             taints: Vec::new(),
             host_key: None,
+            cgroup_parent: "flotilla".into(),
         }),
         status: NodeStatus::Unreachable,
         conditions: Vec::new(),

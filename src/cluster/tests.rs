@@ -33,6 +33,7 @@ fn node_config(name: &str) -> NodeConfig {
         labels: BTreeMap::new(),
         taints: Vec::new(),
         host_key: None,
+        cgroup_parent: "flotilla".into(),
     }
 }
 
@@ -58,6 +59,8 @@ fn hello(node: &str) -> HelloReply {
         agent_version: "flotilla-agent 0.1.0".into(),
         node: node.into(),
         capabilities: vec!["node.metrics".into()],
+        pid: None,
+        agent_binary: None,
     }
 }
 

@@ -49,7 +49,14 @@ pub struct NodeConfig {
     pub taints: Vec<Taint>,
     /// A pinned host-key fingerprint (`SHA256:…`), trusted without known_hosts.
     pub host_key: Option<String>,
+    /// The agent's part of the host's cgroup tree (`--cgroup-parent`):
+    /// [`DEFAULT_CGROUP_PARENT`] unless set. Agents that share a cgroup
+    /// tree (demo nodes on one machine) need one each.
+    pub cgroup_parent: String,
 }
+
+/// The cgroup parent of an agent whose node does not set one.
+pub const DEFAULT_CGROUP_PARENT: &str = "flotilla";
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +120,7 @@ struct RawNode {
     labels: Option<BTreeMap<String, String>>,
     taints: Option<Vec<String>>,
     host_key: Option<String>,
+    cgroup_parent: Option<String>,
 }
 
 /// Reads and checks the cluster file at `path`.
@@ -210,6 +218,10 @@ fn merge(defaults: &RawNode, node: &RawNode) -> RawNode {
         labels: node.labels.clone().or_else(|| defaults.labels.clone()),
         taints: node.taints.clone().or_else(|| defaults.taints.clone()),
         host_key: node.host_key.clone().or_else(|| defaults.host_key.clone()),
+        cgroup_parent: node
+            .cgroup_parent
+            .clone()
+            .or_else(|| defaults.cgroup_parent.clone()),
     }
 }
 
@@ -248,6 +260,11 @@ fn resolve(label: &str, raw: RawNode, problems: &mut Vec<String>) -> Option<Node
             "{label}.host_key {pin:?}: give the key's SHA256 fingerprint as `ssh-keygen -lf` prints it (SHA256:…)"
         ));
     }
+    if let Some(parent) = &raw.cgroup_parent
+        && let Err(why) = check_cgroup_parent(parent)
+    {
+        problems.push(format!("{label}.cgroup_parent {parent:?}: {why}"));
+    }
     (problems.len() == before).then(|| NodeConfig {
         name,
         address,
@@ -257,7 +274,36 @@ fn resolve(label: &str, raw: RawNode, problems: &mut Vec<String>) -> Option<Node
         labels,
         taints,
         host_key: raw.host_key,
+        cgroup_parent: raw
+            .cgroup_parent
+            .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string()),
     })
+}
+
+/// A relative cgroup path such as `flotilla` or `flotilla/node1`, as the
+/// agent's `--cgroup-parent` accepts it.
+fn check_cgroup_parent(parent: &str) -> Result<(), String> {
+    if parent.is_empty() {
+        return Err("it is empty; leave it out for the default \"flotilla\"".into());
+    }
+    if parent.starts_with('/') {
+        return Err("give a path relative to the cgroup mount, e.g. \"flotilla\"".into());
+    }
+    let bad_char = parent
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')));
+    if let Some(c) = bad_char {
+        return Err(format!(
+            "{c:?} is not allowed; use letters, digits, '-', '_', '.' and '/'"
+        ));
+    }
+    if parent
+        .split('/')
+        .any(|part| matches!(part, "" | "." | ".."))
+    {
+        return Err("empty, . and .. components are not allowed".into());
+    }
+    Ok(())
 }
 
 fn is_sha256_fingerprint(text: &str) -> bool {
@@ -376,6 +422,26 @@ insecure = true
             "host_key",
         ] {
             assert!(msg.contains(needle), "missing {needle}: {msg}");
+        }
+    }
+
+    #[test]
+    fn cgroup_parent_defaults_to_flotilla_and_is_checked() {
+        let config = parse_text(
+            "[cluster]\nname = \"c\"\n[defaults]\ncgroup_parent = \"fl/all\"\n[[nodes]]\nname = \"a\"\naddress = \"x\"\n[[nodes]]\nname = \"b\"\naddress = \"y\"\ncgroup_parent = \"flotilla-b\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.nodes[0].cgroup_parent, "fl/all");
+        assert_eq!(config.nodes[1].cgroup_parent, "flotilla-b");
+        let config =
+            parse_text("[cluster]\nname = \"c\"\n[[nodes]]\nname = \"a\"\naddress = \"x\"\n")
+                .expect("valid");
+        assert_eq!(config.nodes[0].cgroup_parent, DEFAULT_CGROUP_PARENT);
+        for bad in ["/abs", "a/../b", "", "a b", "a//b"] {
+            let msg = problems(&format!(
+                "[cluster]\nname = \"c\"\n[[nodes]]\nname = \"a\"\naddress = \"x\"\ncgroup_parent = {bad:?}\n"
+            ));
+            assert!(msg.contains("nodes[0] (a).cgroup_parent"), "{bad}: {msg}");
         }
     }
 

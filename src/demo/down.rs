@@ -65,6 +65,10 @@ pub fn down(name: &str, layout: &DemoLayout) -> Result<DownReport, DemoError> {
         tracing::warn!(?doomed, "some demo processes outlived SIGKILL for 10 s");
     }
 
+    // The nodes' agents made cgroups in this machine's tree (one parent per
+    // node); with every process of the nodes dead, they can go.
+    remove_cgroup_parents(name, state.as_ref());
+
     // Links: the ones recorded, and any others with this demo's prefix.
     let prefix = format!("fl-{name}-");
     let bridge = format!("fl-{name}");
@@ -103,6 +107,60 @@ pub fn down(name: &str, layout: &DemoLayout) -> Result<DownReport, DemoError> {
         let _ = fs::remove_dir(parent);
     }
     Ok(report)
+}
+
+/// Removes each node's cgroup parent (`flotilla-NAME-nodeN`) from every
+/// hierarchy: those of the recorded nodes and any other this demo's name
+/// matches, so a lost state file still leaves none behind. Anything still
+/// inside (a container that escaped the namespace kill) is killed first.
+fn remove_cgroup_parents(name: &str, state: Option<&DemoState>) {
+    let hierarchy = match crate::agent::cgroup::detect() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(error = %e, "no cgroup hierarchy; no demo cgroups to remove");
+            return;
+        }
+    };
+    let mut parents: Vec<String> = state
+        .map(|s| {
+            s.nodes
+                .iter()
+                .map(|n| super::cgroup_parent(name, &n.name))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut roots: Vec<std::path::PathBuf> = crate::agent::cgroup::Controller::ALL
+        .iter()
+        .filter_map(|c| hierarchy.v1_mount(*c).map(|p| p.to_path_buf()))
+        .collect();
+    roots.extend(hierarchy.unified_mount().map(|p| p.to_path_buf()));
+    let prefix = super::cgroup_parent(name, "node");
+    for root in roots {
+        let Ok(entries) = fs::read_dir(&root) else {
+            continue;
+        };
+        parents.extend(
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| {
+                    n.strip_prefix(&prefix)
+                        .is_some_and(|i| !i.is_empty() && i.chars().all(|c| c.is_ascii_digit()))
+                }),
+        );
+    }
+    parents.sort();
+    parents.dedup();
+    for parent in parents {
+        let Ok(group) = hierarchy.group(&parent) else {
+            continue;
+        };
+        if !group.exists() {
+            continue;
+        }
+        if let Err(e) = group.kill_all().and_then(|()| group.remove()) {
+            tracing::warn!(cgroup = %parent, error = %e, "cannot remove a demo node's cgroups");
+        }
+    }
 }
 
 fn live_processes_mentioning(needle: &str) -> Vec<i32> {

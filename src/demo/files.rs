@@ -24,10 +24,12 @@ pub fn cluster_file_text(spec: &DemoSpec, layout: &DemoLayout) -> String {
     );
     for i in 1..=spec.nodes {
         let zone = ["a", "b", "c"][usize::from(i - 1) % 3];
+        // Every node's agent shares this machine's cgroup tree: each gets its own part.
         text.push_str(&format!(
-            "\n[[nodes]]\nname = \"{}\"\naddress = \"{}\"\nlabels = {{ zone = \"{zone}\" }}\n",
+            "\n[[nodes]]\nname = \"{}\"\naddress = \"{}\"\nlabels = {{ zone = \"{zone}\" }}\ncgroup_parent = \"{}\"\n",
             spec.node_name(i),
             spec.node_address(i),
+            spec.cgroup_parent(i),
         ));
     }
     text.push_str(&format!(
@@ -142,6 +144,7 @@ mod tests {
         let config = crate::config::cluster_file::parse(Path::new("cluster.toml"), &text)
             .expect("the demo's cluster file passes flotilla's own checks");
         assert_eq!(config.insecure_registries(), vec!["10.77.0.1:5000"]);
+        assert_eq!(config.nodes[1].cgroup_parent, "flotilla-demo-node2");
         let value: toml::Table = toml::from_str(&text).expect("valid TOML");
         let nodes = value["nodes"].as_array().expect("nodes");
         assert_eq!(nodes.len(), 3);

@@ -168,6 +168,12 @@ impl DemoSpec {
         self.host(10 + i)
     }
 
+    /// The cgroup parent of node `i`'s agent: demo nodes share the machine's
+    /// cgroup tree, so each agent needs its own part of it.
+    pub fn cgroup_parent(&self, i: u16) -> String {
+        cgroup_parent(&self.name, &self.node_name(i))
+    }
+
     pub fn bridge(&self) -> String {
         format!("fl-{}", self.name)
     }
@@ -175,6 +181,11 @@ impl DemoSpec {
     pub fn veth(&self, i: u16) -> String {
         format!("fl-{}-{i}", self.name)
     }
+}
+
+/// `flotilla-<demo>-<node>`: where a demo node's agent puts its cgroups.
+pub fn cgroup_parent(demo: &str, node: &str) -> String {
+    format!("flotilla-{demo}-{node}")
 }
 
 /// Where a demo cluster keeps its files. Keys and the cluster file are what the

@@ -5,7 +5,8 @@
 //! UTS, mount and PID namespaces and waits for the go byte on stdin (sent once
 //! `demo up` has given it an address). It then starts `--stage init`, which is
 //! PID 1 of the new PID namespace: it makes its own `/proc`, `/run` and
-//! `/var/lib/flotilla`, sets the hostname, runs `sshd` and reaps orphans. The
+//! `/var/lib/flotilla`, sets the hostname (and an `/etc/hosts` that names
+//! it), runs `sshd` and reaps orphans. The
 //! init dies with the outer process (parent-death signal), and every process in
 //! a PID namespace dies with its init, so killing the outer process takes the
 //! whole node down, sessions and all.
@@ -78,6 +79,8 @@ pub const SSHD: &str = "/usr/sbin/sshd";
 /// writable by others) holds wherever the demo's state directory is, even
 /// under /tmp.
 pub const NODE_AUTHORIZED_KEYS: &str = "/run/flotilla-demo/authorized_keys";
+/// The node's `/etc/hosts` (see `install_hosts`), in its private /run.
+const NODE_HOSTS: &str = "/run/flotilla-demo/hosts";
 const GO_BYTE: u8 = b'g';
 
 /// Starts a node's outer process. The returned stdin is the go signal: write
@@ -173,6 +176,7 @@ fn init(args: &NodeInitArgs) -> Result<ExitCode, String> {
     make_mounts(&args.var_lib)?;
     install_authorized_keys(&args.authorized_keys)?;
     nix::unistd::sethostname(&args.node).map_err(|e| format!("sethostname: {e}"))?;
+    install_hosts(&args.node)?;
     let sshd = Command::new(SSHD)
         .args(["-D", "-e", "-f"])
         .arg(&args.sshd_config)
@@ -214,6 +218,34 @@ fn install_authorized_keys(source: &Path) -> Result<(), String> {
         .open(target)
         .and_then(|mut f| f.write_all(&keys))
         .map_err(|e| format!("writing {NODE_AUTHORIZED_KEYS}: {e}"))
+}
+
+/// The node's own `/etc/hosts`: the machine's, plus the node's hostname on
+/// 127.0.1.1 (as Debian's installer writes it), bound over `/etc/hosts` in
+/// the node's mount namespace. Without it every lookup of the node's own
+/// name goes to DNS, which a node cannot reach: sudo, which looks its host
+/// up on each run, would wait 20 s for that to time out.
+fn install_hosts(node: &str) -> Result<(), String> {
+    let etc_hosts = Path::new("/etc/hosts");
+    if !fs::symlink_metadata(etc_hosts).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    let mut hosts = fs::read_to_string(etc_hosts).unwrap_or_default();
+    if !hosts.is_empty() && !hosts.ends_with('\n') {
+        hosts.push('\n');
+    }
+    hosts.push_str(&format!("127.0.1.1\t{node}\n"));
+    let ours = Path::new(NODE_HOSTS);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(ours)
+        .and_then(|mut f| f.write_all(hosts.as_bytes()))
+        .map_err(|e| format!("writing {NODE_HOSTS}: {e}"))?;
+    let none: Option<&str> = None;
+    mount(Some(ours), etc_hosts, none, MsFlags::MS_BIND, none)
+        .map_err(|e| format!("binding {NODE_HOSTS} at /etc/hosts: {e}"))
 }
 
 /// The node's own view of the filesystem: nothing here propagates to the host.

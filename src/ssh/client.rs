@@ -2,7 +2,9 @@
 //! OpenSSH way, authenticates as `ssh` would (agent first, then key files)
 //! and runs commands over multiplexed channels.
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +12,8 @@ use russh::client::{self, AuthResult, Handle};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelMsg, Disconnect, Sig};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Disconnect, Sig};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 use super::known_hosts::{self, HostKeyDecision};
@@ -22,6 +25,60 @@ pub const MAX_CAPTURED_OUTPUT: usize = 16 * 1024 * 1024;
 
 /// How long `close` waits for the server to end the session after we hang up.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a key's passphrase is asked for before giving up (ssh's
+/// NumberOfPasswordPrompts).
+pub const PASSPHRASE_ATTEMPTS: u32 = 3;
+
+/// Bytes read from an `exec_with_stdin` source at a time; russh cuts them
+/// into packets of the channel's size.
+const STDIN_CHUNK: usize = 256 * 1024;
+
+/// What a [`PassphrasePrompt`] is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassphraseRequest {
+    /// The encrypted key file.
+    pub key_file: PathBuf,
+    /// `user@address:port`, so the user knows why the key is wanted.
+    pub destination: String,
+    /// 1 the first time; more after a wrong passphrase.
+    pub attempt: u32,
+}
+
+/// The answer to a [`PassphraseRequest`]: the passphrase, or None when the
+/// user declined or cannot be asked.
+pub type PassphraseFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+
+/// Asks the user for a key file's passphrase when a key file needs one: the
+/// CLI on its terminal, the console in its UI. A closure
+/// `Fn(PassphraseRequest) -> impl Future<Output = Option<String>>` is one.
+/// The prompt is asked again (up to [`PASSPHRASE_ATTEMPTS`] times) after a
+/// wrong passphrase; remembering passphrases across connections is the
+/// prompt's business.
+pub trait PassphrasePrompt: Send + Sync {
+    fn passphrase(&self, request: PassphraseRequest) -> PassphraseFuture;
+}
+
+impl<F, Fut> PassphrasePrompt for F
+where
+    F: Fn(PassphraseRequest) -> Fut + Send + Sync,
+    Fut: Future<Output = Option<String>> + Send + 'static,
+{
+    fn passphrase(&self, request: PassphraseRequest) -> PassphraseFuture {
+        Box::pin(self(request))
+    }
+}
+
+/// No one to ask: an encrypted key file is reported (if nothing else
+/// works), with what to do instead.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPrompt;
+
+impl PassphrasePrompt for NoPrompt {
+    fn passphrase(&self, _request: PassphraseRequest) -> PassphraseFuture {
+        Box::pin(std::future::ready(None))
+    }
+}
 
 /// Where and as whom to connect, and what to trust.
 #[derive(Debug, Clone)]
@@ -83,8 +140,18 @@ impl ExecOutput {
     }
 }
 
-/// Connects, verifies the host key, and authenticates.
+/// Connects, verifies the host key, and authenticates. An encrypted key
+/// file is not prompted for (see [`connect_with`]).
 pub async fn connect(target: &SshTarget) -> Result<SshSession, SshError> {
+    connect_with(target, &NoPrompt).await
+}
+
+/// [`connect`], asking `prompt` for the passphrase of an encrypted key file
+/// when authentication reaches it (after ssh-agent, in identity order).
+pub async fn connect_with(
+    target: &SshTarget,
+    prompt: &dyn PassphrasePrompt,
+) -> Result<SshSession, SshError> {
     let tcp = tcp_connect(&target.address, target.port, target.connect_timeout).await?;
     let host_key = Arc::new(Mutex::new(None));
     let handler = ClientHandler {
@@ -101,7 +168,7 @@ pub async fn connect(target: &SshTarget) -> Result<SshSession, SshError> {
     // No timeout of our own here: keepalive (3 s x 3) already runs and ends a
     // session whose server stops answering, while a slow agent (confirm
     // prompts) must not be cut short.
-    authenticate(&mut handle, target).await?;
+    authenticate(&mut handle, target, prompt).await?;
     tracing::debug!(address = %target.address, port = target.port, user = %target.user, "SSH session ready");
     Ok(SshSession {
         handle,
@@ -331,6 +398,7 @@ impl ClientHandler {
 async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     target: &SshTarget,
+    prompt: &dyn PassphrasePrompt,
 ) -> Result<(), SshError> {
     let mut tried = Vec::new();
     let mut offered: Vec<PublicKey> = Vec::new();
@@ -372,14 +440,13 @@ async fn authenticate(
                 if public.is_some_and(|p| was_offered(&offered, &p)) {
                     continue;
                 }
-                unusable.get_or_insert(SshError::KeyFile {
-                    path: path.clone(),
-                    reason: format!(
-                        "is protected by a passphrase, and flotilla does not prompt yet; load it into ssh-agent with `ssh-add {}` and make sure SSH_AUTH_SOCK is set",
-                        path.display()
-                    ),
-                });
-                continue;
+                match decrypt_key(&text, path, target, prompt).await {
+                    Ok(key) => key,
+                    Err(e) => {
+                        unusable.get_or_insert(e);
+                        continue;
+                    }
+                }
             }
             Err(e) => {
                 unusable.get_or_insert(SshError::KeyFile {
@@ -419,6 +486,54 @@ async fn authenticate(
         port: target.port,
         tried,
     }))
+}
+
+/// Asks `prompt` for the passphrase of the encrypted key `text` (from
+/// `path`) until it decrypts, the prompt gives up, or the attempts run out.
+async fn decrypt_key(
+    text: &str,
+    path: &Path,
+    target: &SshTarget,
+    prompt: &dyn PassphrasePrompt,
+) -> Result<russh::keys::PrivateKey, SshError> {
+    let destination = format!("{}@{}:{}", target.user, target.address, target.port);
+    let mut last_error = None;
+    for attempt in 1..=PASSPHRASE_ATTEMPTS {
+        let request = PassphraseRequest {
+            key_file: path.to_path_buf(),
+            destination: destination.clone(),
+            attempt,
+        };
+        let Some(passphrase) = prompt.passphrase(request).await else {
+            let reason = match last_error {
+                None => format!(
+                    "key is encrypted and flotilla cannot ask for its passphrase here: add it to ssh-agent with `ssh-add {}` (and make sure SSH_AUTH_SOCK is set), or run flotilla where it can prompt",
+                    path.display()
+                ),
+                Some(_) => "no passphrase was given after a wrong one".to_string(),
+            };
+            return Err(SshError::KeyFile {
+                path: path.to_path_buf(),
+                reason,
+            });
+        };
+        let passphrase = zeroize::Zeroizing::new(passphrase);
+        match russh::keys::decode_secret_key(text, Some(passphrase.as_str())) {
+            Ok(key) => return Ok(key),
+            Err(e) => {
+                tracing::debug!(key = %path.display(), attempt, error = %e, "passphrase did not decrypt the key");
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(SshError::KeyFile {
+        path: path.to_path_buf(),
+        reason: format!(
+            "wrong passphrase ({PASSPHRASE_ATTEMPTS} tries; last: {}); check it with `ssh-keygen -y -f {}`",
+            last_error.map(|e| e.to_string()).unwrap_or_default(),
+            path.display()
+        ),
+    })
 }
 
 /// Tries every agent identity; Ok(true) once one is accepted. An agent that
@@ -548,7 +663,69 @@ impl SshSession {
     /// Runs `command` through the user's shell on a new channel, with stdin
     /// at EOF, and collects its output and how it ended.
     pub async fn exec(&self, command: &str) -> Result<ExecOutput, SshError> {
-        let mut channel = self
+        let (mut read, write) = self.start_exec(command).await?;
+        // Commands that read stdin must see EOF, not wait for us forever.
+        write.eof().await.map_err(|e| self.lost(e))?;
+        self.collect(command, &mut read, &write).await
+    }
+
+    /// Runs `command` with `stdin` as its standard input (sent in chunks as
+    /// the channel's window allows, then EOF) while collecting its output.
+    /// If the command ends before reading everything, the rest is not sent
+    /// and its result is returned as it is.
+    pub async fn exec_with_stdin<R>(&self, command: &str, stdin: R) -> Result<ExecOutput, SshError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let (mut read, write) = self.start_exec(command).await?;
+        let send = async {
+            let mut stdin = stdin;
+            let mut buf = vec![0u8; STDIN_CHUNK];
+            loop {
+                let n = match stdin.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(SendError::Read(e)),
+                };
+                write
+                    .data_bytes(buf[..n].to_vec())
+                    .await
+                    .map_err(SendError::Channel)?;
+            }
+            write.eof().await.map_err(SendError::Channel)
+        };
+        let collect = self.collect(command, &mut read, &write);
+        tokio::pin!(send, collect);
+        let mut sent: Option<Result<(), SendError>> = None;
+        let output = loop {
+            tokio::select! {
+                result = &mut send, if sent.is_none() => {
+                    if let Err(SendError::Read(e)) = &result {
+                        // Our source failed: the command must not take a
+                        // truncated input for a whole one.
+                        let _ = write.close().await;
+                        return Err(self.channel_error(command, ChannelError::StdinRead(e.to_string())));
+                    }
+                    sent = Some(result);
+                }
+                output = &mut collect => break output,
+            }
+        };
+        if let Some(Err(SendError::Channel(e))) = sent {
+            tracing::debug!(error = %e, command = %short(command), "the command ended before reading all its input");
+        }
+        output
+    }
+
+    /// Runs `command` and returns its stdin and stdout as one stream (stderr
+    /// and the exit status are dropped): a process that speaks a protocol on
+    /// stdio, such as the agent's `__bridge`.
+    pub async fn exec_stream(
+        &self,
+        command: &str,
+    ) -> Result<russh::ChannelStream<client::Msg>, SshError> {
+        let channel = self
             .handle
             .channel_open_session()
             .await
@@ -557,13 +734,36 @@ impl SshSession {
             .exec(true, command)
             .await
             .map_err(|e| self.lost(e))?;
-        // Commands that read stdin must see EOF, not wait for us forever.
-        channel.eof().await.map_err(|e| self.lost(e))?;
+        Ok(channel.into_stream())
+    }
 
+    async fn start_exec(
+        &self,
+        command: &str,
+    ) -> Result<(ChannelReadHalf, ChannelWriteHalf<client::Msg>), SshError> {
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.channel_open_error(command, e))?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| self.lost(e))?;
+        Ok(channel.split())
+    }
+
+    /// Reads a command's output and how it ended, until the channel closes.
+    async fn collect(
+        &self,
+        command: &str,
+        read: &mut ChannelReadHalf,
+        write: &ChannelWriteHalf<client::Msg>,
+    ) -> Result<ExecOutput, SshError> {
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut exit = None;
-        while let Some(msg) = channel.wait().await {
+        while let Some(msg) = read.wait().await {
             let captured = match &msg {
                 ChannelMsg::Data { data } => capture(&mut stdout, data),
                 ChannelMsg::ExtendedData { data, ext: 1 } => capture(&mut stderr, data),
@@ -572,7 +772,7 @@ impl SshSession {
             if let Err(limit) = captured {
                 // russh does not close a dropped channel: say so, or the
                 // host keeps the command's output flowing to nobody.
-                if let Err(e) = channel.close().await {
+                if let Err(e) = write.close().await {
                     tracing::debug!(error = %e, "closing an oversized exec channel");
                 }
                 return Err(self.channel_error(command, ChannelError::OutputTooLarge { limit }));
@@ -586,7 +786,7 @@ impl SshSession {
                     exit = Some(ExitKind::Signal(signal_name_of(&signal_name)));
                 }
                 ChannelMsg::Failure => {
-                    if let Err(e) = channel.close().await {
+                    if let Err(e) = write.close().await {
                         tracing::debug!(error = %e, "closing a refused exec channel");
                     }
                     return Err(self.channel_error(command, ChannelError::ExecRefused));
@@ -663,6 +863,14 @@ impl SshSession {
             source,
         }
     }
+}
+
+/// Why feeding a command's stdin stopped.
+enum SendError {
+    /// Reading our source failed.
+    Read(std::io::Error),
+    /// The channel would not take more (the command ended, or the link).
+    Channel(russh::Error),
 }
 
 /// Appends `data` unless that would pass the cap; Err carries the cap.

@@ -3,22 +3,33 @@
 //! ssh-agent and key files, and command execution over one multiplexed
 //! connection per node.
 //!
-//! This module owns the transport only. Reconnect with back-off,
-//! `~/.ssh/config` aliases and the agent bootstrap build on [`connect`] and
-//! [`SshSession`]; they do not reach into russh themselves.
+//! `client` owns the transport; [`config`] reads `~/.ssh/config`,
+//! [`target`] turns a cluster-file node into an [`SshTarget`] as `ssh`
+//! would, and [`bootstrap`] puts the right agent on a host and connects to
+//! it. [`session`] keeps one node connected (with [`reconnect`]'s back-off)
+//! through a [`connector::SshConnector`]; none of them reach into russh
+//! themselves.
 
+pub mod bootstrap;
 mod client;
+pub mod config;
+pub mod connector;
 pub mod known_hosts;
 pub mod reconnect;
 pub mod session;
+pub mod target;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::{
-    ExecOutput, ExitKind, MAX_CAPTURED_OUTPUT, SshSession, SshTarget, connect, scan_host_key,
+    ExecOutput, ExitKind, MAX_CAPTURED_OUTPUT, NoPrompt, PASSPHRASE_ATTEMPTS, PassphraseFuture,
+    PassphrasePrompt, PassphraseRequest, SshSession, SshTarget, connect, connect_with,
+    scan_host_key,
 };
+pub use config::{HostSettings, LocalUser, SshConfig, SshConfigError};
 pub use known_hosts::{HostKeyDecision, KnownHostsError, RecordedKey};
+pub use target::{TargetContext, node_target};
 
 /// What went wrong reaching, verifying, authenticating to or using a host,
 /// sorted by what the user can do about it.
@@ -140,6 +151,8 @@ pub enum ChannelError {
     NoExitStatus,
     #[error("its output passed {limit} bytes; redirect large output to a file on the host instead")]
     OutputTooLarge { limit: usize },
+    #[error("reading the data for its stdin failed ({0}); the command was stopped")]
+    StdinRead(String),
 }
 
 fn paths(files: &[PathBuf]) -> String {

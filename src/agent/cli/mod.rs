@@ -1,8 +1,10 @@
 //! The agent's command line, for a person on one host and for the tests:
 //! images (`pull`, `images`, `rmi`, `prune`), containers (`run`, `ps`,
 //! `logs`, `stop`, `kill`, `rm`, `pause`, `unpause`, `stats`, in `pods.rs`),
-//! `version`, and the hidden stages the agent runs itself (`__init`, `__shim`).
+//! `version`, and the hidden stages the agent runs itself (`__init`, `__shim`)
+//! or the console runs over SSH (`__bridge`, in `detach.rs` with `serve --detach`).
 
+mod detach;
 mod images;
 mod pods;
 
@@ -80,6 +82,10 @@ enum AgentCommand {
         /// Registries spoken to over plain HTTP (repeatable).
         #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
         insecure_registries: Vec<String>,
+        /// Serve in the background, in a session of its own (output to ROOT/agent.log);
+        /// return once it answers on the socket.
+        #[arg(long)]
+        detach: bool,
     },
     /// Run a container from an image (in the foreground unless -d).
     Run(pods::RunArgs),
@@ -115,6 +121,10 @@ enum AgentCommand {
     Stats { name: Option<String> },
     /// Print the agent's version and the platform it was built for.
     Version,
+    /// The agent's socket on stdin/stdout (for a console logged in as a
+    /// non-root user, through sudo).
+    #[command(name = "__bridge", hide = true)]
+    Bridge,
     /// A container's supervisor (started by the agent, never by hand).
     #[command(name = "__shim", hide = true)]
     Shim {
@@ -182,11 +192,17 @@ fn run(cli: AgentCli) -> anyhow::Result<ExitCode> {
         AgentCommand::Prune => Ok(images::prune(&root)?),
         AgentCommand::Serve {
             insecure_registries,
+            detach,
         } => {
             let mut config = agent_config(&cli)?;
             config.insecure_registries = insecure_registries.clone();
-            serve(config)
+            if *detach {
+                detach::serve_detached(config, serve)
+            } else {
+                serve(config)
+            }
         }
+        AgentCommand::Bridge => detach::bridge(&cli.run_dir),
         AgentCommand::Run(args) => pods::run(agent_config(&cli)?, args),
         AgentCommand::Ps { all, output } => {
             pods::ps(agent_config(&cli)?, *all, *output == Output::Json)

@@ -526,6 +526,15 @@ pub struct HelloReply {
     /// Method names and feature flags this agent serves; a client checks here
     /// before using anything added after its version.
     pub capabilities: Vec<String>,
+    /// The agent's process id on its host, so a bootstrap can stop it for an
+    /// upgrade. Absent from agents older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The absolute path of the agent's executable: the bootstrap compares it
+    /// with the content-addressed path of the build it wants running. Absent
+    /// from agents older than this field (they count as another build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_binary: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

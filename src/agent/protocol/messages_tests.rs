@@ -154,12 +154,34 @@ where
 }
 
 #[test]
+fn a_hello_reply_from_an_agent_without_pid_and_binary_still_reads() {
+    let old = serde_json::json!({
+        "version": "flotilla/1",
+        "agentVersion": "flotilla-agent 0.1.0",
+        "node": "node1",
+        "capabilities": ["hello"],
+    });
+    let reply: HelloReply = serde_json::from_value(old).unwrap();
+    assert_eq!((reply.pid, reply.agent_binary), (None, None));
+    let new = serde_json::to_value(HelloReply {
+        pid: Some(7),
+        agent_binary: Some("/x".into()),
+        ..reply
+    })
+    .unwrap();
+    assert_eq!(new["pid"], 7);
+    assert_eq!(new["agentBinary"], "/x");
+}
+
+#[test]
 fn every_result_and_item_round_trips() {
     round_trip_result::<method::Hello>(HelloReply {
         version: "flotilla/1".into(),
         agent_version: "flotilla-agent 0.1.0".into(),
         node: "node1".into(),
         capabilities: METHODS.iter().map(|m| m.to_string()).collect(),
+        pid: Some(4242),
+        agent_binary: Some("/var/lib/flotilla/bin/flotilla-agent-ab12".into()),
     });
     round_trip_result::<method::NodeFacts>(NodeFacts {
         hostname: "node1".into(),

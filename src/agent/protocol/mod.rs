@@ -123,7 +123,7 @@
 //!
 //! | method | params | result |
 //! |---|---|---|
-//! | `hello` | `versions: [string]`, `client: string` | `version`, `agentVersion`, `node`, `capabilities: [string]` |
+//! | `hello` | `versions: [string]`, `client: string` | `version`, `agentVersion`, `node`, `capabilities: [string]`, `pid?`, `agentBinary?` (the agent's process id and executable path, for upgrades) |
 //! | `node.facts` | — | `hostname`, `os`, `kernel`, `architecture` (OCI), `cpus`, `memoryBytes`, `disk: {path, totalBytes, freeBytes}`, `bootTime` |
 //! | `node.metrics` | `since?: seq` | `intervalMs`, `capacity`, `samples: [{seq, time, cpuPercent?, memoryTotalBytes, memoryAvailableBytes, diskTotalBytes, diskFreeBytes, load1, load5, load15, netRxBytes, netTxBytes, netRxBytesPerSec?, netTxBytesPerSec?}]` — one per second, the last 600, those after `since` when given |
 //! | `pods.create` | `pod`: a v1 Pod (Kubernetes JSON) | PodRecord `{uid, pod, status}`; `conflict` if it exists |

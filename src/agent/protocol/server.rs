@@ -515,6 +515,10 @@ impl<S: AgentService> Connection<S> {
             agent_version: format!("flotilla-agent {}", env!("CARGO_PKG_VERSION")),
             node: self.service.node_name(),
             capabilities: METHODS.iter().map(|m| m.to_string()).collect(),
+            pid: Some(std::process::id()),
+            agent_binary: std::env::current_exe()
+                .ok()
+                .map(|p| p.display().to_string()),
         };
         self.out.send(&Reply::result(id, &reply)).await;
     }
