@@ -162,7 +162,20 @@ impl PodManager {
             paused: false,
         };
         record::save(&self.config.paths, &record).map_err(|e| PodError::io(&dir, e))?;
-        let (events, started) = self.reconcile_with(&uid, foreground)?;
+        let (events, started) = match self.reconcile_with(&uid, foreground) {
+            Ok(done) => done,
+            Err(err) => {
+                // The first pass failed (a name the sandbox refuses, a cgroup
+                // that cannot be made): the caller hears that the pod was not
+                // created, so none of it may stay, half made and failing on
+                // every later reconcile.
+                let record = self.load(&uid).unwrap_or(record);
+                let live = self.live_instances(&record);
+                let _ = self.kill_instances(&record, &live);
+                let _ = self.remove(&record);
+                return Err(err);
+            }
+        };
         Ok((self.load(&uid)?, events, started))
     }
 
@@ -704,6 +717,11 @@ impl PodManager {
         grace: Option<Duration>,
     ) -> Result<(), PodError> {
         let record = self.stop(namespace, name, grace)?;
+        self.remove(&record)
+    }
+
+    /// Removes what a stopped pod has: cgroups, leases, sandbox, directory.
+    fn remove(&self, record: &PodRecord) -> Result<(), PodError> {
         let _lock = self.lock(&record.uid)?;
         let pod_group = self.pod_group(&record.uid)?;
         for container in record.containers.keys() {
