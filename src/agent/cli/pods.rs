@@ -148,6 +148,9 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
         let (record, _) = manager.create(pod)?;
         let state = manager.instance_states(&record);
         if let Some(err) = start_failure(&record, &state) {
+            if !started(&record) {
+                let _ = manager.delete(NAMESPACE, &name, Some(Duration::ZERO));
+            }
             bail!("{name}: {err}");
         }
         println!("{name}");
@@ -159,9 +162,9 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
     let Some(dir) = dir else {
         let status = status_of(&manager, &record);
         let reason = waiting_text(&status);
-        if args.rm {
-            let _ = manager.delete(NAMESPACE, &name, Some(Duration::ZERO));
-        }
+        // Nothing ran (no image): like podman, leave no container behind,
+        // --rm or not; one left would retry the pull for ever.
+        let _ = manager.delete(NAMESPACE, &name, Some(Duration::ZERO));
         bail!("{name}: {reason}");
     };
     let plan: LaunchPlan = serde_json::from_slice(&std::fs::read(shim::launch_file(&dir))?)?;
@@ -230,6 +233,12 @@ fn start_failure(record: &PodRecord, states: &BTreeMap<String, InstanceState>) -
         let exit = states.get(name)?.exit.as_ref()?;
         (exit.reason == "StartError").then(|| format!("container {name}: {}", exit.message))
     })
+}
+
+/// Whether every container got as far as an instance (a pull failure
+/// leaves it without one).
+fn started(record: &PodRecord) -> bool {
+    record.containers.values().all(|c| c.instance.is_some())
 }
 
 fn status_of(manager: &PodManager, record: &PodRecord) -> PodStatus {
