@@ -168,11 +168,8 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
         bail!("{name}: {reason}");
     };
     let plan: LaunchPlan = serde_json::from_slice(&std::fs::read(shim::launch_file(&dir))?)?;
-    let state = InstanceState {
-        shim: crate::procfs::ProcessId::of(std::process::id()),
-        ..InstanceState::default()
-    };
-    shim::write_state(&dir, &state)?;
+    // create_foreground recorded this process as the instance's shim.
+    let state = shim::read_state(&dir);
     forward_signals(&dir);
     let exit = shim::supervise(
         &plan,

@@ -559,7 +559,18 @@ impl PodManager {
         match launch {
             Launch::Shim => shim::start_detached(&self.config.agent_binary, &dir)
                 .map_err(|e| PodError::io(&dir, e))?,
-            Launch::Foreground(prepared) => *prepared = Some(dir.clone()),
+            Launch::Foreground(prepared) => {
+                // This process supervises the instance: say so before the
+                // record names it (under the pod's lock), or a reconcile by
+                // another process (a `ps`) in between finds an instance with
+                // no shim, takes it for lost and kills the container.
+                let state = InstanceState {
+                    shim: crate::procfs::ProcessId::of(std::process::id()),
+                    ..InstanceState::default()
+                };
+                shim::write_state(&dir, &state).map_err(|e| PodError::io(&dir, e))?;
+                *prepared = Some(dir.clone());
+            }
         }
 
         crec.instance = Some(instance);
