@@ -27,6 +27,9 @@ use crate::api::{
 /// The namespace single-host verbs work in.
 const NAMESPACE: &str = "default";
 
+/// How long `run -d` waits for its container to start.
+const START_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Delete the container when it ends.
@@ -146,6 +149,14 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
     let manager = PodManager::new(config)?;
     if args.detach {
         let (record, _) = manager.create(pod)?;
+        // Like podman, return once the container runs or has failed to:
+        // its shim is up, not yet its process. So a start error is reported
+        // here, and a `logs` right after finds the log.
+        crate::procfs::wait_until(START_WAIT, || {
+            manager.instance_states(&record).values().all(|s| {
+                s.pid.is_some() || s.exit.is_some() || !s.shim.is_some_and(|p| p.is_alive())
+            })
+        });
         let state = manager.instance_states(&record);
         if let Some(err) = start_failure(&record, &state) {
             if !started(&record) {
