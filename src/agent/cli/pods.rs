@@ -423,16 +423,36 @@ pub fn logs(config: AgentConfig, args: &LogsArgs) -> anyhow::Result<ExitCode> {
 
 pub fn stop(config: AgentConfig, name: &str, grace: Option<u64>) -> anyhow::Result<ExitCode> {
     let manager = PodManager::new(config)?;
-    manager.stop(NAMESPACE, name, grace.map(Duration::from_secs))?;
+    let uid = manager.find(NAMESPACE, name)?.uid;
+    let stopped = manager.stop(NAMESPACE, name, grace.map(Duration::from_secs));
+    ended(&manager, &uid, stopped)?;
     println!("{name}");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn kill(config: AgentConfig, name: &str) -> anyhow::Result<ExitCode> {
     let manager = PodManager::new(config)?;
-    manager.kill(NAMESPACE, name)?;
+    let uid = manager.find(NAMESPACE, name)?.uid;
+    let killed = manager.kill(NAMESPACE, name);
+    ended(&manager, &uid, killed)?;
     println!("{name}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The outcome of stopping pod `uid`. A foreground `run --rm` removes its
+/// pod the moment the container ends, possibly while `stop` or `kill` is
+/// still looking at it (its record is gone under their last reconcile):
+/// that container ended as asked, so its disappearance is success.
+fn ended<T>(
+    manager: &PodManager,
+    uid: &str,
+    result: Result<T, crate::agent::pods::PodError>,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(_) if manager.list().iter().all(|r| r.uid != uid) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn rm(config: AgentConfig, name: &str, force: bool) -> anyhow::Result<ExitCode> {
