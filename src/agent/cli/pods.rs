@@ -27,6 +27,9 @@ use crate::api::{
 /// The namespace single-host verbs work in.
 const NAMESPACE: &str = "default";
 
+/// How long `run -d` waits for its container to start.
+const START_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Delete the container when it ends.
@@ -146,8 +149,19 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
     let manager = PodManager::new(config)?;
     if args.detach {
         let (record, _) = manager.create(pod)?;
+        // Like podman, return once the container runs or has failed to:
+        // its shim is up, not yet its process. So a start error is reported
+        // here, and a `logs` right after finds the log.
+        crate::procfs::wait_until(START_WAIT, || {
+            manager.instance_states(&record).values().all(|s| {
+                s.pid.is_some() || s.exit.is_some() || !s.shim.is_some_and(|p| p.is_alive())
+            })
+        });
         let state = manager.instance_states(&record);
         if let Some(err) = start_failure(&record, &state) {
+            if !started(&record) {
+                let _ = manager.delete(NAMESPACE, &name, Some(Duration::ZERO));
+            }
             bail!("{name}: {err}");
         }
         println!("{name}");
@@ -159,17 +173,14 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
     let Some(dir) = dir else {
         let status = status_of(&manager, &record);
         let reason = waiting_text(&status);
-        if args.rm {
-            let _ = manager.delete(NAMESPACE, &name, Some(Duration::ZERO));
-        }
+        // Nothing ran (no image): like podman, leave no container behind,
+        // --rm or not; one left would retry the pull for ever.
+        let _ = manager.delete(NAMESPACE, &name, Some(Duration::ZERO));
         bail!("{name}: {reason}");
     };
     let plan: LaunchPlan = serde_json::from_slice(&std::fs::read(shim::launch_file(&dir))?)?;
-    let state = InstanceState {
-        shim: crate::procfs::ProcessId::of(std::process::id()),
-        ..InstanceState::default()
-    };
-    shim::write_state(&dir, &state)?;
+    // create_foreground recorded this process as the instance's shim.
+    let state = shim::read_state(&dir);
     forward_signals(&dir);
     let exit = shim::supervise(
         &plan,
@@ -230,6 +241,12 @@ fn start_failure(record: &PodRecord, states: &BTreeMap<String, InstanceState>) -
         let exit = states.get(name)?.exit.as_ref()?;
         (exit.reason == "StartError").then(|| format!("container {name}: {}", exit.message))
     })
+}
+
+/// Whether every container got as far as an instance (a pull failure
+/// leaves it without one).
+fn started(record: &PodRecord) -> bool {
+    record.containers.values().all(|c| c.instance.is_some())
 }
 
 fn status_of(manager: &PodManager, record: &PodRecord) -> PodStatus {
@@ -406,16 +423,36 @@ pub fn logs(config: AgentConfig, args: &LogsArgs) -> anyhow::Result<ExitCode> {
 
 pub fn stop(config: AgentConfig, name: &str, grace: Option<u64>) -> anyhow::Result<ExitCode> {
     let manager = PodManager::new(config)?;
-    manager.stop(NAMESPACE, name, grace.map(Duration::from_secs))?;
+    let uid = manager.find(NAMESPACE, name)?.uid;
+    let stopped = manager.stop(NAMESPACE, name, grace.map(Duration::from_secs));
+    ended(&manager, &uid, stopped)?;
     println!("{name}");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn kill(config: AgentConfig, name: &str) -> anyhow::Result<ExitCode> {
     let manager = PodManager::new(config)?;
-    manager.kill(NAMESPACE, name)?;
+    let uid = manager.find(NAMESPACE, name)?.uid;
+    let killed = manager.kill(NAMESPACE, name);
+    ended(&manager, &uid, killed)?;
     println!("{name}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The outcome of stopping pod `uid`. A foreground `run --rm` removes its
+/// pod the moment the container ends, possibly while `stop` or `kill` is
+/// still looking at it (its record is gone under their last reconcile):
+/// that container ended as asked, so its disappearance is success.
+fn ended<T>(
+    manager: &PodManager,
+    uid: &str,
+    result: Result<T, crate::agent::pods::PodError>,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(_) if manager.list().iter().all(|r| r.uid != uid) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn rm(config: AgentConfig, name: &str, force: bool) -> anyhow::Result<ExitCode> {

@@ -235,6 +235,14 @@ impl LogReader {
                 format!("no container log at {}", self.path.display()),
             ));
         }
+        if !self.query.follow {
+            // Without following, the log is what it was now: a container
+            // writing meanwhile neither adds to `tail`'s last N records nor
+            // keeps the read from ending.
+            for cursor in &mut files {
+                cursor.stop_at = Some(cursor.file.metadata()?.len());
+            }
+        }
         if let Some(n) = self.query.tail
             && !files.is_empty()
         {
@@ -508,12 +516,12 @@ fn tail_start(files: &[Cursor], n: usize, query: &LogQuery) -> io::Result<(usize
         let Some(cursor) = files.get(last) else {
             return Ok((0, 0));
         };
-        let mut scan = BackScanner::new(&cursor.file)?;
+        let mut scan = BackScanner::new(cursor)?;
         return Ok((last, scan.skip_torn()?.unwrap_or(0)));
     }
     let mut found = 0;
     for (index, cursor) in files.iter().enumerate().rev() {
-        let mut scan = BackScanner::new(&cursor.file)?;
+        let mut scan = BackScanner::new(cursor)?;
         if scan.skip_torn()?.is_none() {
             continue;
         }
@@ -560,11 +568,16 @@ struct BackScanner<'f> {
 }
 
 impl<'f> BackScanner<'f> {
-    fn new(file: &'f File) -> io::Result<Self> {
+    /// From the end of `cursor`'s file, or where its reading is to stop.
+    fn new(cursor: &'f Cursor) -> io::Result<Self> {
+        let end = match cursor.stop_at {
+            Some(end) => end,
+            None => cursor.file.metadata()?.len(),
+        };
         Ok(BackScanner {
-            file,
+            file: &cursor.file,
             block: Vec::new(),
-            block_start: file.metadata()?.len(),
+            block_start: end,
             limit: 0,
             carry: Vec::new(),
             overlong: false,
@@ -665,6 +678,10 @@ struct Cursor {
     skipping: bool,
     /// The file has been renamed away from the live name: it is complete.
     rotated: bool,
+    /// The file offset of `buf[end]`: where the next read starts.
+    pos: u64,
+    /// Read nothing at or after this offset (a snapshot's end).
+    stop_at: Option<u64>,
 }
 
 enum Next<'a> {
@@ -688,11 +705,14 @@ impl Cursor {
             scanned: 0,
             skipping: false,
             rotated: false,
+            pos: 0,
+            stop_at: None,
         })
     }
 
     fn seek(&mut self, offset: u64) -> io::Result<()> {
         self.file.seek(SeekFrom::Start(offset))?;
+        self.pos = offset;
         self.start = 0;
         self.end = 0;
         self.scanned = 0;
@@ -733,8 +753,16 @@ impl Cursor {
             if self.buf.len() - self.end < BLOCK / 2 {
                 self.buf.resize(self.end + BLOCK, 0);
             }
+            let mut room = self.buf.len() - self.end;
+            if let Some(stop) = self.stop_at {
+                let left = stop.saturating_sub(self.pos);
+                room = room.min(usize::try_from(left).unwrap_or(usize::MAX));
+            }
+            if room == 0 {
+                return Ok(Next::Eof);
+            }
             let read = loop {
-                match self.file.read(&mut self.buf[self.end..]) {
+                match self.file.read(&mut self.buf[self.end..self.end + room]) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     other => break other?,
                 }
@@ -743,6 +771,7 @@ impl Cursor {
                 return Ok(Next::Eof);
             }
             self.end += read;
+            self.pos += read as u64;
         }
     }
 }

@@ -165,7 +165,20 @@ impl PodManager {
             paused: false,
         };
         record::save(&self.config.paths, &record).map_err(|e| PodError::io(&dir, e))?;
-        let (events, started, _) = self.reconcile_with(&uid, foreground)?;
+        let (events, started, _) = match self.reconcile_with(&uid, foreground) {
+            Ok(done) => done,
+            Err(err) => {
+                // The first pass failed (a name the sandbox refuses, a cgroup
+                // that cannot be made): the caller hears that the pod was not
+                // created, so none of it may stay, half made and failing on
+                // every later reconcile.
+                let record = self.load(&uid).unwrap_or(record);
+                let live = self.live_instances(&record);
+                let _ = self.kill_instances(&record, &live);
+                let _ = self.remove(&record);
+                return Err(err);
+            }
+        };
         Ok((self.load(&uid)?, events, started))
     }
 
@@ -579,7 +592,18 @@ impl PodManager {
         match launch {
             Launch::Shim => shim::start_detached(&self.config.agent_binary, &dir)
                 .map_err(|e| PodError::io(&dir, e))?,
-            Launch::Foreground(prepared) => *prepared = Some(dir.clone()),
+            Launch::Foreground(prepared) => {
+                // This process supervises the instance: say so before the
+                // record names it (under the pod's lock), or a reconcile by
+                // another process (a `ps`) in between finds an instance with
+                // no shim, takes it for lost and kills the container.
+                let state = InstanceState {
+                    shim: crate::procfs::ProcessId::of(std::process::id()),
+                    ..InstanceState::default()
+                };
+                shim::write_state(&dir, &state).map_err(|e| PodError::io(&dir, e))?;
+                *prepared = Some(dir.clone());
+            }
         }
 
         crec.instance = Some(instance);
@@ -737,6 +761,11 @@ impl PodManager {
         grace: Option<Duration>,
     ) -> Result<(), PodError> {
         let record = self.stop(namespace, name, grace)?;
+        self.remove(&record)
+    }
+
+    /// Removes what a stopped pod has: cgroups, leases, sandbox, directory.
+    fn remove(&self, record: &PodRecord) -> Result<(), PodError> {
         let _lock = self.lock(&record.uid)?;
         let pod_group = self.pod_group(&record.uid)?;
         for container in record.containers.keys() {

@@ -22,8 +22,8 @@ pub fn pod_status(record: &PodRecord, states: &BTreeMap<String, InstanceState>) 
             .cloned()
             .unwrap_or_default();
         let state = states.get(&container.name);
-        // Running once its process exists, not merely its shim: until then
-        // it is still being created.
+        // Running once the container's process exists; before that its shim
+        // is still creating it (ContainerCreating below).
         let running = state.is_some_and(|s| {
             s.exit.is_none() && s.pid.is_some() && s.shim.is_some_and(|p| p.is_alive())
         });

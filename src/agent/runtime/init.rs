@@ -289,6 +289,7 @@ fn prepare(spec: &ContainerSpec, status: RawFd) -> StepResult<(String, Vec<Strin
         seccomp::install(capabilities)?;
     }
     process::drop_privileges(&user, capabilities, spec.process.no_new_privileges)?;
+    process::reset_signals()?;
     process::close_all_but(status)?;
     Ok((program, env))
 }

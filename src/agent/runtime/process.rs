@@ -325,6 +325,48 @@ pub fn drop_privileges(user: &ExecUser, capabilities: u64, no_new_privs: bool) -
     Ok(())
 }
 
+/// Gives the program the signal state of a fresh process: nothing blocked,
+/// every signal at its default action, as runc's containers start. Both
+/// the mask and ignored dispositions survive `execve`, and ours are not the
+/// container's: Rust's runtime ignores SIGPIPE (in the init stage too), so a
+/// `yes | head` in the container would never end, and a foreground `run`
+/// blocks SIGINT and SIGTERM for the thread that forwards them, so the
+/// container would never hear `stop`. Called last before the exec, so the
+/// setup keeps getting EPIPE rather than SIGPIPE from a vanished caller.
+pub fn reset_signals() -> StepResult<()> {
+    // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty
+    // mask (its layout differs between architectures, its zero does not).
+    // The system call itself, because the C library refuses the signals it
+    // keeps for its threads (32, 33), which a parent may still have ignored.
+    let default = [0u64; 4];
+    for signal in 1..=64 {
+        if signal == nix::libc::SIGKILL || signal == nix::libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads `default`, a live buffer at least as
+        // large as the kernel's struct sigaction, and writes nothing (no
+        // old-action pointer). Installing SIG_DFL runs no code of ours.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_rt_sigaction,
+                signal,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .map_err(|e| StepError {
+        step: "unblock signals".into(),
+        detail: errno_text(e as i32),
+    })
+}
+
 /// Closes every descriptor above 2 but `status` (the close-on-exec status
 /// pipe), whatever the agent or the shim left open: at the exec only 0, 1
 /// and 2 exist besides it, so neither a cwd nor a program path like

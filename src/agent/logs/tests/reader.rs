@@ -40,6 +40,37 @@ fn reads_rotated_files_oldest_first() {
 }
 
 #[test]
+fn without_follow_the_log_is_what_it_was_when_reading_began() {
+    // A container writing on while `logs --tail 2` reads must not make it
+    // print a third line, nor a plain `logs` read on and on.
+    let (_dir, path) = scratch();
+    let mut writer = CriLogWriter::open(&path, Rotation::default()).unwrap();
+    let write = |writer: &mut CriLogWriter, range: std::ops::Range<usize>| {
+        for i in range {
+            writer
+                .write(Stream::Stdout, format!("n{i:03}\n").as_bytes())
+                .unwrap();
+        }
+    };
+    write(&mut writer, 0..10);
+    let all_then: Vec<String> = names(0..10).into_iter().chain(names(0..5)).collect();
+    for (tail, want) in [(Some(2), names(8..10)), (None, all_then)] {
+        let mut reader = read_logs(
+            &path,
+            &LogQuery {
+                tail,
+                ..LogQuery::default()
+            },
+        );
+        let mut got = vec![reader.next().expect("a record").expect("read")];
+        write(&mut writer, 0..5);
+        got.extend(reader.map(|r| r.expect("read")));
+        assert_eq!(contents(&got), want, "tail {tail:?}");
+    }
+    writer.close().unwrap();
+}
+
+#[test]
 fn tail_reaches_back_across_rotated_files() {
     let (_dir, path) = scratch();
     rotated_log(&path);
