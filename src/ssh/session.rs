@@ -145,7 +145,9 @@ impl Default for SessionOptions {
         SessionOptions {
             interval: Duration::from_secs(1),
             pods_every: 5,
-            call_timeout: Duration::from_secs(10),
+            // A lost link must show within 10 s; a metrics call answers in
+            // milliseconds, or under a second on a slow link.
+            call_timeout: Duration::from_secs(5),
             reconnect: ReconnectPolicy::default(),
         }
     }
@@ -210,12 +212,19 @@ async fn serve_connection<S: NodeSink>(
     let agent_failed = |what: &str, e: CallError| {
         // A closed client means the SSH link (or the agent's socket) went
         // away; an open one that errs or is late means the agent is stuck.
-        match client.closed() {
-            Some(why) => Failure::new(
+        match (client.closed(), &e) {
+            (Some(why), _) => Failure::new(
                 FailureKind::Unreachable,
                 format!("the connection was lost ({why}); reconnecting"),
             ),
-            None => Failure::new(FailureKind::AgentFailed, format!("{what}: {e}")),
+            // Silence on a link that has not closed yet is, far more often,
+            // a lost link than a hung agent; the reconnect tells them apart
+            // (a hung agent fails its hello with AgentFailed).
+            (None, CallError::Late(_)) => Failure::new(
+                FailureKind::Timeout,
+                format!("{what}: {e}; the link or the host stopped answering, reconnecting"),
+            ),
+            (None, _) => Failure::new(FailureKind::AgentFailed, format!("{what}: {e}")),
         }
     };
     let facts = match timed(deadline, client.node_facts()).await {

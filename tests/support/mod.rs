@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod busybox;
+pub mod demo;
 pub mod fake;
 pub mod image;
 pub mod layer;

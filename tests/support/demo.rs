@@ -1,0 +1,118 @@
+//! A demo cluster of a test's own: its own demo name (which names its
+//! links), subnet, XDG directories and HOME, so it runs beside an operator's
+//! demo and other tests' demos; taken down in Drop whatever happens.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use flotilla::config::cluster_file::{self, ClusterConfig};
+use flotilla::ssh::{LocalUser, SshConfig, TargetContext};
+
+pub struct Demo {
+    pub name: &'static str,
+    pub subnet: &'static str,
+    pub home: PathBuf,
+}
+
+impl Demo {
+    /// `flotilla demo up --name NAME --subnet A.B.C.0/24 --nodes N`.
+    pub fn up(name: &'static str, subnet: &'static str, nodes: u16) -> Demo {
+        let home =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&home);
+        fs::create_dir_all(&home).expect("test home");
+        let demo = Demo { name, subnet, home };
+        let up = demo.flotilla(&[
+            "demo",
+            "up",
+            "--name",
+            name,
+            "--nodes",
+            &nodes.to_string(),
+            "--subnet",
+            subnet,
+        ]);
+        assert!(up.status.success(), "demo up failed:\n{}", text(&up));
+        demo
+    }
+
+    /// `flotilla ARGS` with this demo's directories.
+    pub fn flotilla(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", self.home.join("config"))
+            .env("XDG_DATA_HOME", self.home.join("data"))
+            .env("HOME", &self.home)
+            .env_remove("FLOTILLA_CLUSTER")
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("run flotilla")
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.home.join("config").join("flotilla")
+    }
+
+    pub fn cluster_file(&self) -> PathBuf {
+        self.config_dir()
+            .join("demo")
+            .join(self.name)
+            .join("cluster.toml")
+    }
+
+    pub fn cluster(&self) -> ClusterConfig {
+        cluster_file::load(&self.cluster_file()).expect("the demo's cluster file")
+    }
+
+    /// How this test's flotilla reaches nodes: no `~/.ssh/config`, root, the
+    /// demo's known_hosts.
+    pub fn targets(&self) -> TargetContext {
+        TargetContext {
+            ssh_config: SshConfig::empty(),
+            local: LocalUser {
+                name: "root".into(),
+                home: Some(self.home.clone()),
+                uid: 0,
+            },
+            flotilla_known_hosts: self.config_dir().join("known_hosts"),
+            connect_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+
+    /// The host end of node `i`'s link (1-based).
+    pub fn link(&self, i: u16) -> String {
+        format!("fl-{}-{i}", self.name)
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.flotilla(&["demo", "down", "--name", self.name]);
+        let _ = fs::remove_dir_all(&self.home);
+    }
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The agent binary without its debug info (a debug build's is ~190 MB;
+/// stripped ~20 MB), so tests upload it to many nodes quickly.
+pub fn stripped_agent(dir: &Path) -> PathBuf {
+    let path = dir.join("flotilla-agent");
+    let status = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&path)
+        .arg(super::agent::AGENT)
+        .status()
+        .expect("run strip (binutils)");
+    assert!(status.success(), "strip the agent binary");
+    path
+}
