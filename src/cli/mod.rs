@@ -3,6 +3,7 @@
 //! to do next; this is the edge where library errors get their context.
 
 pub mod apply;
+pub mod connect;
 pub mod demo;
 
 use std::path::PathBuf;
