@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod connect;
 pub mod demo;
+pub mod nodes;
 pub mod table;
 
 use std::path::PathBuf;
