@@ -6,6 +6,7 @@ pub mod apply;
 pub mod connect;
 pub mod demo;
 pub mod get;
+pub mod node;
 pub mod nodes;
 pub mod table;
 
@@ -44,6 +45,8 @@ pub enum Command {
     Top(get::TopArgs),
     /// Show everything known of one node (`describe node NAME`).
     Describe(get::DescribeArgs),
+    /// Trust a node's host key, or add a node to the cluster file.
+    Node(node::NodeArgs),
     /// Internal: the init process of one demo node (PID 1 of its namespaces).
     #[command(name = "__demo-node", hide = true)]
     DemoNode(demo::DemoNodeArgs),
@@ -101,6 +104,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Get(args)) => get::get(&args, cli.cluster, &dirs),
         Some(Command::Top(args)) => get::top(&args, cli.cluster, &dirs),
         Some(Command::Describe(args)) => get::describe(&args, cli.cluster, &dirs),
+        Some(Command::Node(args)) => {
+            node::run(&args, cli.cluster, &dirs).map(|()| ExitCode::SUCCESS)
+        }
         Some(Command::DemoNode(_)) => unreachable!("dispatched before run()"),
     }
 }
