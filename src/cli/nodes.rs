@@ -357,7 +357,12 @@ pub fn describe_node(
     }
 
     pods_table(&mut w, node, now);
-    allocated(&mut w, &node.allocated, node.allocatable.as_ref());
+    if node.pods_at.is_some() {
+        allocated(&mut w, &node.allocated, node.allocatable.as_ref());
+    } else {
+        // Zero would claim the node runs nothing; it is not known yet.
+        out!("Allocated resources:\t{UNKNOWN}");
+    }
     connection(&mut w, node, now);
     figures(&mut w, node, now);
     events(&mut w, node, now);

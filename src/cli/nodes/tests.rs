@@ -436,6 +436,7 @@ fn describe_an_unreachable_node_shows_what_is_unknown_and_the_whole_failure() {
         "Capacity:             <unknown>\n",
         "System Info:          <unknown>\n",
         "Non-terminated Pods:  <unknown>\n",
+        "Allocated resources:  <unknown>\n",
         "  Phase:           Failed since Fri, 15 Jan 2027 08:00:00 +0000 (30s ago)\n",
         "  Attempts:        1 since the last success\n",
         "  Last Failure:    ConnectionRefused Fri, 15 Jan 2027 08:00:00 +0000 (30s ago); next attempt Fri, 15 Jan 2027 08:00:32 +0000\n",
