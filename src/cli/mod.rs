@@ -5,6 +5,10 @@
 pub mod apply;
 pub mod connect;
 pub mod demo;
+pub mod get;
+pub mod node;
+pub mod nodes;
+pub mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +39,14 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// A real cluster on this machine: network namespaces running OpenSSH, and a registry.
     Demo(demo::DemoArgs),
+    /// List nodes (`get nodes [NAME] [-o wide|json]`).
+    Get(get::GetArgs),
+    /// Show nodes' live CPU, memory and disk use (`top nodes`).
+    Top(get::TopArgs),
+    /// Show everything known of one node (`describe node NAME`).
+    Describe(get::DescribeArgs),
+    /// Trust a node's host key, or add a node to the cluster file.
+    Node(node::NodeArgs),
     /// Internal: the init process of one demo node (PID 1 of its namespaces).
     #[command(name = "__demo-node", hide = true)]
     DemoNode(demo::DemoNodeArgs),
@@ -89,6 +101,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Apply(args)) => apply::run(&args),
         Some(Command::Demo(args)) => demo::run(args, &dirs),
+        Some(Command::Get(args)) => get::get(&args, cli.cluster, &dirs),
+        Some(Command::Top(args)) => get::top(&args, cli.cluster, &dirs),
+        Some(Command::Describe(args)) => get::describe(&args, cli.cluster, &dirs),
+        Some(Command::Node(args)) => {
+            node::run(&args, cli.cluster, &dirs).map(|()| ExitCode::SUCCESS)
+        }
         Some(Command::DemoNode(_)) => unreachable!("dispatched before run()"),
     }
 }
