@@ -99,6 +99,53 @@ async fn nodes_are_ready_survive_delay_and_report_a_lost_link() {
         assert!(!node.history.is_empty());
     }
 
+    // The verbs an operator types, through their own sessions, read the
+    // same live figures.
+    let stripped = stripped_agent(dir.path());
+    let cluster_file = demo.cluster_file();
+    let cluster_arg = cluster_file.to_str().unwrap();
+    let env = [("FLOTILLA_AGENT_BINARY", stripped.as_path())];
+    let get = demo.flotilla_with(
+        &["--cluster", cluster_arg, "get", "nodes", "--timeout", "60s"],
+        &env,
+    );
+    let table = String::from_utf8_lossy(&get.stdout).into_owned();
+    assert!(get.status.success(), "{}", support::demo::text(&get));
+    for node in ["node1", "node2", "node3"] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(node))
+            .unwrap_or_else(|| panic!("no {node} row:\n{table}"));
+        assert!(row.contains(" Ready "), "{table}");
+        assert!(row.contains('%'), "figures in {row}");
+    }
+    let described = demo.flotilla_with(
+        &[
+            "--cluster",
+            cluster_arg,
+            "describe",
+            "node",
+            "node1",
+            "--timeout",
+            "60s",
+        ],
+        &env,
+    );
+    let text = String::from_utf8_lossy(&described.stdout).into_owned();
+    assert!(
+        described.status.success(),
+        "{}",
+        support::demo::text(&described)
+    );
+    for field in [
+        "Name:               node1",
+        "Kernel Version:",
+        "Allocatable:",
+        "CPU:",
+    ] {
+        assert!(text.contains(field), "{field} missing:\n{text}");
+    }
+
     // node3 reached through 200 ms of delay each way (this kernel has no
     // netem, so a delaying proxy): keepalives and calls still fit.
     let mut slow = demo.cluster();

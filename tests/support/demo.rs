@@ -39,8 +39,14 @@ impl Demo {
 
     /// `flotilla ARGS` with this demo's directories.
     pub fn flotilla(&self, args: &[&str]) -> Output {
+        self.flotilla_with(args, &[])
+    }
+
+    /// `flotilla ARGS` with this demo's directories and `env` set.
+    pub fn flotilla_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(args)
+            .envs(env.iter().copied())
             .env("XDG_CONFIG_HOME", self.home.join("config"))
             .env("XDG_DATA_HOME", self.home.join("data"))
             .env("HOME", &self.home)
