@@ -135,6 +135,7 @@ fn generated_name(image: &str) -> String {
 }
 
 pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let mut times = PhaseTimes::from_env();
     let name = args
         .name
         .clone()
@@ -147,6 +148,7 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
     }
     let pod = pod_for_run(args, &name)?;
     let manager = PodManager::new(config)?;
+    times.mark("open");
     if args.detach {
         let (record, _) = manager.create(pod)?;
         // Like podman, return once the container runs or has failed to:
@@ -170,6 +172,7 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
     // Foreground: this process is the container's shim, so the output
     // reaches the terminal as it is logged and the exit code is ours.
     let (record, dir) = manager.create_foreground(pod)?;
+    times.mark("create");
     let Some(dir) = dir else {
         let status = status_of(&manager, &record);
         let reason = waiting_text(&status);
@@ -191,7 +194,9 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
             stderr: Box::new(std::io::stderr()),
         }),
     );
+    times.mark("container");
     let _ = manager.reconcile(&record.uid);
+    times.mark("record exit");
     if exit.reason == "StartError" {
         eprintln!("error: {name}: {}", exit.message);
     }
@@ -199,8 +204,46 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
         manager
             .delete(NAMESPACE, &name, Some(Duration::ZERO))
             .with_context(|| format!("removing {name}"))?;
+        times.mark("delete");
     }
+    times.report();
     Ok(ExitCode::from(exit.exit_code.clamp(0, 255) as u8))
+}
+
+/// Where a foreground `run` spends its time, printed on stderr when
+/// `FLOTILLA_RUN_TIMES=1` (for scripts/bench-run).
+struct PhaseTimes {
+    last: Option<std::time::Instant>,
+    phases: Vec<(&'static str, Duration)>,
+}
+
+impl PhaseTimes {
+    fn from_env() -> PhaseTimes {
+        PhaseTimes {
+            last: (std::env::var_os("FLOTILLA_RUN_TIMES").is_some_and(|v| v == "1"))
+                .then(std::time::Instant::now),
+            phases: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        if let Some(last) = self.last.as_mut() {
+            let now = std::time::Instant::now();
+            self.phases.push((phase, now - *last));
+            *last = now;
+        }
+    }
+
+    fn report(&self) {
+        if self.last.is_some() {
+            let text: Vec<String> = self
+                .phases
+                .iter()
+                .map(|(phase, d)| format!("{phase} {:.1} ms", d.as_secs_f64() * 1e3))
+                .collect();
+            eprintln!("{}", text.join(", "));
+        }
+    }
 }
 
 /// Ctrl-C (or a SIGTERM to this process) stops the container as `stop`
