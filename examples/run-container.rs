@@ -1,7 +1,8 @@
 //! One container, start to finish, through the runtime core: pod sandbox,
-//! spawn, wait, destroy, and the container's exit code as ours. What
-//! `scripts/bench-run` times beside `crun run` and `runc run` until the
-//! agent's `run --rm` verb exists, which will do the same steps.
+//! spawn, wait, destroy, and the container's exit code as ours: the runtime
+//! without the agent's bookkeeping (no pod record, cgroups, log or lease),
+//! for profiling it alone. `scripts/bench-run` times the real verb,
+//! `flotilla-agent run --rm`.
 //!
 //! ```text
 //! run-container AGENT_BINARY RUN_DIR STATE_DIR LAYER_DIR... -- PROGRAM [ARGS...]
