@@ -242,6 +242,10 @@ impl PodManager {
         let _lock = self.lock(uid)?;
         let mut prepared = None;
         let mut record = self.load(uid)?;
+        // A pass that changes nothing must not write: the daemon passes over
+        // every pod each second, and an fsync per pod per second wears the
+        // node's disk for nothing.
+        let as_loaded = serde_json::to_vec(&record).ok();
         let mut events = Vec::new();
         let now = Utc::now();
         // First, what ended since the last look.
@@ -278,7 +282,9 @@ impl PodManager {
                 self.maybe_start(&mut record, container, &pass, &mut events, launch)?;
             }
         }
-        self.save(&record)?;
+        if serde_json::to_vec(&record).ok() != as_loaded {
+            self.save(&record)?;
+        }
         let due = if record.desired == Desired::Running && !record.paused {
             record
                 .containers
