@@ -1,6 +1,7 @@
 //! The runtime core against real containers, as root: a busybox image built
 //! from the machine's busybox-static, pushed to a real registry
-//! (docker-registry on 127.0.0.1), pulled by `flotilla-agent pull`, and its
+//! (docker-registry on 127.0.0.1), pulled by `flotilla-agent pull` (the pod
+//! tests' template store, support::pods), and its
 //! layer directory used as the containers' lower dir. Each test makes its
 //! own pod sandbox and containers under a test dir and checks, after
 //! `destroy`, that no mount, process or directory is left.
@@ -21,9 +22,6 @@ use flotilla::agent::runtime::{
     SandboxSpec, spawn_with,
 };
 use support::TestDir;
-use support::agent::{AGENT, Agent};
-use support::image::{ConfigSpec, Image, Target, push};
-use support::registry::TestRegistry;
 
 /// The pulled busybox layer, shared by every test (pulled once per run),
 /// and the agent binary the containers' init stage runs from.
@@ -37,69 +35,10 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the runtime tests need root: run the README's test command (scripts/test) as root"
-        );
-        // The store outlives every test of this run, so it cannot be a
-        // TestDir; stores of earlier runs (dead pids) are removed here.
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        for entry in fs::read_dir(base)
-            .expect("list CARGO_TARGET_TMPDIR")
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("runtime-store-")
-                && !Path::new(&format!("/proc/{pid}")).exists()
-            {
-                let _ = fs::remove_dir_all(entry.path());
-            }
-        }
-        let dir = base.join(format!("runtime-store-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("store dir");
-        let agent_copy = dir.join("flotilla-agent");
-        // A hard link keeps this inode whatever a later build does to the
-        // path (cargo replaces, never rewrites); a copy across filesystems.
-        fs::hard_link(AGENT, &agent_copy)
-            .or_else(|_| fs::copy(AGENT, &agent_copy).map(drop))
-            .expect("link the agent binary");
-        let probe = Command::new(&agent_copy)
-            .args(["__init", "1", "2"])
-            .output()
-            .expect("run the agent");
-        assert!(
-            String::from_utf8_lossy(&probe.stderr).contains("container init stage"),
-            "{AGENT} has no __init stage (replaced by another build of the shared target dir?)"
-        );
-        let layer = support::busybox::layer();
-        let diff_id = layer.diff_id();
-        let image = Image::new(
-            vec![layer.gzip()],
-            &ConfigSpec {
-                cmd: vec!["sh".into()],
-                ..ConfigSpec::default()
-            },
-        );
-        let registry = TestRegistry::start();
-        push(
-            &Target::anonymous(registry.host()),
-            "demo/busybox:latest",
-            &image,
-        );
-        let agent = Agent::new(&dir);
-        agent
-            .pull(&format!("{}/demo/busybox:latest", registry.host()))
-            .assert_ok();
-        drop(registry);
-        let layer = agent.layer_dir(&diff_id);
-        assert!(
-            layer.join("bin/busybox").is_file(),
-            "the pulled layer lacks busybox"
-        );
+        let template = support::pods::template();
         Fixture {
-            layer,
-            agent: agent_copy,
+            layer: template.layer.clone(),
+            agent: template.agent.clone(),
         }
     })
 }

@@ -39,6 +39,9 @@ pub struct Template {
     /// `flotilla-agent`, hard-linked: a build in a shared target dir
     /// replaces the path, not this inode, while tests run.
     pub agent: PathBuf,
+    /// The image's one layer, unpacked in the template store: a lower dir
+    /// for tests that drive the runtime core directly.
+    pub layer: PathBuf,
 }
 
 /// The template, made on first use.
@@ -79,8 +82,17 @@ fn make_template() -> Template {
         fs::hard_link(AGENT, &agent)
             .or_else(|_| fs::copy(AGENT, &agent).map(drop))
             .expect("link the agent binary");
+        let probe = Command::new(&agent)
+            .args(["__init", "1", "2"])
+            .output()
+            .expect("run the agent");
+        assert!(
+            String::from_utf8_lossy(&probe.stderr).contains("container init stage"),
+            "{AGENT} has no __init stage (replaced by another build of the shared target dir?)"
+        );
 
         let layer = super::busybox::layer();
+        let diff_id = layer.diff_id();
         let image = Image::new(
             vec![layer.gzip()],
             &ConfigSpec {
@@ -108,10 +120,18 @@ fn make_template() -> Template {
             String::from_utf8_lossy(&pull.stderr)
         );
         drop(registry);
+        let layer = root
+            .join("images/layers/sha256")
+            .join(super::hex_of(&diff_id));
+        assert!(
+            layer.join("bin/busybox").is_file(),
+            "the pulled layer lacks busybox"
+        );
         Template {
             root,
             image: reference,
             agent,
+            layer,
         }
     }
 }
