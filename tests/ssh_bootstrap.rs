@@ -9,22 +9,24 @@
 //!
 //! Needs root and the packages of the README's test command (sudo among them).
 
+mod support;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use flotilla::agent::protocol::Client;
 use flotilla::agent::protocol::messages::{PodRecord, PodRef};
 use flotilla::api::Pod;
 use flotilla::api::status::ContainerState;
-use flotilla::config::cluster_file::{self, ClusterConfig, NodeConfig};
+use flotilla::config::cluster_file::{ClusterConfig, NodeConfig};
 use flotilla::ssh::bootstrap::{
     AgentBinary, BootstrapError, BootstrapOptions, Bootstrapped, bootstrap,
 };
-use flotilla::ssh::{LocalUser, SshConfig, SshSession, TargetContext, connect};
+use flotilla::ssh::{SshSession, connect};
 use serde_json::json;
+use support::demo::Demo;
 
 const NAME: &str = "boot";
 const SUBNET: &str = "10.83.0.0/24";
@@ -34,102 +36,6 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// The non-root login the sudo steps create inside node2 only.
 const TEST_USER: &str = "flboot";
 const TEST_UID: u32 = 4242;
-
-/// A demo cluster of this test's own, taken down in Drop.
-struct Demo {
-    home: PathBuf,
-}
-
-impl Demo {
-    fn up() -> Demo {
-        let home =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("boot-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&home);
-        fs::create_dir_all(&home).expect("test home");
-        let demo = Demo { home };
-        let started = Instant::now();
-        let up = demo.flotilla(&[
-            "demo", "up", "--name", NAME, "--nodes", "3", "--subnet", SUBNET,
-        ]);
-        assert!(up.status.success(), "demo up failed:\n{}", text(&up));
-        eprintln!("demo up took {:?}", started.elapsed());
-        demo
-    }
-
-    fn flotilla(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args(args)
-            .env("XDG_CONFIG_HOME", self.home.join("config"))
-            .env("XDG_DATA_HOME", self.home.join("data"))
-            .env("HOME", &self.home)
-            .env_remove("FLOTILLA_CLUSTER")
-            .output()
-            .expect("run flotilla")
-    }
-
-    fn config_dir(&self) -> PathBuf {
-        self.home.join("config").join("flotilla")
-    }
-
-    fn cluster(&self) -> ClusterConfig {
-        cluster_file::load(
-            &self
-                .config_dir()
-                .join("demo")
-                .join(NAME)
-                .join("cluster.toml"),
-        )
-        .expect("the demo's cluster file")
-    }
-
-    fn client_key(&self) -> PathBuf {
-        self.config_dir().join("demo").join(NAME).join("id_ed25519")
-    }
-
-    /// Targets as flotilla builds them, with this test's HOME (and its
-    /// `~/.ssh/config`, if written) instead of the real one.
-    fn targets(&self) -> TargetContext {
-        let local = LocalUser {
-            name: "root".into(),
-            home: Some(self.home.clone()),
-            uid: 0,
-        };
-        let ssh_dir = self.home.join(".ssh");
-        let config_file = ssh_dir.join("config");
-        let ssh_config = if config_file.exists() {
-            SshConfig::load_in(&config_file, &ssh_dir, &local).expect("the test's ssh config")
-        } else {
-            SshConfig::empty()
-        };
-        TargetContext {
-            ssh_config,
-            local,
-            flotilla_known_hosts: self.config_dir().join("known_hosts"),
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-
-    fn down(&self) {
-        let down = self.flotilla(&["demo", "down", "--name", NAME]);
-        assert!(down.status.success(), "demo down failed:\n{}", text(&down));
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.flotilla(&["demo", "down", "--name", NAME]);
-        let _ = fs::remove_dir_all(&self.home);
-    }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 async fn exec(session: &SshSession, command: &str) -> String {
     let out = session.exec(command).await.expect("exec");
@@ -264,7 +170,7 @@ async fn the_agent_is_uploaded_started_kept_and_replaced_over_ssh() {
         "this test needs root: run the README's test command (scripts/test) as root"
     );
     let test_started = Instant::now();
-    let demo = Demo::up();
+    let demo = Demo::up(NAME, SUBNET, 3);
     let cluster = demo.cluster();
     let node1 = cluster.node("node1").expect("node1").clone();
     assert_eq!(node1.cgroup_parent, "flotilla-boot-node1");

@@ -71,19 +71,41 @@ impl Demo {
         cluster_file::load(&self.cluster_file()).expect("the demo's cluster file")
     }
 
-    /// How this test's flotilla reaches nodes: no `~/.ssh/config`, root, the
-    /// demo's known_hosts.
+    /// The client key the demo generated.
+    pub fn client_key(&self) -> PathBuf {
+        self.config_dir()
+            .join("demo")
+            .join(self.name)
+            .join("id_ed25519")
+    }
+
+    /// Targets as flotilla builds them, as root with this test's HOME (and
+    /// its `~/.ssh/config`, if the test wrote one) and the demo's known_hosts.
     pub fn targets(&self) -> TargetContext {
+        let local = LocalUser {
+            name: "root".into(),
+            home: Some(self.home.clone()),
+            uid: 0,
+        };
+        let ssh_dir = self.home.join(".ssh");
+        let config_file = ssh_dir.join("config");
+        let ssh_config = if config_file.exists() {
+            SshConfig::load_in(&config_file, &ssh_dir, &local).expect("the test's ssh config")
+        } else {
+            SshConfig::empty()
+        };
         TargetContext {
-            ssh_config: SshConfig::empty(),
-            local: LocalUser {
-                name: "root".into(),
-                home: Some(self.home.clone()),
-                uid: 0,
-            },
+            ssh_config,
+            local,
             flotilla_known_hosts: self.config_dir().join("known_hosts"),
             connect_timeout: std::time::Duration::from_secs(10),
         }
+    }
+
+    /// `demo down`, which must succeed (Drop tries again regardless).
+    pub fn down(&self) {
+        let down = self.flotilla(&["demo", "down", "--name", self.name]);
+        assert!(down.status.success(), "demo down failed:\n{}", text(&down));
     }
 
     /// The host end of node `i`'s link (1-based).
