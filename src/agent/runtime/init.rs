@@ -4,10 +4,12 @@
 //!
 //! ```text
 //! caller (agent/shim, threads)  ── fork+exec, private mount ns, exe bound ro ──▶  __init
-//! __init: setns(pod net/ipc/uts), join cgroups, clone(CLONE_PARENT|NEWPID…)
+//! __init: setns(pod net/ipc/uts), clone(CLONE_PARENT|NEWPID…)
 //!         └─▶ child = PID 1, a child of the *caller*: overlay, /proc, /dev, /sys,
-//!             masks, pivot_root, cwd, seccomp, user, caps, no_new_privs, execve
-//! __init: reports the child's pid and exits
+//!             masks, pivot_root, cwd, seccomp, user, caps, no_new_privs,
+//!             waits for "in its cgroups", execve
+//! __init: reports the child's pid, moves it into its cgroups (meanwhile the
+//!         child builds its root), tells it to go on, and exits
 //! ```
 //!
 //! Doing this work in a fresh process is what makes `clone` safe: no other
@@ -184,18 +186,33 @@ fn stage(config: OwnedFd, status: &std::fs::File) -> StepResult<()> {
             }
         }
     }
-    // Joined before the clone, so the container is born in its cgroups and
-    // never runs a cycle outside them.
-    let me = std::process::id().to_string();
-    for procs in &spec.cgroup_procs {
-        std::fs::write(procs, &me).map_err(|e| StepError {
-            step: format!("join cgroup {}", procs.display()),
-            detail: io_text(&e),
-        })?;
-    }
+    // The child is moved into its cgroups while it builds its root, and
+    // waits for that before anything of the image runs (as runc and crun
+    // do). On cgroup v1 a move into a cgroup waits for an RCU grace period
+    // (the writer side of the kernel's global threadgroup lock): 5 to 30 ms
+    // on a busy host, which the child's mounts now overlap instead of
+    // following. Until then the child runs only our setup code, in the
+    // caller's cgroups. The files are opened now: the child shares this
+    // mount namespace, and once it has pivoted into its root these paths
+    // are gone from here too.
+    let cgroup_procs = spec
+        .cgroup_procs
+        .iter()
+        .map(|procs| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(procs)
+                .map(|file| (procs, file))
+                .map_err(|e| StepError {
+                    step: format!("join cgroup {}", procs.display()),
+                    detail: io_text(&e),
+                })
+        })
+        .collect::<StepResult<Vec<_>>>()?;
+    let (go_read, go_write) = pipe_cloexec("create the cgroup pipe")?;
     let mut stack = vec![0u8; CHILD_STACK];
     let child = Box::new(|| {
-        let error = container(&spec, status.as_raw_fd());
+        let error = container(&spec, status.as_raw_fd(), &go_read, go_write.as_raw_fd());
         send(status, &Status::Failed(error));
         1
     });
@@ -208,8 +225,61 @@ fn stage(config: OwnedFd, status: &std::fs::File) -> StepResult<()> {
             step: "create the container process (clone)".into(),
             detail: errno_text(e as i32),
         })?;
+    drop(go_read);
     send(status, &Status::Pid { pid: pid.as_raw() });
+    let child_pid = pid.as_raw().to_string();
+    for (procs, file) in &cgroup_procs {
+        if let Err(e) = (&*file).write_all(child_pid.as_bytes()) {
+            // Reported before the child learns of it (EOF on its pipe when
+            // this process ends), so the caller's first failure is this one.
+            send(
+                status,
+                &Status::Failed(StepError {
+                    step: format!("join cgroup {}", procs.display()),
+                    detail: io_text(&e),
+                }),
+            );
+            std::process::exit(1);
+        }
+    }
+    (&std::fs::File::from(go_write))
+        .write_all(b"1")
+        .map_err(|e| StepError {
+            step: "let the container run".into(),
+            detail: io_text(&e),
+        })?;
     Ok(())
+}
+
+fn pipe_cloexec(step: &str) -> StepResult<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| StepError {
+        step: step.into(),
+        detail: errno_text(e as i32),
+    })
+}
+
+/// In the child: waits until the init stage has moved it into its cgroups
+/// (a byte on `go`). EOF means the init stage gave up, having reported why.
+fn wait_for_cgroups(go: &OwnedFd) -> StepResult<()> {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(go, &mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => {
+                return Err(StepError {
+                    step: "wait to be moved into the container's cgroups".into(),
+                    detail: "the init stage gave up (its own report says why)".into(),
+                });
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(StepError {
+                    step: "wait to be moved into the container's cgroups".into(),
+                    detail: errno_text(e as i32),
+                });
+            }
+        }
+    }
 }
 
 /// True when this process's mount namespace is not its parent's (the
@@ -220,9 +290,16 @@ fn own_mount_namespace() -> bool {
     matches!((ns("self"), ns(&parent)), (Some(mine), Some(theirs)) if mine != theirs)
 }
 
-/// The container's PID 1 before exec. Returns only on failure.
-fn container(spec: &ContainerSpec, status: RawFd) -> StepError {
-    match prepare(spec, status) {
+/// The container's PID 1 before exec. Returns only on failure. `go` is
+/// readable once the init stage has moved it into its cgroups; `go_write`
+/// is the child's copy of the other end, closed first so that the init
+/// stage's exit reads as EOF.
+fn container(spec: &ContainerSpec, status: RawFd, go: &OwnedFd, go_write: RawFd) -> StepError {
+    // SAFETY: `go_write` is this child's copy (clone without CLONE_FILES
+    // copied the table) of a descriptor the parent keeps as an OwnedFd;
+    // nothing in the child uses it.
+    unsafe { nix::libc::close(go_write) };
+    match prepare(spec, status, go) {
         Ok((program, env)) => process::exec(&program, &spec.process.args, &env),
         Err(e) => e,
     }
@@ -230,7 +307,7 @@ fn container(spec: &ContainerSpec, status: RawFd) -> StepError {
 
 /// Everything between the clone and the exec: the program to run and its
 /// environment on success.
-fn prepare(spec: &ContainerSpec, status: RawFd) -> StepResult<(String, Vec<String>)> {
+fn prepare(spec: &ContainerSpec, status: RawFd, go: &OwnedFd) -> StepResult<(String, Vec<String>)> {
     // Modes as written (0666 devices, 1777 shm): no umask during setup.
     process::set_umask(0);
     if spec.namespaces.uts == Namespace::New {
@@ -290,6 +367,7 @@ fn prepare(spec: &ContainerSpec, status: RawFd) -> StepResult<(String, Vec<Strin
     }
     process::drop_privileges(&user, capabilities, spec.process.no_new_privileges)?;
     process::reset_signals()?;
+    wait_for_cgroups(go)?;
     process::close_all_but(status)?;
     Ok((program, env))
 }
