@@ -8,6 +8,7 @@ use crate::cluster::ClusterSnapshot;
 use crate::config::cluster_file::ClusterConfig;
 use crate::config::paths::Dirs;
 use crate::ssh::bootstrap::AgentBinary;
+use crate::ssh::digest_cache::DigestCache;
 use crate::ssh::fleet::Fleet;
 use crate::ssh::session::SessionOptions;
 use crate::ssh::target::TargetContext;
@@ -20,7 +21,8 @@ pub async fn observe(
     wait: Duration,
 ) -> anyhow::Result<Arc<ClusterSnapshot>> {
     let context = TargetContext::from_env(dirs)?;
-    let binary = Arc::new(AgentBinary::locate()?);
+    let cache = DigestCache::in_dir(&dirs.cache);
+    let binary = Arc::new(AgentBinary::locate(Some(&cache))?);
     let fleet = Fleet::start(cluster, &context, binary, SessionOptions::default());
     fleet.settled(wait).await;
     let snapshot = fleet.state().snapshot();

@@ -22,7 +22,8 @@
 //!    the new agent adopts.
 //!
 //! The binary is found beside the running `flotilla` (or at
-//! `$FLOTILLA_AGENT_BINARY`) and hashed once. Embedding it in `flotilla`
+//! `$FLOTILLA_AGENT_BINARY`) and hashed once, or not at all when
+//! [`super::digest_cache`] remembers the file. Embedding it in `flotilla`
 //! is not needed while both ship from one build; a single-file release
 //! would embed it here.
 
@@ -31,8 +32,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
+use super::digest_cache::{Digest, DigestCache};
 use super::{ChannelError, SshError, SshSession};
 use crate::agent::protocol::{Client, ClientOptions, SOCKET_PATH};
 use crate::config::cluster_file::NodeConfig;
@@ -86,23 +88,39 @@ pub struct AgentBinary {
 
 impl AgentBinary {
     /// `$FLOTILLA_AGENT_BINARY` if set, else `flotilla-agent` in the
-    /// directory of the running executable. Reads and hashes the whole file
-    /// (blocking; about a second for a debug build): do it once and share
-    /// the result.
-    pub fn locate() -> Result<AgentBinary, AgentBinaryError> {
+    /// directory of the running executable. Its digest comes from `cache`
+    /// when the file has not changed since it was last hashed; otherwise the
+    /// whole file is read and hashed (blocking; about a second for a debug
+    /// build): do it once and share the result.
+    pub fn locate(cache: Option<&DigestCache>) -> Result<AgentBinary, AgentBinaryError> {
         if let Some(path) = std::env::var_os(AGENT_BINARY_ENV).filter(|p| !p.is_empty()) {
-            return AgentBinary::from_path(Path::new(&path), "from $FLOTILLA_AGENT_BINARY");
+            return AgentBinary::from_path_cached(
+                Path::new(&path),
+                "from $FLOTILLA_AGENT_BINARY",
+                cache,
+            );
         }
         let exe = std::env::current_exe().map_err(AgentBinaryError::NoCurrentExe)?;
         let dir = exe.parent().unwrap_or(Path::new("/"));
-        AgentBinary::from_path(
+        AgentBinary::from_path_cached(
             &dir.join(AGENT_BINARY_NAME),
             "beside the flotilla executable",
+            cache,
         )
     }
 
-    /// The binary at `path`; `from` says in errors how it was chosen.
+    /// The binary at `path`, hashed; `from` says in errors how it was chosen.
     pub fn from_path(path: &Path, from: &'static str) -> Result<AgentBinary, AgentBinaryError> {
+        AgentBinary::from_path_cached(path, from, None)
+    }
+
+    /// The binary at `path`, its digest from `cache` if it has one for the
+    /// file as it is now (see [`DigestCache`]), else hashed.
+    pub fn from_path_cached(
+        path: &Path,
+        from: &'static str,
+        cache: Option<&DigestCache>,
+    ) -> Result<AgentBinary, AgentBinaryError> {
         let read_err = |source: std::io::Error| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 AgentBinaryError::NotFound {
@@ -116,31 +134,17 @@ impl AgentBinary {
                 }
             }
         };
-        let mut file = File::open(path).map_err(read_err)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        let mut header = Vec::new();
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_err(e)),
-            };
-            if header.len() < 20 {
-                header.extend_from_slice(&buf[..n.min(20 - header.len())]);
-            }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
-        let arch = elf_arch(&header).ok_or_else(|| AgentBinaryError::NotElf {
-            path: path.to_path_buf(),
-        })?;
+        let file = File::open(path).map_err(read_err)?;
+        let size = file.metadata().map_err(read_err)?.len();
+        let hash = || hash_file(path, &file, read_err);
+        let digest = match cache {
+            Some(cache) => cache.digest(path, &file, hash)?,
+            None => hash()?,
+        };
         Ok(AgentBinary {
             path: path.to_path_buf(),
-            sha256: hex::encode(hasher.finalize()),
-            arch,
+            sha256: digest.sha256,
+            arch: digest.arch,
             size,
         })
     }
@@ -149,6 +153,36 @@ impl AgentBinary {
     pub fn remote_path(&self) -> String {
         format!("{REMOTE_BIN_DIR}/{AGENT_BINARY_NAME}-{}", self.sha256)
     }
+}
+
+/// The SHA-256 of the whole file and the architecture in its ELF header.
+fn hash_file(
+    path: &Path,
+    mut file: &File,
+    read_err: impl Fn(std::io::Error) -> AgentBinaryError,
+) -> Result<Digest, AgentBinaryError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut header = Vec::new();
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        if header.len() < 20 {
+            header.extend_from_slice(&buf[..n.min(20 - header.len())]);
+        }
+        hasher.update(&buf[..n]);
+    }
+    let arch = elf_arch(&header).ok_or_else(|| AgentBinaryError::NotElf {
+        path: path.to_path_buf(),
+    })?;
+    Ok(Digest {
+        sha256: hex::encode(hasher.finalize()),
+        arch,
+    })
 }
 
 /// The architecture an ELF header is for, in Rust's names; None if the
@@ -790,6 +824,20 @@ mod tests {
                 .remote_path()
                 .starts_with("/var/lib/flotilla/bin/flotilla-agent-")
         );
+    }
+
+    #[test]
+    fn a_remembered_digest_is_the_files_own() {
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DigestCache::in_dir(dir.path());
+        let hashed = AgentBinary::from_path(&exe, "test").expect("read");
+        for _ in 0..2 {
+            // A miss, then (once remembered) a hit: the same answer.
+            let cached = AgentBinary::from_path_cached(&exe, "test", Some(&cache)).expect("read");
+            assert_eq!(cached, hashed);
+        }
+        assert!(cache.path().exists(), "remembered");
     }
 
     #[test]
