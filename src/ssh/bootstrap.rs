@@ -1,6 +1,8 @@
 //! The agent bootstrap: over one authenticated SSH session, make sure the
 //! host runs the `flotilla-agent` this `flotilla` ships with, and connect to it.
 //!
+//! 0. For a root login, the agent's socket is tried first: an agent that
+//!    answers from our binary's path is all we need (no exec on the host).
 //! 1. One exec learns the host: `uname -m` (a binary for another
 //!    architecture is refused), `id -u` (a non-root login works through
 //!    `sudo -n`, and a sudo that wants a password is its own error), and
@@ -393,6 +395,39 @@ pub async fn bootstrap(
         remote_path: binary.remote_path(),
         sudo: String::new(),
     };
+    // A root login whose host already runs our agent needs no exec at all:
+    // the agent's hello names its binary, which names our digest, so the
+    // host has the binary, runs our architecture and our build. Skipping
+    // the probe saves an exec — a login shell on the host, with whatever
+    // its rc files cost — on every connect but the first.
+    let early = if options.user == "root" {
+        match boot.connect_agent().await {
+            Ok(client) if boot.is_ours(&client) => {
+                let report = BootstrapReport {
+                    arch: binary.arch.clone(),
+                    uploaded: false,
+                    started: false,
+                    restarted: false,
+                    binary_path: boot.remote_path.clone(),
+                    root_login: true,
+                    elapsed: started_at.elapsed(),
+                };
+                tracing::info!(host = %boot.host, ?report, "agent ready");
+                return Ok(Bootstrapped { report, client });
+            }
+            Err(NotServing::Ssh(source)) => {
+                return Err(BootstrapError::Ssh {
+                    host: boot.host,
+                    source,
+                });
+            }
+            // Another build, or none: the probe decides what to do, and
+            // this answer is used once it says the login is root.
+            other => Some(other),
+        }
+    } else {
+        None
+    };
     let probe = boot.probe().await?;
     let host_arch = normalize_uname_arch(&probe.uname);
     if host_arch != binary.arch {
@@ -423,7 +458,11 @@ pub async fn bootstrap(
     };
     let mut started = false;
     let mut restarted = false;
-    let client = match boot.connect_agent().await {
+    let serving = match early {
+        Some(serving) if probe.root => serving,
+        _ => boot.connect_agent().await,
+    };
+    let client = match serving {
         Ok(client) if boot.is_ours(&client) => client,
         Ok(client) => {
             let running = client
