@@ -83,9 +83,10 @@
 //! memory, disk, load, network), and Events last as kubectl has them (the
 //! agent's last [`DESCRIBE_EVENTS`], oldest first).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -247,8 +248,13 @@ fn node_cells(node: &NodeView, now: DateTime<Utc>, wide: bool, reason_column: bo
 pub struct NodesWatch {
     wide: bool,
     widths: Vec<usize>,
-    /// Each node's last printed row, AGE left out.
-    printed: std::collections::HashMap<String, Vec<String>>,
+    /// Each node's last printed row, AGE left out, and the view it came
+    /// from: the state shares an unchanged node's view between snapshots,
+    /// and every cell but AGE is a function of the view, so a node whose
+    /// view is the same `Arc` is not rendered again. A snapshot is
+    /// published for each node's figures, about once a node a second:
+    /// with 20 nodes this saves 19 of every 20 renderings.
+    printed: HashMap<String, (Arc<NodeView>, Vec<String>)>,
 }
 
 impl NodesWatch {
@@ -276,12 +282,14 @@ impl NodesWatch {
         let mut watch = NodesWatch {
             wide,
             widths,
-            printed: Default::default(),
+            printed: HashMap::new(),
         };
         let mut text = watch.line(&header);
         for (node, row) in snapshot.nodes.iter().zip(rows) {
             text.push_str(&watch.line(&row));
-            watch.printed.insert(node.name.clone(), without_age(row));
+            watch
+                .printed
+                .insert(node.name.clone(), (Arc::clone(node), without_age(row)));
         }
         (watch, text)
     }
@@ -291,12 +299,17 @@ impl NodesWatch {
     pub fn changed(&mut self, snapshot: &ClusterSnapshot, now: DateTime<Utc>) -> String {
         let mut text = String::new();
         for node in &snapshot.nodes {
+            let last = self.printed.get(&node.name);
+            if last.is_some_and(|(view, _)| Arc::ptr_eq(view, node)) {
+                continue;
+            }
             let row = node_cells(node, now, self.wide, true);
             let key = without_age(row.clone());
-            if self.printed.get(&node.name) != Some(&key) {
+            if last.is_none_or(|(_, printed)| *printed != key) {
                 text.push_str(&self.line(&row));
-                self.printed.insert(node.name.clone(), key);
             }
+            self.printed
+                .insert(node.name.clone(), (Arc::clone(node), key));
         }
         text
     }

@@ -339,6 +339,19 @@ node1   Ready    10.77.0.11   42%    25%    40%     2      3d    6.1.0-28-amd64 
         "node1   Ready    10.77.0.11   7%     25%    40%     2      4d    6.1.0-28-amd64   <none>\n"
     );
     assert_eq!(watch.changed(&changed, later), "", "printed once");
+    // A new sample with the same figures is a new view but the same row.
+    clock.advance(secs(1));
+    state
+        .node("node1")
+        .expect("node1")
+        .metrics(series(vec![sample(
+            4,
+            t0() + chrono::Duration::seconds(31),
+            7.0,
+            6 * GIB,
+        )]));
+    let same = select(&state.snapshot(), "node1").expect("node1");
+    assert_eq!(watch.changed(&same, later), "");
     // A node going away is printed with its reason, a longer status pushing
     // the rest of its row.
     state
