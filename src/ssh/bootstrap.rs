@@ -871,12 +871,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = DigestCache::in_dir(dir.path());
         let hashed = AgentBinary::from_path(&exe, "test").expect("read");
+        // A miss, then a hit: the same answer. (A test binary linked in the
+        // last 2 s is not remembered, so whether the second is a hit depends
+        // on when the tests run; digest_cache's own tests check hits.)
         for _ in 0..2 {
-            // A miss, then (once remembered) a hit: the same answer.
             let cached = AgentBinary::from_path_cached(&exe, "test", Some(&cache)).expect("read");
             assert_eq!(cached, hashed);
         }
-        assert!(cache.path().exists(), "remembered");
     }
 
     #[test]
