@@ -8,7 +8,7 @@ mod detach;
 mod images;
 mod pods;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -125,16 +125,6 @@ enum AgentCommand {
     /// non-root user, through sudo).
     #[command(name = "__bridge", hide = true)]
     Bridge,
-    /// A container's supervisor (started by the agent, never by hand).
-    #[command(name = "__shim", hide = true)]
-    Shim {
-        #[arg(long)]
-        detach: bool,
-        dir: PathBuf,
-    },
-    /// The container init stage (started by the runtime, never by hand).
-    #[command(name = "__init", hide = true)]
-    Init { config_fd: i32, status_fd: i32 },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +135,9 @@ enum Output {
 
 /// Entry point of the `flotilla-agent` binary.
 pub fn main() -> ExitCode {
+    if let Some(code) = internal_stage(std::env::args_os().skip(1).collect()) {
+        return code;
+    }
     let cli = AgentCli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -152,6 +145,39 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", crate::report::one_line(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The stages the agent starts itself, `__shim [--detach] DIR` and `__init
+/// CONFIG_FD STATUS_FD`, are dispatched before clap: a shim lives as long as
+/// its container, and everything it touches at start-up stays in its
+/// resident set (clap's parser alone is ~1.5 MB of code pages), and `__init`
+/// runs on every container start. `None`: not one of them.
+fn internal_stage(args: Vec<std::ffi::OsString>) -> Option<ExitCode> {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let usage = |text: &str| {
+        eprintln!("error: usage: flotilla-agent {text} (an internal stage, not run by hand)");
+        Some(ExitCode::FAILURE)
+    };
+    match args.as_slice() {
+        [stage, rest @ ..] if *stage == "__shim" => match rest {
+            [dir] => Some(shim::shim_main(Path::new(dir), false)),
+            [flag, dir] if *flag == "--detach" => Some(shim::shim_main(Path::new(dir), true)),
+            _ => usage("__shim [--detach] DIR"),
+        },
+        [stage, rest @ ..] if *stage == "__init" => {
+            let fds: Vec<i32> = rest
+                .iter()
+                .filter_map(|a| a.to_str().and_then(|a| a.parse().ok()))
+                .collect();
+            match fds[..] {
+                [config_fd, status_fd] if rest.len() == 2 => {
+                    Some(super::runtime::init::main(config_fd, status_fd))
+                }
+                _ => usage("__init CONFIG_FD STATUS_FD"),
+            }
+        }
+        _ => None,
     }
 }
 
@@ -223,11 +249,6 @@ fn run(cli: AgentCli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        AgentCommand::Init {
-            config_fd,
-            status_fd,
-        } => Ok(super::runtime::init::main(*config_fd, *status_fd)),
-        AgentCommand::Shim { detach, dir } => Ok(shim::shim_main(dir, *detach)),
     }
 }
 
