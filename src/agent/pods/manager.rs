@@ -157,6 +157,7 @@ impl PodManager {
         let uid = format!("{:016x}", rand::random::<u64>());
         let dir = self.config.paths.pod_dir(&uid);
         fs::create_dir_all(&dir).map_err(|e| PodError::io(&dir, e))?;
+        record::create_lock(&self.config.paths, &uid).map_err(|e| PodError::io(&dir, e))?;
         let record = PodRecord {
             uid: uid.clone(),
             containers: pod
@@ -224,6 +225,8 @@ impl PodManager {
                         (a, b) => a.or(b),
                     };
                 }
+                // Deleted since it was listed: nothing went wrong.
+                Err(_) if !self.config.paths.pod_dir(&pod.uid).exists() => {}
                 Err(err) => events.push(PodEvent {
                     warning: true,
                     reason: "FailedSync".into(),

@@ -67,14 +67,24 @@ pub struct PodLock {
     _file: File,
 }
 
+/// Takes the pod's lock. The lock file is made with the pod
+/// ([`create_lock`]) and never here: a pass that lists a pod just before it
+/// is removed would otherwise put the file back into the directory being
+/// removed. NotFound: the pod is gone.
 pub fn lock(paths: &AgentPaths, uid: &str) -> std::io::Result<PodLock> {
-    let file = File::options()
+    let file = File::options().write(true).open(paths.pod_lock(uid))?;
+    file.lock()?;
+    Ok(PodLock { _file: file })
+}
+
+/// Makes a new pod's lock file, in its freshly made directory.
+pub fn create_lock(paths: &AgentPaths, uid: &str) -> std::io::Result<()> {
+    File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(paths.pod_lock(uid))?;
-    file.lock()?;
-    Ok(PodLock { _file: file })
+        .open(paths.pod_lock(uid))
+        .map(drop)
 }
 
 pub fn load(path: &Path) -> std::io::Result<PodRecord> {
