@@ -8,6 +8,7 @@ pub mod demo;
 pub mod get;
 pub mod node;
 pub mod nodes;
+pub mod pods;
 pub mod table;
 
 use std::path::PathBuf;
