@@ -19,11 +19,23 @@ pub async fn observe(
     dirs: &Dirs,
     wait: Duration,
 ) -> anyhow::Result<Arc<ClusterSnapshot>> {
+    let fleet = connect(cluster, dirs, wait).await?;
+    let snapshot = fleet.state().snapshot();
+    fleet.stop().await;
+    Ok(snapshot)
+}
+
+/// Starts a session per node and returns once each has settled, or after
+/// `wait`, for a verb that also sends requests (through [`Fleet::client`]).
+/// The caller stops the fleet.
+pub async fn connect(
+    cluster: &ClusterConfig,
+    dirs: &Dirs,
+    wait: Duration,
+) -> anyhow::Result<Fleet> {
     let context = TargetContext::from_env(dirs)?;
     let binary = Arc::new(AgentBinary::locate()?);
     let fleet = Fleet::start(cluster, &context, binary, SessionOptions::default());
     fleet.settled(wait).await;
-    let snapshot = fleet.state().snapshot();
-    fleet.stop().await;
-    Ok(snapshot)
+    Ok(fleet)
 }
