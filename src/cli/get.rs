@@ -153,7 +153,7 @@ pub struct DescribeArgs {
     pub timeout: Duration,
 }
 
-fn not_yet(verb: &str, resource: Resource) -> anyhow::Error {
+pub(super) fn not_yet(verb: &str, resource: Resource) -> anyhow::Error {
     anyhow::anyhow!(
         "`flotilla {verb} {resource}` is not available in this build yet; `flotilla {verb} nodes` is"
     )
@@ -202,12 +202,7 @@ fn get_pods(
             } else {
                 pods::pod_table(&snapshot, &args.namespace, name, now, wide)
             };
-            found.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "pods {name:?} not found in namespace {:?} on any node that answered",
-                    args.namespace
-                )
-            })?
+            found.ok_or_else(|| super::pod_verbs::not_found(&snapshot, &args.namespace, name))?
         }
         (None, Some(OutputFormat::Json)) => pods::pods_json(&snapshot, &namespaces),
         (None, _) => match pods::pods_table(&snapshot, &namespaces, now, wide) {
