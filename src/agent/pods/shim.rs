@@ -140,6 +140,10 @@ pub fn shim_main(dir: &Path, detach: bool) -> ExitCode {
         let spawned = Command::new(exe)
             .arg("__shim")
             .arg(dir)
+            // glibc gives each thread that allocates an arena of its own
+            // (~70 KB resident each); the shim's two pipe readers allocate
+            // little and rarely, so one arena serves all three threads.
+            .env("MALLOC_ARENA_MAX", "1")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
