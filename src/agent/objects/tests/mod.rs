@@ -3,4 +3,5 @@
 //! renewals, refusals, expiry, release, terms, the restart hold-back), on a
 //! clock the tests move by hand.
 
+mod lease;
 mod store;
