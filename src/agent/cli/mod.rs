@@ -15,6 +15,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use std::time::Duration;
 
+use super::objects::lease::DEFAULT_MAX_TTL;
+use super::objects::{LeaseKeeper, ObjectStore};
 use super::pods::backoff::BackOffPolicy;
 use super::pods::{AgentConfig, shim};
 
@@ -86,6 +88,15 @@ enum AgentCommand {
         /// return once it answers on the socket.
         #[arg(long)]
         detach: bool,
+        /// The longest controller lease granted, which is also how long a
+        /// restarted agent grants none (default 15000; shorter only for tests).
+        #[arg(
+            long,
+            hide = true,
+            env = "FLOTILLA_LEASE_MAX_TTL_MS",
+            value_name = "MS"
+        )]
+        lease_max_ttl_ms: Option<u64>,
     },
     /// Run a container from an image (in the foreground unless -d).
     Run(pods::RunArgs),
@@ -219,13 +230,20 @@ fn run(cli: AgentCli) -> anyhow::Result<ExitCode> {
         AgentCommand::Serve {
             insecure_registries,
             detach,
+            lease_max_ttl_ms,
         } => {
             let mut config = agent_config(&cli)?;
             config.insecure_registries = insecure_registries.clone();
+            let lease_max_ttl = match lease_max_ttl_ms {
+                Some(0) => anyhow::bail!("--lease-max-ttl-ms must be at least 1"),
+                Some(ms) => Duration::from_millis(*ms),
+                None => DEFAULT_MAX_TTL,
+            };
+            let serve_with_lease = |config| serve(config, lease_max_ttl);
             if *detach {
-                detach::serve_detached(config, serve)
+                detach::serve_detached(config, serve_with_lease)
             } else {
-                serve(config)
+                serve_with_lease(config)
             }
         }
         AgentCommand::Bridge => detach::bridge(&cli.run_dir),
@@ -254,15 +272,21 @@ fn run(cli: AgentCli) -> anyhow::Result<ExitCode> {
 
 /// `serve`: one thread for the protocol and the reconciler, the blocking pool
 /// for the pod manager's work. Containers are not stopped when it ends.
-fn serve(config: AgentConfig) -> anyhow::Result<ExitCode> {
+fn serve(config: AgentConfig, lease_max_ttl: Duration) -> anyhow::Result<ExitCode> {
+    // First thing: the lease's hold-back after a restart counts from here,
+    // and a later start only makes it longer.
+    let started = std::time::Instant::now();
     let socket = super::daemon::socket_path(&config.paths.run_dir);
+    let objects_dir = config.paths.objects_dir();
+    let objects = ObjectStore::open(&objects_dir)?;
+    let lease = LeaseKeeper::open(&objects_dir, lease_max_ttl, started);
     let manager = super::pods::PodManager::new(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let listener = super::protocol::server::bind_socket(&socket)?;
-        let daemon = super::daemon::Daemon::new(manager);
+        let daemon = super::daemon::Daemon::new(manager, objects, lease);
         tokio::spawn(daemon.clone().reconcile_loop(Duration::from_secs(1)));
         let shutdown = async {
             let mut term =
