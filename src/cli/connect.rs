@@ -1,6 +1,8 @@
 //! How a CLI verb sees the cluster: a [`Fleet`] of node sessions, read once
-//! every node has settled (or the wait is over), then stopped.
+//! every node has settled (or the wait is over), then stopped; or, for
+//! `--watch`, read again after every change until the verb is interrupted.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +10,7 @@ use crate::cluster::ClusterSnapshot;
 use crate::config::cluster_file::ClusterConfig;
 use crate::config::paths::Dirs;
 use crate::ssh::bootstrap::AgentBinary;
+use crate::ssh::digest_cache::DigestCache;
 use crate::ssh::fleet::Fleet;
 use crate::ssh::session::SessionOptions;
 use crate::ssh::target::TargetContext;
@@ -33,9 +36,71 @@ pub async fn connect(
     dirs: &Dirs,
     wait: Duration,
 ) -> anyhow::Result<Fleet> {
-    let context = TargetContext::from_env(dirs)?;
-    let binary = Arc::new(AgentBinary::locate()?);
-    let fleet = Fleet::start(cluster, &context, binary, SessionOptions::default());
+    let fleet = start(cluster, dirs)?;
     fleet.settled(wait).await;
     Ok(fleet)
+}
+
+/// Connects to every node and calls `show` with the cluster once each node
+/// has settled (or after `wait`), then after every change, until `show`
+/// breaks or the process gets SIGINT or SIGTERM; then closes the sessions.
+/// Changes come as fast as the nodes report (about one per node a second);
+/// a `show` slower than that sees only the latest.
+pub async fn watch(
+    cluster: &ClusterConfig,
+    dirs: &Dirs,
+    wait: Duration,
+    mut show: impl FnMut(&ClusterSnapshot) -> ControlFlow<()>,
+) -> anyhow::Result<()> {
+    let mut interrupted = std::pin::pin!(interrupted()?);
+    let fleet = start(cluster, dirs)?;
+    // Figures go stale with no message at all: someone has to look.
+    let ticker = fleet.state().spawn_ticker(Duration::from_secs(1));
+    let mut changes = fleet.state().subscribe();
+    let settled = tokio::select! {
+        _ = fleet.settled(wait) => true,
+        _ = &mut interrupted => false,
+    };
+    if settled {
+        loop {
+            let snapshot = Arc::clone(&changes.borrow_and_update());
+            if show(&snapshot).is_break() {
+                break;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                _ = &mut interrupted => break,
+            }
+        }
+    }
+    ticker.abort();
+    fleet.stop().await;
+    Ok(())
+}
+
+/// The fleet of sessions to every node of `cluster`.
+fn start(cluster: &ClusterConfig, dirs: &Dirs) -> anyhow::Result<Fleet> {
+    let context = TargetContext::from_env(dirs)?;
+    let cache = DigestCache::in_dir(&dirs.cache);
+    let binary = Arc::new(AgentBinary::locate(Some(&cache))?);
+    Ok(Fleet::start(
+        cluster,
+        &context,
+        binary,
+        SessionOptions::default(),
+    ))
+}
+
+/// Resolves at the first SIGINT or SIGTERM, which then end a watch cleanly
+/// (sessions closed) instead of killing the process.
+fn interrupted() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }

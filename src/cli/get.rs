@@ -4,6 +4,9 @@
 //! `get nodes NAME` and `describe node NAME`, so one dead host never slows a
 //! question about another), and prints a rendering from [`super::nodes`].
 //!
+//! `get nodes --watch` keeps the sessions open and prints rows as they
+//! change, until Ctrl-C ([`super::connect::watch`]).
+//!
 //! As kubectl, a node that is down is a row in the answer, not a failure:
 //! the exit code is 0 and stderr stays empty unless the command itself could
 //! not run (no cluster file, an unknown node or resource, …).
@@ -129,6 +132,10 @@ pub struct GetArgs {
     /// How long to wait for nodes to answer before showing them as they are.
     #[arg(long, default_value = DEFAULT_TIMEOUT, value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// After listing, keep the sessions open and print a node's row again
+    /// whenever it changes, until interrupted (Ctrl-C).
+    #[arg(short = 'w', long)]
+    pub watch: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -168,6 +175,9 @@ pub fn get(
         Resource::Nodes => {}
         Resource::Pods => return get_pods(args, cluster, dirs),
         Resource::Deployments => return Err(not_yet("get", args.resource)),
+    }
+    if args.watch {
+        return watch(args, cluster, dirs);
     }
     let snapshot = observe(cluster, dirs, args.name.as_deref(), args.timeout)?;
     let now = chrono::Utc::now();
@@ -244,6 +254,59 @@ pub fn describe(
     )?)
 }
 
+/// `get nodes --watch`: the table, then rows as they change (see
+/// [`nodes::NodesWatch`]) until interrupted or stdout goes away.
+fn watch(
+    args: &GetArgs,
+    cluster: Option<std::path::PathBuf>,
+    dirs: &Dirs,
+) -> anyhow::Result<ExitCode> {
+    if args.output == Some(OutputFormat::Json) {
+        anyhow::bail!(
+            "--watch prints tables: use it without -o json, or run `flotilla get nodes -o json` repeatedly"
+        );
+    }
+    let wide = args.output == Some(OutputFormat::Wide);
+    let config = load(cluster, dirs, args.name.as_deref())?;
+    let mut watching: Option<nodes::NodesWatch> = None;
+    let mut failed = None;
+    runtime()?.block_on(super::connect::watch(
+        &config,
+        dirs,
+        args.timeout,
+        |snapshot| {
+            let now = chrono::Utc::now();
+            let text = match &mut watching {
+                Some(watch) => watch.changed(snapshot, now),
+                None => {
+                    let (watch, text) = nodes::NodesWatch::start(snapshot, now, wide);
+                    watching = Some(watch);
+                    text
+                }
+            };
+            if text.is_empty() {
+                return std::ops::ControlFlow::Continue(());
+            }
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                // The reader went away (`| head`): the watch is over.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    std::ops::ControlFlow::Break(())
+                }
+                Err(e) => {
+                    failed = Some(anyhow::Error::new(e).context("cannot write to stdout"));
+                    std::ops::ControlFlow::Break(())
+                }
+            }
+        },
+    ))?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
 /// Loads the cluster file, narrows it to `only` (checked against the file
 /// first, so a typo costs no connection), and observes those nodes.
 fn observe(
@@ -252,17 +315,29 @@ fn observe(
     only: Option<&str>,
     wait: Duration,
 ) -> anyhow::Result<Arc<ClusterSnapshot>> {
+    let config = load(cluster, dirs, only)?;
+    runtime()?.block_on(super::connect::observe(&config, dirs, wait))
+}
+
+/// The cluster file, narrowed to `only`.
+fn load(
+    cluster: Option<std::path::PathBuf>,
+    dirs: &Dirs,
+    only: Option<&str>,
+) -> anyhow::Result<ClusterConfig> {
     let path = cluster_file_path(cluster, dirs);
     let config = cluster_file::load(&path)?;
-    let config = match only {
+    Ok(match only {
         Some(name) => narrow(&config, name)?,
         None => config,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(super::connect::observe(&config, dirs, wait))
+        .context("cannot start the async runtime")
 }
 
 /// The cluster with only node `name`, or an error naming the ones it has.

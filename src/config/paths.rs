@@ -1,7 +1,9 @@
 //! flotilla's directories on the operator's machine, from the `directories`
 //! crate (project "flotilla"): `config_dir` holds what the operator chose or
 //! trusted (cluster file, known_hosts, keys, themes, keymap); `data_local_dir`
-//! holds only what can be thrown away (logs, caches, the demo's runtime state).
+//! holds only what can be thrown away (logs, the demo's runtime state), and
+//! `cache_dir` (`$XDG_CACHE_HOME/flotilla`) what is only there to save time
+//! (the agent binary's digest).
 
 use std::path::PathBuf;
 
@@ -25,6 +27,7 @@ pub struct NoHomeDir;
 pub struct Dirs {
     pub config: PathBuf,
     pub data_local: PathBuf,
+    pub cache: PathBuf,
 }
 
 impl Dirs {
@@ -33,6 +36,7 @@ impl Dirs {
         Ok(Dirs {
             config: dirs.config_dir().to_path_buf(),
             data_local: dirs.data_local_dir().to_path_buf(),
+            cache: dirs.cache_dir().to_path_buf(),
         })
     }
 

@@ -1,6 +1,8 @@
 //! The agent bootstrap: over one authenticated SSH session, make sure the
 //! host runs the `flotilla-agent` this `flotilla` ships with, and connect to it.
 //!
+//! 0. For a root login, the agent's socket is tried first: an agent that
+//!    answers from our binary's path is all we need (no exec on the host).
 //! 1. One exec learns the host: `uname -m` (a binary for another
 //!    architecture is refused), `id -u` (a non-root login works through
 //!    `sudo -n`, and a sudo that wants a password is its own error), and
@@ -22,7 +24,8 @@
 //!    the new agent adopts.
 //!
 //! The binary is found beside the running `flotilla` (or at
-//! `$FLOTILLA_AGENT_BINARY`) and hashed once. Embedding it in `flotilla`
+//! `$FLOTILLA_AGENT_BINARY`) and hashed once, or not at all when
+//! [`super::digest_cache`] remembers the file. Embedding it in `flotilla`
 //! is not needed while both ship from one build; a single-file release
 //! would embed it here.
 
@@ -31,8 +34,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
+use super::digest_cache::{Digest, DigestCache};
 use super::{ChannelError, SshError, SshSession};
 use crate::agent::protocol::{Client, ClientOptions, SOCKET_PATH};
 use crate::config::cluster_file::NodeConfig;
@@ -86,23 +90,39 @@ pub struct AgentBinary {
 
 impl AgentBinary {
     /// `$FLOTILLA_AGENT_BINARY` if set, else `flotilla-agent` in the
-    /// directory of the running executable. Reads and hashes the whole file
-    /// (blocking; about a second for a debug build): do it once and share
-    /// the result.
-    pub fn locate() -> Result<AgentBinary, AgentBinaryError> {
+    /// directory of the running executable. Its digest comes from `cache`
+    /// when the file has not changed since it was last hashed; otherwise the
+    /// whole file is read and hashed (blocking; about a second for a debug
+    /// build): do it once and share the result.
+    pub fn locate(cache: Option<&DigestCache>) -> Result<AgentBinary, AgentBinaryError> {
         if let Some(path) = std::env::var_os(AGENT_BINARY_ENV).filter(|p| !p.is_empty()) {
-            return AgentBinary::from_path(Path::new(&path), "from $FLOTILLA_AGENT_BINARY");
+            return AgentBinary::from_path_cached(
+                Path::new(&path),
+                "from $FLOTILLA_AGENT_BINARY",
+                cache,
+            );
         }
         let exe = std::env::current_exe().map_err(AgentBinaryError::NoCurrentExe)?;
         let dir = exe.parent().unwrap_or(Path::new("/"));
-        AgentBinary::from_path(
+        AgentBinary::from_path_cached(
             &dir.join(AGENT_BINARY_NAME),
             "beside the flotilla executable",
+            cache,
         )
     }
 
-    /// The binary at `path`; `from` says in errors how it was chosen.
+    /// The binary at `path`, hashed; `from` says in errors how it was chosen.
     pub fn from_path(path: &Path, from: &'static str) -> Result<AgentBinary, AgentBinaryError> {
+        AgentBinary::from_path_cached(path, from, None)
+    }
+
+    /// The binary at `path`, its digest from `cache` if it has one for the
+    /// file as it is now (see [`DigestCache`]), else hashed.
+    pub fn from_path_cached(
+        path: &Path,
+        from: &'static str,
+        cache: Option<&DigestCache>,
+    ) -> Result<AgentBinary, AgentBinaryError> {
         let read_err = |source: std::io::Error| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 AgentBinaryError::NotFound {
@@ -116,31 +136,17 @@ impl AgentBinary {
                 }
             }
         };
-        let mut file = File::open(path).map_err(read_err)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        let mut header = Vec::new();
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_err(e)),
-            };
-            if header.len() < 20 {
-                header.extend_from_slice(&buf[..n.min(20 - header.len())]);
-            }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
-        let arch = elf_arch(&header).ok_or_else(|| AgentBinaryError::NotElf {
-            path: path.to_path_buf(),
-        })?;
+        let file = File::open(path).map_err(read_err)?;
+        let size = file.metadata().map_err(read_err)?.len();
+        let hash = || hash_file(path, &file, read_err);
+        let digest = match cache {
+            Some(cache) => cache.digest(path, &file, hash)?,
+            None => hash()?,
+        };
         Ok(AgentBinary {
             path: path.to_path_buf(),
-            sha256: hex::encode(hasher.finalize()),
-            arch,
+            sha256: digest.sha256,
+            arch: digest.arch,
             size,
         })
     }
@@ -149,6 +155,36 @@ impl AgentBinary {
     pub fn remote_path(&self) -> String {
         format!("{REMOTE_BIN_DIR}/{AGENT_BINARY_NAME}-{}", self.sha256)
     }
+}
+
+/// The SHA-256 of the whole file and the architecture in its ELF header.
+fn hash_file(
+    path: &Path,
+    mut file: &File,
+    read_err: impl Fn(std::io::Error) -> AgentBinaryError,
+) -> Result<Digest, AgentBinaryError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut header = Vec::new();
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        if header.len() < 20 {
+            header.extend_from_slice(&buf[..n.min(20 - header.len())]);
+        }
+        hasher.update(&buf[..n]);
+    }
+    let arch = elf_arch(&header).ok_or_else(|| AgentBinaryError::NotElf {
+        path: path.to_path_buf(),
+    })?;
+    Ok(Digest {
+        sha256: hex::encode(hasher.finalize()),
+        arch,
+    })
 }
 
 /// The architecture an ELF header is for, in Rust's names; None if the
@@ -359,6 +395,39 @@ pub async fn bootstrap(
         remote_path: binary.remote_path(),
         sudo: String::new(),
     };
+    // A root login whose host already runs our agent needs no exec at all:
+    // the agent's hello names its binary, which names our digest, so the
+    // host has the binary, runs our architecture and our build. Skipping
+    // the probe saves an exec — a login shell on the host, with whatever
+    // its rc files cost — on every connect but the first.
+    let early = if options.user == "root" {
+        match boot.connect_agent().await {
+            Ok(client) if boot.is_ours(&client) => {
+                let report = BootstrapReport {
+                    arch: binary.arch.clone(),
+                    uploaded: false,
+                    started: false,
+                    restarted: false,
+                    binary_path: boot.remote_path.clone(),
+                    root_login: true,
+                    elapsed: started_at.elapsed(),
+                };
+                tracing::info!(host = %boot.host, ?report, "agent ready");
+                return Ok(Bootstrapped { report, client });
+            }
+            Err(NotServing::Ssh(source)) => {
+                return Err(BootstrapError::Ssh {
+                    host: boot.host,
+                    source,
+                });
+            }
+            // Another build, or none: the probe decides what to do, and
+            // this answer is used once it says the login is root.
+            other => Some(other),
+        }
+    } else {
+        None
+    };
     let probe = boot.probe().await?;
     let host_arch = normalize_uname_arch(&probe.uname);
     if host_arch != binary.arch {
@@ -389,7 +458,11 @@ pub async fn bootstrap(
     };
     let mut started = false;
     let mut restarted = false;
-    let client = match boot.connect_agent().await {
+    let serving = match early {
+        Some(serving) if probe.root => serving,
+        _ => boot.connect_agent().await,
+    };
+    let client = match serving {
         Ok(client) if boot.is_ours(&client) => client,
         Ok(client) => {
             let running = client
@@ -790,6 +863,20 @@ mod tests {
                 .remote_path()
                 .starts_with("/var/lib/flotilla/bin/flotilla-agent-")
         );
+    }
+
+    #[test]
+    fn a_remembered_digest_is_the_files_own() {
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DigestCache::in_dir(dir.path());
+        let hashed = AgentBinary::from_path(&exe, "test").expect("read");
+        for _ in 0..2 {
+            // A miss, then (once remembered) a hit: the same answer.
+            let cached = AgentBinary::from_path_cached(&exe, "test", Some(&cache)).expect("read");
+            assert_eq!(cached, hashed);
+        }
+        assert!(cache.path().exists(), "remembered");
     }
 
     #[test]

@@ -223,6 +223,7 @@ fn client_config() -> client::Config {
         keepalive_max: 3,
         // Quiet sessions are normal (an idle node); keepalive finds dead ones.
         inactivity_timeout: None,
+        // Only for sockets russh opens; ours get it in `tcp_connect`.
         nodelay: true,
         ..Default::default()
     }
@@ -241,7 +242,17 @@ async fn tcp_connect(address: &str, port: u16, timeout: Duration) -> Result<TcpS
             port,
             source,
         }),
-        Ok(Ok(tcp)) => Ok(tcp),
+        Ok(Ok(tcp)) => {
+            // russh applies its config's `nodelay` only to sockets it opens
+            // itself, not to one handed to `connect_stream`. With Nagle on,
+            // a small packet written while the previous one is unacknowledged
+            // waits for the host's delayed ACK (40 ms on Linux): the service
+            // request after NEWKEYS, every agent call sent behind another.
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(%address, port, error = %e, "cannot set TCP_NODELAY");
+            }
+            Ok(tcp)
+        }
     }
 }
 

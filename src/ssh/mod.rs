@@ -14,6 +14,7 @@ pub mod bootstrap;
 mod client;
 pub mod config;
 pub mod connector;
+pub mod digest_cache;
 pub mod fleet;
 pub mod known_hosts;
 pub mod reconnect;

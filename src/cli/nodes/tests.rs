@@ -307,6 +307,67 @@ node1   Ready    10.77.0.11   42%    25%    40%     2      3d    6.1.0-28-amd64
 }
 
 #[test]
+fn a_watch_prints_the_table_then_only_rows_that_changed_lined_up_under_it() {
+    let (state, clock) = fixture();
+    let healthy = select(&state.snapshot(), "node1").expect("node1");
+    let (mut watch, first) = NodesWatch::start(&healthy, now(), false);
+    // REASON is there from the start, even on a healthy cluster.
+    assert_eq!(
+        first,
+        "\
+NAME    STATUS   ADDRESS      CPU%   MEM%   DISK%   PODS   AGE   KERNEL           REASON
+node1   Ready    10.77.0.11   42%    25%    40%     2      3d    6.1.0-28-amd64   <none>
+"
+    );
+    // Time alone moves AGE only: nothing to print.
+    let later = now() + chrono::Duration::days(1);
+    assert_eq!(watch.changed(&healthy, later), "");
+    // A new figure is a change.
+    clock.advance(secs(1));
+    state
+        .node("node1")
+        .expect("node1")
+        .metrics(series(vec![sample(
+            3,
+            t0() + chrono::Duration::seconds(30),
+            7.0,
+            6 * GIB,
+        )]));
+    let changed = select(&state.snapshot(), "node1").expect("node1");
+    assert_eq!(
+        watch.changed(&changed, later),
+        "node1   Ready    10.77.0.11   7%     25%    40%     2      4d    6.1.0-28-amd64   <none>\n"
+    );
+    assert_eq!(watch.changed(&changed, later), "", "printed once");
+    // A new sample with the same figures is a new view but the same row.
+    clock.advance(secs(1));
+    state
+        .node("node1")
+        .expect("node1")
+        .metrics(series(vec![sample(
+            4,
+            t0() + chrono::Duration::seconds(31),
+            7.0,
+            6 * GIB,
+        )]));
+    let same = select(&state.snapshot(), "node1").expect("node1");
+    assert_eq!(watch.changed(&same, later), "");
+    // A node going away is printed with its reason, a longer status pushing
+    // the rest of its row.
+    state
+        .node("node1")
+        .expect("node1")
+        .failed(FailureKind::Refused, "refused");
+    let down = select(&state.snapshot(), "node1").expect("node1");
+    let row = watch.changed(&down, later);
+    assert!(
+        row.starts_with("node1   Unreachable 10.77.0.11   ")
+            && row.ends_with("ConnectionRefused\n"),
+        "{row:?}"
+    );
+}
+
+#[test]
 fn get_nodes_wide_adds_facts_agent_and_the_whole_message() {
     let out = nodes_table(&snapshot(), now(), true);
     print!("{out}");
