@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use flotilla::agent::node::{DiskUsage, MetricsSeries, NodeFacts};
 use flotilla::agent::protocol::messages::{
-    CreatePod, DeletePod, Empty, Event, EventFilter, EventType, ListPods, LogRecord, LogStream,
-    LogsQuery, MetricsQuery, Notice, PodList, PodRecord, PodRef, PodStats, PodStatsList,
-    StatsQuery, StopPod,
+    AcquireLease, CreatePod, DeletePod, Empty, Event, EventFilter, EventType, GetObject,
+    LeaseGrant, LeaseReleased, LeaseState, ListObjects, ListPods, LogRecord, LogStream, LogsQuery,
+    MetricsQuery, Notice, ObjectList, ObjectRecord, PodList, PodRecord, PodRef, PodStats,
+    PodStatsList, PutObject, PutReply, ReleaseLease, StatsQuery, StopPod, WatchObjects,
 };
 use flotilla::agent::protocol::{
     AgentService, BindError, Client, ClientError, ClientOptions, ErrorCode, PROTOCOL_VERSION,
@@ -287,6 +288,36 @@ impl AgentService for Fake {
                 .chain(stream::unfold(guard, |_| async { None }))
                 .boxed())
         }
+    }
+
+    // The object store and the lease are tested against the real agent
+    // (tests/agent_objects.rs); the fake keeps nothing.
+    async fn put_object(&self, _: PutObject) -> ServiceResult<PutReply> {
+        Err(ServiceError::Internal("the fake keeps no objects".into()))
+    }
+
+    async fn get_object(&self, _: GetObject) -> ServiceResult<ObjectRecord> {
+        Err(ServiceError::NotFound("the fake keeps no objects".into()))
+    }
+
+    async fn list_objects(&self, _: ListObjects) -> ServiceResult<ObjectList> {
+        Ok(ObjectList::default())
+    }
+
+    async fn watch_objects(&self, _: WatchObjects) -> ServiceResult<ServiceStream<ObjectRecord>> {
+        Ok(stream::empty().boxed())
+    }
+
+    async fn acquire_lease(&self, _: AcquireLease) -> ServiceResult<LeaseGrant> {
+        Err(ServiceError::Internal("the fake grants no lease".into()))
+    }
+
+    async fn release_lease(&self, _: ReleaseLease) -> ServiceResult<LeaseReleased> {
+        Ok(LeaseReleased { released: false })
+    }
+
+    async fn lease_status(&self) -> ServiceResult<LeaseState> {
+        Err(ServiceError::Internal("the fake grants no lease".into()))
     }
 }
 

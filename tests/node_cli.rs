@@ -475,7 +475,7 @@ fn read_verbs_refuse_what_they_cannot_answer_before_connecting() {
         "{}",
         stderr(&out)
     );
-    let out = home.flotilla(&["get", "pods"]);
+    let out = home.flotilla(&["get", "deployments"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("not available in this build yet"),

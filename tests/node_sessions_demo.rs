@@ -12,6 +12,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flotilla::agent::protocol::messages::PodRef;
+use flotilla::api::Pod;
+use flotilla::api::status::{ContainerState, PodPhase};
 use flotilla::cluster::{ClusterSnapshot, FailureKind, NodeStatus};
 use flotilla::ssh::bootstrap::AgentBinary;
 use flotilla::ssh::fleet::Fleet;
@@ -146,6 +149,8 @@ async fn nodes_are_ready_survive_delay_and_report_a_lost_link() {
         assert!(text.contains(field), "{field} missing:\n{text}");
     }
 
+    pod_verbs(&demo, &fleet, cluster_arg, &env).await;
+
     // node3 reached through 200 ms of delay each way (this kernel has no
     // netem, so a delaying proxy): keepalives and calls still fit.
     let mut slow = demo.cluster();
@@ -212,6 +217,110 @@ async fn nodes_are_ready_survive_delay_and_report_a_lost_link() {
     })
     .await;
     fleet.stop().await;
+}
+
+/// A pod made through node1's session, then listed, read, killed and
+/// deleted by `flotilla` commands, each with sessions of its own.
+async fn pod_verbs(
+    demo: &Demo,
+    fleet: &Fleet,
+    cluster_arg: &str,
+    env: &[(&str, &std::path::Path)],
+) {
+    let registry = demo.cluster().nodes[0]
+        .address
+        .rsplit_once('.')
+        .map(|(net, _)| format!("{net}.1:5000"))
+        .expect("a dotted address");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "chatty", "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": format!("{registry}/demo/busybox:latest"),
+                "command": ["sh", "-c", "echo hello from chatty; exec sleep 3600"],
+            }],
+        },
+    }))
+    .expect("a valid pod");
+    let client = fleet.client("node1").expect("node1's session has a client");
+    client.create_pod(pod).await.expect("pods.create");
+    wait_until(fleet, "chatty Running", DEADLINE, |s| {
+        s.node("node1")
+            .and_then(|n| n.pod("default", "chatty"))
+            .is_some_and(|p| p.status.phase == PodPhase::Running)
+    })
+    .await;
+    let flotilla = |args: &[&str]| {
+        let mut all = vec!["--cluster", cluster_arg];
+        all.extend_from_slice(args);
+        demo.flotilla_with(&all, env)
+    };
+
+    let listed = flotilla(&["get", "pods", "-o", "wide"]);
+    let table = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.status.success(), "{}", support::demo::text(&listed));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("chatty "))
+        .unwrap_or_else(|| panic!("no chatty row:\n{table}"));
+    for cell in [" 1/1 ", " Running ", " node1 ", "/demo/busybox:latest"] {
+        assert!(row.contains(cell), "{cell:?} not in {row:?}");
+    }
+    let json = flotilla(&["get", "pod", "chatty", "-o", "json"]);
+    let object: serde_json::Value = serde_json::from_slice(&json.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", support::demo::text(&json)));
+    assert_eq!(object["spec"]["nodeName"], "node1");
+    assert_eq!(object["status"]["phase"], "Running");
+
+    let logs = flotilla(&["logs", "chatty"]);
+    assert!(logs.status.success(), "{}", support::demo::text(&logs));
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello from chatty\n");
+
+    let killed = flotilla(&["kill", "chatty"]);
+    assert!(killed.status.success(), "{}", support::demo::text(&killed));
+    assert_eq!(
+        String::from_utf8_lossy(&killed.stdout),
+        "pod \"chatty\" killed\n"
+    );
+    let status = client
+        .pod_status(&PodRef::new("default", "chatty"))
+        .await
+        .expect("pods.status");
+    let last = &status.status.container_statuses[0];
+    assert!(
+        matches!(&last.state, ContainerState::Terminated(t) if t.exit_code == 137)
+            || matches!(&last.last_state, Some(ContainerState::Terminated(t)) if t.exit_code == 137),
+        "{status:?}"
+    );
+
+    let deleted = flotilla(&["delete", "pod", "chatty"]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        support::demo::text(&deleted)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&deleted.stdout),
+        "pod \"chatty\" deleted\n"
+    );
+    let none = flotilla(&["get", "pods"]);
+    assert!(none.status.success(), "{}", support::demo::text(&none));
+    assert_eq!(
+        String::from_utf8_lossy(&none.stderr),
+        "No resources found in default namespace.\n"
+    );
+    let missing = flotilla(&["logs", "chatty"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("pods \"chatty\" not found in namespace \"default\""),
+        "{}",
+        support::demo::text(&missing)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

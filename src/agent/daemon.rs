@@ -3,7 +3,11 @@
 //! and back-off apply with no controller connected, and after the agent's
 //! own restart: the shims kept the containers running meanwhile), samples
 //! node metrics, and turns what the reconciler sees into an event stream.
-//! The pod manager's calls block, so they run on the blocking pool.
+//! It also serves this node's copy of the cluster objects and its share of
+//! the controller lease ([`super::objects`]).
+//! The pod manager's calls block, so they run on the blocking pool; so do
+//! object writes and lease calls (they fsync), while object reads come from
+//! memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -17,12 +21,19 @@ use tokio::sync::broadcast;
 
 use super::logs::{LogQuery, Streams, read_logs};
 use super::node::{MetricsHandle, NodeFacts, Sampler, read_facts, spawn_sampler};
+use super::objects::store::{check_kind, check_namespace};
+use super::objects::{
+    LeaseError, LeaseKeeper, ObjectKey, ObjectStore, Put, StoreError, StoredObject,
+};
 use super::pods::status::pod_status;
 use super::pods::{PodError, PodEvent, PodManager};
+use super::protocol::ErrorCode;
 use super::protocol::messages::{
-    ContainerStats, CreatePod, DeletePod, Empty, Event, EventFilter, EventType, ListPods,
-    LogRecord, LogStream, LogsQuery, MetricsQuery, PodList, PodRecord, PodRef, PodStats,
-    PodStatsList, StatsQuery, StopPod,
+    AcquireLease, ContainerStats, CreatePod, DeletePod, Empty, Event, EventFilter, EventType,
+    GetObject, LeaseGrant, LeaseRefused, LeaseReleased, LeaseState, ListObjects, ListPods,
+    LogRecord, LogStream, LogsQuery, MetricsQuery, ObjectConflict, ObjectList, ObjectRecord,
+    PodList, PodRecord, PodRef, PodStats, PodStatsList, PutObject, PutReply, ReleaseLease,
+    StatsQuery, StopPod, WatchObjects,
 };
 use super::protocol::server::{AgentService, ServiceError, ServiceResult, ServiceStream};
 
@@ -38,11 +49,13 @@ pub struct Daemon {
     seq: AtomicU64,
     /// The last CPU reading per container, for millicores.
     cpu: Mutex<HashMap<String, (u64, Instant)>>,
+    objects: Arc<ObjectStore>,
+    lease: Arc<LeaseKeeper>,
 }
 
 impl Daemon {
     /// Starts the metrics sampler; the caller runs [`Daemon::reconcile_loop`] and the server.
-    pub fn new(manager: PodManager) -> Arc<Daemon> {
+    pub fn new(manager: PodManager, objects: ObjectStore, lease: LeaseKeeper) -> Arc<Daemon> {
         let node_name = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
@@ -58,7 +71,21 @@ impl Daemon {
             history: Mutex::new(VecDeque::new()),
             seq: AtomicU64::new(0),
             cpu: Mutex::new(HashMap::new()),
+            objects: Arc::new(objects),
+            lease: Arc::new(lease),
         })
+    }
+
+    /// Runs a lease call on the blocking pool (a new term is fsynced).
+    async fn lease_call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&LeaseKeeper) -> Result<T, LeaseError> + Send + 'static,
+    ) -> ServiceResult<T> {
+        let lease = self.lease.clone();
+        tokio::task::spawn_blocking(move || call(&lease))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("the agent's worker failed: {e}")))?
+            .map_err(lease_error)
     }
 
     /// Reconciles every pod each `interval`, forever, and sooner when a
@@ -147,6 +174,69 @@ fn service_error(err: PodError) -> ServiceError {
         PodError::Conflict(m) => ServiceError::Conflict(m),
         PodError::Invalid(m) => ServiceError::BadRequest(m),
         other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+fn store_error(err: StoreError) -> ServiceError {
+    match err {
+        StoreError::Invalid(m) => ServiceError::BadRequest(m),
+        StoreError::Conflict {
+            generation,
+            deleted,
+            ..
+        } => ServiceError::detailed(
+            ErrorCode::Conflict,
+            err.to_string(),
+            &ObjectConflict {
+                generation,
+                deleted,
+            },
+        ),
+        StoreError::Io { .. } => ServiceError::Internal(err.to_string()),
+    }
+}
+
+fn lease_error(err: LeaseError) -> ServiceError {
+    let refused = |holder: Option<&String>, term: u64, remaining: Duration| {
+        ServiceError::detailed(
+            ErrorCode::Conflict,
+            err.to_string(),
+            &LeaseRefused {
+                holder: holder.cloned(),
+                term,
+                remaining_ms: millis_up(remaining),
+            },
+        )
+    };
+    match &err {
+        LeaseError::Invalid(m) => ServiceError::BadRequest(m.clone()),
+        LeaseError::Held {
+            holder,
+            term,
+            remaining,
+        } => refused(Some(holder), *term, *remaining),
+        LeaseError::HoldingBack { term, remaining } => refused(None, *term, *remaining),
+        LeaseError::Unavailable(_) | LeaseError::Record { .. } => {
+            ServiceError::Internal(err.to_string())
+        }
+    }
+}
+
+/// Milliseconds, rounded up: a client that waits this long and retries
+/// finds the lease free, not "0 ms more".
+fn millis_up(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+fn object_record(o: StoredObject) -> ObjectRecord {
+    ObjectRecord {
+        kind: o.kind,
+        namespace: o.namespace,
+        name: o.name,
+        generation: o.generation,
+        deleted: o.deleted,
+        object: o.object,
+        updated_at: o.updated_at,
     }
 }
 
@@ -392,6 +482,158 @@ impl AgentService for Daemon {
                 .map(Ok)
                 .boxed(),
         )
+    }
+
+    async fn put_object(&self, params: PutObject) -> ServiceResult<PutReply> {
+        let key =
+            ObjectKey::new(&params.kind, &params.namespace, &params.name).map_err(store_error)?;
+        let object = match (params.deleted, params.object) {
+            (false, Some(object)) => Some(object),
+            (true, None) => None,
+            (false, None) => {
+                return Err(ServiceError::BadRequest(format!(
+                    "put of {key} has no object (a delete says deleted: true)"
+                )));
+            }
+            (true, Some(_)) => {
+                return Err(ServiceError::BadRequest(format!(
+                    "the tombstone of {key} carries an object; send it without one"
+                )));
+            }
+        };
+        let put = Put {
+            key,
+            generation: params.generation,
+            object,
+        };
+        let objects = self.objects.clone();
+        let outcome = tokio::task::spawn_blocking(move || objects.put(put))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("the agent's worker failed: {e}")))?
+            .map_err(store_error)?;
+        Ok(PutReply {
+            generation: outcome.stored.generation,
+            changed: outcome.changed,
+        })
+    }
+
+    async fn get_object(&self, params: GetObject) -> ServiceResult<ObjectRecord> {
+        let key =
+            ObjectKey::new(&params.kind, &params.namespace, &params.name).map_err(store_error)?;
+        match self.objects.get(&key, true) {
+            Some(o) if o.deleted && !params.include_deleted => Err(ServiceError::NotFound(
+                format!("{key} was deleted (generation {})", o.generation),
+            )),
+            Some(o) => Ok(object_record(o)),
+            None => Err(ServiceError::NotFound(format!(
+                "no {key} in this agent's object store"
+            ))),
+        }
+    }
+
+    async fn list_objects(&self, params: ListObjects) -> ServiceResult<ObjectList> {
+        check_kind(&params.kind).map_err(store_error)?;
+        if let Some(ns) = &params.namespace {
+            check_namespace(ns).map_err(store_error)?;
+        }
+        let objects = self
+            .objects
+            .list(
+                &params.kind,
+                params.namespace.as_deref(),
+                params.include_deleted,
+            )
+            .into_iter()
+            .map(object_record)
+            .collect();
+        Ok(ObjectList { objects })
+    }
+
+    async fn watch_objects(
+        &self,
+        params: WatchObjects,
+    ) -> ServiceResult<ServiceStream<ObjectRecord>> {
+        if let Some(kind) = &params.kind {
+            check_kind(kind).map_err(store_error)?;
+        }
+        if let Some(ns) = &params.namespace {
+            check_namespace(ns).map_err(store_error)?;
+        }
+        let wanted = move |o: &StoredObject| {
+            params.kind.as_ref().is_none_or(|k| *k == o.kind)
+                && params
+                    .namespace
+                    .as_ref()
+                    .is_none_or(|ns| *ns == o.namespace)
+        };
+        // Subscribe before reading the current objects: a change stored in
+        // between comes twice (harmless: the reader keeps the highest
+        // generation), never not at all.
+        let changes = self.objects.subscribe();
+        let current: Vec<StoredObject> = self.objects.all().into_iter().filter(&wanted).collect();
+        let live = futures_util::stream::unfold(Some(changes), |changes| async move {
+            let mut changes = changes?;
+            match changes.recv().await {
+                Ok(change) => Some((Ok(change), Some(changes))),
+                // Unlike events, a missed change would leave the watcher
+                // wrong for good: end the watch so it lists again.
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    let err = ServiceError::detailed(
+                        ErrorCode::Busy,
+                        format!(
+                            "this watch fell {missed} changes behind; list the objects and watch again"
+                        ),
+                        &serde_json::json!({ "missed": missed }),
+                    );
+                    Some((Err(err), None))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .filter(move |change| std::future::ready(change.as_ref().map_or(true, &wanted)));
+        Ok(futures_util::stream::iter(current.into_iter().map(Ok))
+            .chain(live)
+            .map(|change| change.map(object_record))
+            .boxed())
+    }
+
+    async fn acquire_lease(&self, params: AcquireLease) -> ServiceResult<LeaseGrant> {
+        let ttl = Duration::from_millis(params.ttl_ms);
+        let grant = self
+            .lease_call(move |lease| lease.acquire(&params.holder, ttl))
+            .await?;
+        if !grant.renewed {
+            tracing::info!(holder = %grant.holder, term = grant.term, "controller lease granted");
+        }
+        Ok(LeaseGrant {
+            holder: grant.holder,
+            term: grant.term,
+            ttl_ms: millis_up(grant.ttl),
+            renewed: grant.renewed,
+        })
+    }
+
+    async fn release_lease(&self, params: ReleaseLease) -> ServiceResult<LeaseReleased> {
+        let holder = params.holder.clone();
+        let released = self
+            .lease_call(move |lease| lease.release(&params.holder))
+            .await?;
+        if released {
+            tracing::info!(holder = %holder, "controller lease released");
+        }
+        Ok(LeaseReleased { released })
+    }
+
+    async fn lease_status(&self) -> ServiceResult<LeaseState> {
+        let status = self.lease_call(|lease| lease.status()).await?;
+        let (holder, remaining) = status.held.unzip();
+        Ok(LeaseState {
+            holder,
+            remaining_ms: remaining.map(millis_up),
+            term: status.term,
+            max_ttl_ms: millis_up(status.max_ttl),
+            hold_back_ms: status.hold_back.map(millis_up),
+        })
     }
 }
 

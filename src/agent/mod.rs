@@ -1,5 +1,6 @@
 //! The host agent (`flotilla-agent`): everything that runs on a host — images,
-//! containers, shims, logs, metrics and the node's share of cluster state.
+//! containers, shims, logs, metrics and the node's share of cluster state
+//! (the replicated object store and the controller lease, in `objects`).
 //! It is self-contained: it never imports `tui`, `controller` or `scheduler`.
 
 pub mod cgroup;
@@ -8,6 +9,7 @@ pub mod daemon;
 pub mod image;
 pub mod logs;
 pub mod node;
+pub mod objects;
 pub mod pods;
 pub mod protocol;
 pub mod runtime;

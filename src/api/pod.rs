@@ -91,6 +91,23 @@ impl Default for PodSpec {
     }
 }
 
+impl PodSpec {
+    /// The ports the pod takes on its node: each `hostPort`, and under
+    /// `hostNetwork` each `containerPort` that names none (what defaulting
+    /// makes of it), so a reader gets the same answer before and after defaults.
+    pub fn host_ports(&self) -> impl Iterator<Item = (i32, Protocol)> + '_ {
+        let host_network = self.host_network;
+        self.containers
+            .iter()
+            .flat_map(|c| c.ports.iter())
+            .filter_map(move |p| match p.host_port {
+                0 if host_network && p.container_port != 0 => Some((p.container_port, p.protocol)),
+                0 => None,
+                port => Some((port, p.protocol)),
+            })
+    }
+}
+
 fn default_grace() -> i64 {
     DEFAULT_GRACE_SECONDS
 }
@@ -171,6 +188,15 @@ pub struct ResourceRequirements {
     pub limits: ResourceList,
     #[serde(default, skip_serializing_if = "ResourceList::is_empty")]
     pub requests: ResourceList,
+}
+
+impl ResourceRequirements {
+    /// The amount reserved for `name`: the request, or the limit when no request
+    /// is set, as the API server's defaulting fills it. Records written before
+    /// defaulting (or by hand) then count the same as defaulted ones.
+    pub fn request(&self, name: ResourceName) -> Option<&Quantity> {
+        self.requests.get(name).or_else(|| self.limits.get(name))
+    }
 }
 
 /// The resources flotilla schedules and enforces.
@@ -299,5 +325,63 @@ impl Protocol {
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Quantity {
+        match Quantity::parse(s) {
+            Ok(q) => q,
+            Err(e) => panic!("{s:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_request_defaults_to_the_limit() {
+        let mut r = ResourceRequirements::default();
+        assert_eq!(r.request(ResourceName::Cpu), None);
+        r.limits.cpu = Some(q("500m"));
+        assert_eq!(r.request(ResourceName::Cpu), Some(&q("500m")));
+        r.requests.cpu = Some(q("0"));
+        assert_eq!(r.request(ResourceName::Cpu), Some(&q("0")));
+        assert_eq!(r.request(ResourceName::Memory), None);
+    }
+
+    #[test]
+    fn host_ports_include_container_ports_under_host_network() {
+        let port = |container_port, host_port, protocol| ContainerPort {
+            container_port,
+            host_port,
+            protocol,
+            ..ContainerPort::default()
+        };
+        let mut spec = PodSpec {
+            containers: vec![
+                Container {
+                    ports: vec![port(80, 8080, Protocol::Tcp), port(53, 0, Protocol::Udp)],
+                    ..Container::default()
+                },
+                Container {
+                    ports: vec![port(9000, 9000, Protocol::Tcp)],
+                    ..Container::default()
+                },
+            ],
+            ..PodSpec::default()
+        };
+        let ports: Vec<_> = spec.host_ports().collect();
+        assert_eq!(ports, [(8080, Protocol::Tcp), (9000, Protocol::Tcp)]);
+        spec.host_network = true;
+        let ports: Vec<_> = spec.host_ports().collect();
+        assert_eq!(
+            ports,
+            [
+                (8080, Protocol::Tcp),
+                (53, Protocol::Udp),
+                (9000, Protocol::Tcp)
+            ]
+        );
     }
 }

@@ -207,12 +207,140 @@ fn empty_state_is_none<'de, D: Deserializer<'de>>(
     }
 }
 
+impl PodStatus {
+    /// kubectl's STATUS column (its `printPod`): the pod's reason or phase,
+    /// overridden by the last container (in spec order) that waits or ended
+    /// with a reason; an unexplained end reads `Signal:N` or `ExitCode:N`. A
+    /// pod shown `Completed` while some container still runs reads `Running`
+    /// when the pod is Ready, else `NotReady`.
+    pub fn display_status(&self) -> String {
+        let mut reason = if self.reason.is_empty() {
+            self.phase.to_string()
+        } else {
+            self.reason.clone()
+        };
+        let mut has_running = false;
+        for container in self.container_statuses.iter().rev() {
+            match &container.state {
+                ContainerState::Waiting(w) if !w.reason.is_empty() => reason = w.reason.clone(),
+                ContainerState::Terminated(t) if !t.reason.is_empty() => reason = t.reason.clone(),
+                ContainerState::Terminated(t) => {
+                    reason = match t.signal {
+                        Some(signal) if signal != 0 => format!("Signal:{signal}"),
+                        _ => format!("ExitCode:{}", t.exit_code),
+                    }
+                }
+                ContainerState::Running(_) if container.ready => has_running = true,
+                _ => {}
+            }
+        }
+        if reason == "Completed" && has_running {
+            let ready = self
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True);
+            reason = if ready { "Running" } else { "NotReady" }.into();
+        }
+        reason
+    }
+
+    /// Containers that are ready and running (kubectl's READY numerator).
+    pub fn ready_containers(&self) -> usize {
+        self.container_statuses
+            .iter()
+            .filter(|c| c.ready && matches!(c.state, ContainerState::Running(_)))
+            .count()
+    }
+
+    /// The sum of the containers' restarts.
+    pub fn restarts(&self) -> i64 {
+        self.container_statuses
+            .iter()
+            .map(|c| i64::from(c.restart_count))
+            .sum()
+    }
+
+    /// When the most recent restart's previous run ended (kubectl's
+    /// `RESTARTS` shows `3 (2m ago)` from it).
+    pub fn last_restart(&self) -> Option<DateTime<Utc>> {
+        self.container_statuses
+            .iter()
+            .filter(|c| c.restart_count > 0)
+            .filter_map(|c| match &c.last_state {
+                Some(ContainerState::Terminated(t)) => t.finished_at,
+                _ => None,
+            })
+            .max()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ts(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    fn container(json: &str) -> ContainerStatus {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn pod(phase: PodPhase, containers: &[&str]) -> PodStatus {
+        PodStatus {
+            phase,
+            container_statuses: containers.iter().map(|c| container(c)).collect(),
+            ..PodStatus::default()
+        }
+    }
+
+    #[test]
+    fn status_column_reads_as_kubectls() {
+        let running = r#"{"name":"a","state":{"running":{}},"ready":true,"restartCount":2,
+            "lastState":{"terminated":{"exitCode":1,"reason":"Error","finishedAt":"2026-11-27T10:00:00Z"}}}"#;
+        let backoff = r#"{"name":"b","state":{"waiting":{"reason":"CrashLoopBackOff"}},"restartCount":3,
+            "lastState":{"terminated":{"exitCode":1,"finishedAt":"2026-11-27T10:05:00Z"}}}"#;
+        let completed =
+            r#"{"name":"c","state":{"terminated":{"exitCode":0,"reason":"Completed"}}}"#;
+        let killed = r#"{"name":"d","state":{"terminated":{"exitCode":137,"signal":9}}}"#;
+        let exited = r#"{"name":"e","state":{"terminated":{"exitCode":3}}}"#;
+
+        assert_eq!(pod(PodPhase::Pending, &[]).display_status(), "Pending");
+        let p = pod(PodPhase::Running, &[running]);
+        assert_eq!(p.display_status(), "Running");
+        assert_eq!(p.ready_containers(), 1);
+        // The last container with a reason wins, as kubectl walks them backwards.
+        let p = pod(PodPhase::Running, &[backoff, running]);
+        assert_eq!(p.display_status(), "CrashLoopBackOff");
+        assert_eq!((p.ready_containers(), p.restarts()), (1, 5));
+        assert_eq!(p.last_restart(), Some(ts("2026-11-27T10:05:00Z")));
+        assert_eq!(
+            pod(PodPhase::Succeeded, &[completed]).display_status(),
+            "Completed"
+        );
+        assert_eq!(
+            pod(PodPhase::Failed, &[killed]).display_status(),
+            "Signal:9"
+        );
+        assert_eq!(
+            pod(PodPhase::Failed, &[exited]).display_status(),
+            "ExitCode:3"
+        );
+        // A finished sidecar beside a running container.
+        let mut p = pod(PodPhase::Running, &[completed, running]);
+        assert_eq!(p.display_status(), "NotReady");
+        p.conditions.push(PodCondition {
+            type_: "Ready".into(),
+            status: ConditionStatus::True,
+            reason: String::new(),
+            message: String::new(),
+            last_transition_time: None,
+        });
+        assert_eq!(p.display_status(), "Running");
+        // The pod's own reason stands when no container has one.
+        let mut p = pod(PodPhase::Failed, &[]);
+        p.reason = "Evicted".into();
+        assert_eq!(p.display_status(), "Evicted");
     }
 
     #[test]

@@ -22,11 +22,23 @@ pub async fn observe(
     dirs: &Dirs,
     wait: Duration,
 ) -> anyhow::Result<Arc<ClusterSnapshot>> {
-    let fleet = start(cluster, dirs)?;
-    fleet.settled(wait).await;
+    let fleet = connect(cluster, dirs, wait).await?;
     let snapshot = fleet.state().snapshot();
     fleet.stop().await;
     Ok(snapshot)
+}
+
+/// Starts a session per node and returns once each has settled, or after
+/// `wait`, for a verb that also sends requests (through [`Fleet::client`]).
+/// The caller stops the fleet.
+pub async fn connect(
+    cluster: &ClusterConfig,
+    dirs: &Dirs,
+    wait: Duration,
+) -> anyhow::Result<Fleet> {
+    let fleet = start(cluster, dirs)?;
+    fleet.settled(wait).await;
+    Ok(fleet)
 }
 
 /// Connects to every node and calls `show` with the cluster once each node

@@ -13,7 +13,7 @@
 //!
 //! Resources are named as kubectl names them (`nodes`, `node`, `no`; `pods`,
 //! `pod`, `po`; `deployments`, `deployment`, `deploy`), so the verbs are
-//! shaped for pods and deployments, which answer "not yet" in this build.
+//! shaped for deployments too, which answer "not yet" in this build.
 
 use std::fmt;
 use std::io::Write;
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::nodes;
+use super::{nodes, pods};
 use crate::cluster::ClusterSnapshot;
 use crate::config::cluster_file::{self, ClusterConfig};
 use crate::config::paths::{Dirs, cluster_file_path};
@@ -116,13 +116,19 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {
-    /// What to list: nodes (node, no); pods and deployments come later.
+    /// What to list: nodes (node, no) or pods (pod, po); deployments come later.
     pub resource: Resource,
     /// Only this one.
     pub name: Option<String>,
     /// Output format: wide, or json.
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<OutputFormat>,
+    /// The namespace of pods and deployments.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Pods and deployments of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
     /// How long to wait for nodes to answer before showing them as they are.
     #[arg(long, default_value = DEFAULT_TIMEOUT, value_parser = parse_timeout)]
     pub timeout: Duration,
@@ -154,7 +160,7 @@ pub struct DescribeArgs {
     pub timeout: Duration,
 }
 
-fn not_yet(verb: &str, resource: Resource) -> anyhow::Error {
+pub(super) fn not_yet(verb: &str, resource: Resource) -> anyhow::Error {
     anyhow::anyhow!(
         "`flotilla {verb} {resource}` is not available in this build yet; `flotilla {verb} nodes` is"
     )
@@ -165,8 +171,10 @@ pub fn get(
     cluster: Option<std::path::PathBuf>,
     dirs: &Dirs,
 ) -> anyhow::Result<ExitCode> {
-    if args.resource != Resource::Nodes {
-        return Err(not_yet("get", args.resource));
+    match args.resource {
+        Resource::Nodes => {}
+        Resource::Pods => return get_pods(args, cluster, dirs),
+        Resource::Deployments => return Err(not_yet("get", args.resource)),
     }
     if args.watch {
         return watch(args, cluster, dirs);
@@ -177,6 +185,43 @@ pub fn get(
         (Some(OutputFormat::Json), Some(name)) => nodes::node_json(&snapshot, name, now)?,
         (Some(OutputFormat::Json), None) => nodes::nodes_json(&snapshot, now),
         (format, _) => nodes::nodes_table(&snapshot, now, format == Some(OutputFormat::Wide)),
+    };
+    print(&text)
+}
+
+/// `get pods [NAME]`: every node is asked, since any may run the pod. An
+/// empty answer is kubectl's "No resources found" on stderr with exit 0; a
+/// named pod that no node has is its NotFound error.
+fn get_pods(
+    args: &GetArgs,
+    cluster: Option<std::path::PathBuf>,
+    dirs: &Dirs,
+) -> anyhow::Result<ExitCode> {
+    let namespaces = if args.all_namespaces {
+        pods::Namespaces::All
+    } else {
+        pods::Namespaces::One(args.namespace.clone())
+    };
+    let snapshot = observe(cluster, dirs, None, args.timeout)?;
+    let now = chrono::Utc::now();
+    let wide = args.output == Some(OutputFormat::Wide);
+    let text = match (&args.name, args.output) {
+        (Some(name), format) => {
+            let found = if format == Some(OutputFormat::Json) {
+                pods::pod_json(&snapshot, &args.namespace, name)
+            } else {
+                pods::pod_table(&snapshot, &args.namespace, name, now, wide)
+            };
+            found.ok_or_else(|| super::pod_verbs::not_found(&snapshot, &args.namespace, name))?
+        }
+        (None, Some(OutputFormat::Json)) => pods::pods_json(&snapshot, &namespaces),
+        (None, _) => match pods::pods_table(&snapshot, &namespaces, now, wide) {
+            Some(text) => text,
+            None => {
+                eprintln!("{}", pods::no_pods_message(&namespaces));
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
     };
     print(&text)
 }
@@ -337,9 +382,9 @@ mod tests {
             "{err}"
         );
         assert!(
-            not_yet("get", Resource::Pods)
+            not_yet("get", Resource::Deployments)
                 .to_string()
-                .contains("`flotilla get pods` is not available")
+                .contains("`flotilla get deployments` is not available")
         );
     }
 

@@ -8,6 +8,8 @@ pub mod demo;
 pub mod get;
 pub mod node;
 pub mod nodes;
+pub mod pod_verbs;
+pub mod pods;
 pub mod table;
 
 use std::path::PathBuf;
@@ -45,6 +47,12 @@ pub enum Command {
     Top(get::TopArgs),
     /// Show everything known of one node (`describe node NAME`).
     Describe(get::DescribeArgs),
+    /// Delete a pod: its containers get their stop signal, then SIGKILL after the grace period.
+    Delete(pod_verbs::DeleteArgs),
+    /// SIGKILL every container of a pod now.
+    Kill(pod_verbs::KillArgs),
+    /// Print a container's log.
+    Logs(pod_verbs::LogsArgs),
     /// Trust a node's host key, or add a node to the cluster file.
     Node(node::NodeArgs),
     /// Internal: the init process of one demo node (PID 1 of its namespaces).
@@ -104,6 +112,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Get(args)) => get::get(&args, cli.cluster, &dirs),
         Some(Command::Top(args)) => get::top(&args, cli.cluster, &dirs),
         Some(Command::Describe(args)) => get::describe(&args, cli.cluster, &dirs),
+        Some(Command::Delete(args)) => pod_verbs::delete(&args, cli.cluster, &dirs),
+        Some(Command::Kill(args)) => pod_verbs::kill(&args, cli.cluster, &dirs),
+        Some(Command::Logs(args)) => pod_verbs::logs(&args, cli.cluster, &dirs),
         Some(Command::Node(args)) => {
             node::run(&args, cli.cluster, &dirs).map(|()| ExitCode::SUCCESS)
         }

@@ -805,7 +805,7 @@ pub fn node_json(
 }
 
 /// Pretty JSON with kubectl's 4-space indent and a final newline.
-fn to_json(value: &impl Serialize) -> String {
+pub(super) fn to_json(value: &impl Serialize) -> String {
     let mut out = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
@@ -1101,4 +1101,4 @@ fn node_object(node: &NodeView, now: DateTime<Utc>) -> NodeObject {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

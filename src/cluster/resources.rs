@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::agent::node::NodeFacts;
 use crate::agent::protocol::messages::PodRecord;
-use crate::api::pod::{Container, ResourceName};
+use crate::api::pod::ResourceName;
 use crate::api::{Quantity, QuantityFormat};
 
 /// Kubelet's default `--max-pods`.
@@ -138,7 +138,7 @@ impl Allocated {
             allocated.pods += 1;
             for container in &record.pod.spec.containers {
                 for name in ResourceName::ALL {
-                    if let Some(request) = request_of(container, name) {
+                    if let Some(request) = container.resources.request(name) {
                         allocated.requests.add(name, request);
                     }
                     if let Some(limit) = container.resources.limits.get(name) {
@@ -149,17 +149,6 @@ impl Allocated {
         }
         allocated
     }
-}
-
-/// A container's request, or its limit when it sets none: what the API
-/// server's defaulting makes of it. Records from the agent are defaulted
-/// already; this keeps the sum right for any that are not.
-fn request_of(container: &Container, name: ResourceName) -> Option<&Quantity> {
-    container
-        .resources
-        .requests
-        .get(name)
-        .or_else(|| container.resources.limits.get(name))
 }
 
 /// `part` as a whole percentage of `whole`, truncated as `kubectl describe
@@ -202,7 +191,7 @@ mod tests {
     use super::*;
     use crate::agent::node::DiskUsage;
     use crate::api::status::{PodPhase, PodStatus};
-    use crate::api::{ObjectMeta, Pod, PodSpec, ResourceList, ResourceRequirements};
+    use crate::api::{Container, ObjectMeta, Pod, PodSpec, ResourceList, ResourceRequirements};
 
     fn q(s: &str) -> Quantity {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))

@@ -5,7 +5,7 @@
 //! attempt), reads the snapshot and stops it. A down node costs the others
 //! nothing: each is its own task.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use super::connector::SshConnector;
 use super::session::{self, Failure, NodeSink, SessionOptions};
 use super::target::TargetContext;
 use crate::agent::node::{MetricsSample, NodeFacts};
+use crate::agent::protocol::Client;
 use crate::agent::protocol::messages::{Event, HelloReply, PodRecord};
 use crate::cluster::ClusterState;
 use crate::config::cluster_file::ClusterConfig;
@@ -85,6 +86,12 @@ impl Fleet {
             .is_ok()
     }
 
+    /// The agent client of `node` while its session is connected: requests
+    /// go over the session's own connection. `None` while it is not.
+    pub fn client(&self, node: &str) -> Option<Client> {
+        self.sink.clients.lock().ok()?.get(node).cloned()
+    }
+
     /// Ends every session (closing its connection) and waits for them.
     pub async fn stop(self) {
         self.cancel.cancel();
@@ -99,6 +106,8 @@ struct Settling {
     state: ClusterState,
     settled: Mutex<HashSet<String>>,
     changed: Notify,
+    /// Each connected node's agent client.
+    clients: Mutex<HashMap<String, Client>>,
 }
 
 impl Settling {
@@ -107,6 +116,7 @@ impl Settling {
             state,
             settled: Mutex::new(HashSet::new()),
             changed: Notify::new(),
+            clients: Mutex::new(HashMap::new()),
         }
     }
 
@@ -160,5 +170,14 @@ impl NodeSink for Settling {
 
     fn events_since(&self, node: &str) -> Option<u64> {
         self.state.events_since(node)
+    }
+
+    fn client(&self, node: &str, client: Option<Client>) {
+        if let Ok(mut clients) = self.clients.lock() {
+            match client {
+                Some(client) => clients.insert(node.to_string(), client),
+                None => clients.remove(node),
+            };
+        }
     }
 }

@@ -77,6 +77,10 @@ pub trait NodeSink: Send + Sync + 'static {
     fn events_since(&self, _node: &str) -> Option<u64> {
         None
     }
+    /// The agent's client while connected (`None` once the connection is
+    /// gone), for whoever sends the agent requests of its own (the verbs,
+    /// the controller). A clone shares the session's one connection.
+    fn client(&self, _node: &str, _client: Option<Client>) {}
 }
 
 /// The cluster state is what sessions feed in the product.
@@ -189,6 +193,7 @@ async fn run<C: Connector, S: NodeSink>(
             }
             Err(failure) => failure,
         };
+        sink.client(node, None);
         let wait = reconnect.after_failure(&options.reconnect);
         tracing::info!(node, kind = %failure.kind, retry_in = ?wait, "{}", failure.reason);
         sink.failed(node, &failure, wait);
@@ -232,6 +237,7 @@ async fn serve_connection<S: NodeSink>(
         Err(e) => return agent_failed("node.facts", e),
     };
     sink.connected(node, client.hello(), &facts);
+    sink.client(node, Some(client.clone()));
 
     let mut last_seq: Option<u64> = None;
     let filter = EventFilter {

@@ -147,6 +147,9 @@ pub struct Node {
     serve: Option<Child>,
     /// FLOTILLA_BACKOFF_MS for every command after it is set.
     pub backoff_ms: String,
+    /// More environment for every command after it is set (hidden test
+    /// settings such as FLOTILLA_LEASE_MAX_TTL_MS).
+    pub env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -171,6 +174,7 @@ impl Node {
             dir,
             serve: None,
             backoff_ms: TEST_BACKOFF_MS.into(),
+            env: Vec::new(),
         }
     }
 
@@ -185,6 +189,7 @@ impl Node {
             .arg(&self.cgroup_parent)
             .args(args)
             .env("FLOTILLA_BACKOFF_MS", &self.backoff_ms)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("HOME", self.dir.path())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

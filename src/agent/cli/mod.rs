@@ -8,13 +8,15 @@ mod detach;
 mod images;
 mod pods;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use std::time::Duration;
 
+use super::objects::lease::DEFAULT_MAX_TTL;
+use super::objects::{LeaseKeeper, ObjectStore};
 use super::pods::backoff::BackOffPolicy;
 use super::pods::{AgentConfig, shim};
 
@@ -86,6 +88,15 @@ enum AgentCommand {
         /// return once it answers on the socket.
         #[arg(long)]
         detach: bool,
+        /// The longest controller lease granted, which is also how long a
+        /// restarted agent grants none (default 15000; shorter only for tests).
+        #[arg(
+            long,
+            hide = true,
+            env = "FLOTILLA_LEASE_MAX_TTL_MS",
+            value_name = "MS"
+        )]
+        lease_max_ttl_ms: Option<u64>,
     },
     /// Run a container from an image (in the foreground unless -d).
     Run(pods::RunArgs),
@@ -125,16 +136,6 @@ enum AgentCommand {
     /// non-root user, through sudo).
     #[command(name = "__bridge", hide = true)]
     Bridge,
-    /// A container's supervisor (started by the agent, never by hand).
-    #[command(name = "__shim", hide = true)]
-    Shim {
-        #[arg(long)]
-        detach: bool,
-        dir: PathBuf,
-    },
-    /// The container init stage (started by the runtime, never by hand).
-    #[command(name = "__init", hide = true)]
-    Init { config_fd: i32, status_fd: i32 },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +146,9 @@ enum Output {
 
 /// Entry point of the `flotilla-agent` binary.
 pub fn main() -> ExitCode {
+    if let Some(code) = internal_stage(std::env::args_os().skip(1).collect()) {
+        return code;
+    }
     let cli = AgentCli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -152,6 +156,39 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", crate::report::one_line(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The stages the agent starts itself, `__shim [--detach] DIR` and `__init
+/// CONFIG_FD STATUS_FD`, are dispatched before clap: a shim lives as long as
+/// its container, and everything it touches at start-up stays in its
+/// resident set (clap's parser alone is ~1.5 MB of code pages), and `__init`
+/// runs on every container start. `None`: not one of them.
+fn internal_stage(args: Vec<std::ffi::OsString>) -> Option<ExitCode> {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let usage = |text: &str| {
+        eprintln!("error: usage: flotilla-agent {text} (an internal stage, not run by hand)");
+        Some(ExitCode::FAILURE)
+    };
+    match args.as_slice() {
+        [stage, rest @ ..] if *stage == "__shim" => match rest {
+            [dir] => Some(shim::shim_main(Path::new(dir), false)),
+            [flag, dir] if *flag == "--detach" => Some(shim::shim_main(Path::new(dir), true)),
+            _ => usage("__shim [--detach] DIR"),
+        },
+        [stage, rest @ ..] if *stage == "__init" => {
+            let fds: Vec<i32> = rest
+                .iter()
+                .filter_map(|a| a.to_str().and_then(|a| a.parse().ok()))
+                .collect();
+            match fds[..] {
+                [config_fd, status_fd] if rest.len() == 2 => {
+                    Some(super::runtime::init::main(config_fd, status_fd))
+                }
+                _ => usage("__init CONFIG_FD STATUS_FD"),
+            }
+        }
+        _ => None,
     }
 }
 
@@ -193,13 +230,20 @@ fn run(cli: AgentCli) -> anyhow::Result<ExitCode> {
         AgentCommand::Serve {
             insecure_registries,
             detach,
+            lease_max_ttl_ms,
         } => {
             let mut config = agent_config(&cli)?;
             config.insecure_registries = insecure_registries.clone();
+            let lease_max_ttl = match lease_max_ttl_ms {
+                Some(0) => anyhow::bail!("--lease-max-ttl-ms must be at least 1"),
+                Some(ms) => Duration::from_millis(*ms),
+                None => DEFAULT_MAX_TTL,
+            };
+            let serve_with_lease = |config| serve(config, lease_max_ttl);
             if *detach {
-                detach::serve_detached(config, serve)
+                detach::serve_detached(config, serve_with_lease)
             } else {
-                serve(config)
+                serve_with_lease(config)
             }
         }
         AgentCommand::Bridge => detach::bridge(&cli.run_dir),
@@ -223,25 +267,26 @@ fn run(cli: AgentCli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        AgentCommand::Init {
-            config_fd,
-            status_fd,
-        } => Ok(super::runtime::init::main(*config_fd, *status_fd)),
-        AgentCommand::Shim { detach, dir } => Ok(shim::shim_main(dir, *detach)),
     }
 }
 
 /// `serve`: one thread for the protocol and the reconciler, the blocking pool
 /// for the pod manager's work. Containers are not stopped when it ends.
-fn serve(config: AgentConfig) -> anyhow::Result<ExitCode> {
+fn serve(config: AgentConfig, lease_max_ttl: Duration) -> anyhow::Result<ExitCode> {
+    // First thing: the lease's hold-back after a restart counts from here,
+    // and a later start only makes it longer.
+    let started = std::time::Instant::now();
     let socket = super::daemon::socket_path(&config.paths.run_dir);
+    let objects_dir = config.paths.objects_dir();
+    let objects = ObjectStore::open(&objects_dir)?;
+    let lease = LeaseKeeper::open(&objects_dir, lease_max_ttl, started);
     let manager = super::pods::PodManager::new(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let listener = super::protocol::server::bind_socket(&socket)?;
-        let daemon = super::daemon::Daemon::new(manager);
+        let daemon = super::daemon::Daemon::new(manager, objects, lease);
         tokio::spawn(daemon.clone().reconcile_loop(Duration::from_secs(1)));
         let shutdown = async {
             let mut term =

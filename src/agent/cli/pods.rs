@@ -171,7 +171,7 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
     }
     // Foreground: this process is the container's shim, so the output
     // reaches the terminal as it is logged and the exit code is ours.
-    let (record, dir) = manager.create_foreground(pod)?;
+    let (record, dir) = manager.create_foreground(pod, args.rm)?;
     times.mark("create");
     let Some(dir) = dir else {
         let status = status_of(&manager, &record);

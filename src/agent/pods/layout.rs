@@ -8,6 +8,7 @@
 //! ROOT/pods/UID/containers/NAME/N/launch.json    what the shim runs
 //! ROOT/pods/UID/containers/NAME/N/state.json     what the shim reports (pid, exit)
 //! ROOT/pods/UID/containers/NAME/N/{upper,work}   the instance's writable layer
+//! ROOT/objects/                                  the cluster objects and the lease's term (agent::objects)
 //! ```
 //!
 //! And under the run directory (tmpfs, gone at reboot; `/run/flotilla`):
@@ -32,6 +33,11 @@ impl AgentPaths {
 
     pub fn pods_dir(&self) -> PathBuf {
         self.root.join("pods")
+    }
+
+    /// The replicated cluster objects and the lease's term ([`crate::agent::objects`]).
+    pub fn objects_dir(&self) -> PathBuf {
+        self.root.join("objects")
     }
 
     pub fn pod_dir(&self, uid: &str) -> PathBuf {

@@ -113,7 +113,7 @@ impl PodManager {
 
     /// Records a new pod and starts it, each container under its own shim.
     pub fn create(&self, pod: Pod) -> Result<(PodRecord, Vec<PodEvent>), PodError> {
-        let (record, events, _) = self.create_with(pod, false)?;
+        let (record, events, _) = self.create_with(pod, false, false)?;
         Ok((record, events))
     }
 
@@ -121,8 +121,13 @@ impl PodManager {
     /// without a shim: the caller supervises it in its own process (a
     /// foreground `run`). Returns the instance's directory, or None if the
     /// container could not start (its status says why).
-    pub fn create_foreground(&self, pod: Pod) -> Result<(PodRecord, Option<PathBuf>), PodError> {
-        let (record, _, dir) = self.create_with(pod, true)?;
+    /// `ephemeral`: the caller removes the pod when it ends (`run --rm`).
+    pub fn create_foreground(
+        &self,
+        pod: Pod,
+        ephemeral: bool,
+    ) -> Result<(PodRecord, Option<PathBuf>), PodError> {
+        let (record, _, dir) = self.create_with(pod, true, ephemeral)?;
         Ok((record, dir))
     }
 
@@ -130,6 +135,7 @@ impl PodManager {
         &self,
         mut pod: Pod,
         foreground: bool,
+        ephemeral: bool,
     ) -> Result<(PodRecord, Vec<PodEvent>, Option<PathBuf>), PodError> {
         // What the API server would do before a pod reaches a kubelet: the
         // agent may be spoken to directly, so it checks for itself.
@@ -151,6 +157,7 @@ impl PodManager {
         let uid = format!("{:016x}", rand::random::<u64>());
         let dir = self.config.paths.pod_dir(&uid);
         fs::create_dir_all(&dir).map_err(|e| PodError::io(&dir, e))?;
+        record::create_lock(&self.config.paths, &uid).map_err(|e| PodError::io(&dir, e))?;
         let record = PodRecord {
             uid: uid.clone(),
             containers: pod
@@ -163,6 +170,7 @@ impl PodManager {
             created_at: Utc::now(),
             desired: Desired::Running,
             paused: false,
+            ephemeral,
         };
         record::save(&self.config.paths, &record).map_err(|e| PodError::io(&dir, e))?;
         let (events, started, _) = match self.reconcile_with(&uid, foreground) {
@@ -217,6 +225,8 @@ impl PodManager {
                         (a, b) => a.or(b),
                     };
                 }
+                // Deleted since it was listed: nothing went wrong.
+                Err(_) if !self.config.paths.pod_dir(&pod.uid).exists() => {}
                 Err(err) => events.push(PodEvent {
                     warning: true,
                     reason: "FailedSync".into(),

@@ -16,6 +16,7 @@ pub mod backoff;
 pub mod layout;
 pub mod manager;
 pub mod record;
+pub mod resident;
 pub mod shim;
 pub mod status;
 

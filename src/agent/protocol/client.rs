@@ -29,10 +29,11 @@ use tokio::task::AbortHandle;
 
 use super::codec::{LineError, LineReader, MAX_REPLY_LINE};
 use super::messages::{
-    CancelParams, CreatePod, DeletePod, Empty, ErrorBody, ErrorCode, Event, EventFilter,
-    HelloParams, HelloReply, ListPods, LogRecord, LogsQuery, MetricsQuery, Notice, PodList,
-    PodRecord, PodRef, PodStatsList, Reply, Request, RequestId, SUPPORTED_VERSIONS, StatsQuery,
-    StopPod, Streaming, Unary, method,
+    AcquireLease, CancelParams, CreatePod, DeletePod, Empty, ErrorBody, ErrorCode, Event,
+    EventFilter, GetObject, HelloParams, HelloReply, LeaseGrant, LeaseReleased, LeaseState,
+    ListObjects, ListPods, LogRecord, LogsQuery, MetricsQuery, Notice, ObjectList, ObjectRecord,
+    PodList, PodRecord, PodRef, PodStatsList, PutObject, PutReply, ReleaseLease, Reply, Request,
+    RequestId, SUPPORTED_VERSIONS, StatsQuery, StopPod, Streaming, Unary, WatchObjects, method,
 };
 use crate::agent::node::{MetricsSeries, NodeFacts};
 use crate::api::Pod;
@@ -65,6 +66,18 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Remote(body) => Some(body.code),
+            _ => None,
+        }
+    }
+
+    /// The error's details read as `T` ([`ObjectConflict`], [`LeaseRefused`]),
+    /// when the agent sent details of that shape.
+    ///
+    /// [`ObjectConflict`]: super::messages::ObjectConflict
+    /// [`LeaseRefused`]: super::messages::LeaseRefused
+    pub fn details<T: DeserializeOwned>(&self) -> Option<T> {
+        match self {
+            ClientError::Remote(body) => body.details(),
             _ => None,
         }
     }
@@ -464,6 +477,54 @@ impl Client {
         filter: &EventFilter,
     ) -> Result<CallStream<Event>, ClientError> {
         self.stream::<method::EventsSubscribe>(filter).await
+    }
+
+    /// Stores a version of a cluster object (or its tombstone). A stale
+    /// generation fails with `conflict`; its [`ClientError::details`] are an
+    /// [`ObjectConflict`](super::messages::ObjectConflict).
+    pub async fn put_object(&self, put: &PutObject) -> Result<PutReply, ClientError> {
+        self.call::<method::ObjectsPut>(put).await
+    }
+
+    pub async fn get_object(&self, get: &GetObject) -> Result<ObjectRecord, ClientError> {
+        self.call::<method::ObjectsGet>(get).await
+    }
+
+    pub async fn list_objects(&self, list: &ListObjects) -> Result<ObjectList, ClientError> {
+        self.call::<method::ObjectsList>(list).await
+    }
+
+    pub async fn watch_objects(
+        &self,
+        watch: &WatchObjects,
+    ) -> Result<CallStream<ObjectRecord>, ClientError> {
+        self.stream::<method::ObjectsWatch>(watch).await
+    }
+
+    /// Takes or renews the controller lease. A refusal fails with
+    /// `conflict`; its [`ClientError::details`] are a
+    /// [`LeaseRefused`](super::messages::LeaseRefused).
+    pub async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl_ms: u64,
+    ) -> Result<LeaseGrant, ClientError> {
+        let params = AcquireLease {
+            holder: holder.to_string(),
+            ttl_ms,
+        };
+        self.call::<method::LeaseAcquire>(&params).await
+    }
+
+    pub async fn release_lease(&self, holder: &str) -> Result<LeaseReleased, ClientError> {
+        let params = ReleaseLease {
+            holder: holder.to_string(),
+        };
+        self.call::<method::LeaseRelease>(&params).await
+    }
+
+    pub async fn lease_status(&self) -> Result<LeaseState, ClientError> {
+        self.call::<method::LeaseStatus>(&Empty {}).await
     }
 }
 

@@ -83,6 +83,12 @@ impl fmt::Display for ErrorCode {
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// What a client needs to act on the refusal, per method: the stored
+    /// generation of an `objects.put` conflict ([`ObjectConflict`]), the
+    /// holder of a refused `lease.acquire` ([`LeaseRefused`]). Absent from
+    /// most errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
 }
 
 impl ErrorBody {
@@ -90,7 +96,15 @@ impl ErrorBody {
         Self {
             code,
             message: message.into(),
+            details: None,
         }
+    }
+
+    /// The details read as `T`, when there are details of that shape.
+    pub fn details<T: DeserializeOwned>(&self) -> Option<T> {
+        self.details
+            .as_ref()
+            .and_then(|d| serde_json::from_value(d.clone()).ok())
     }
 }
 
@@ -463,6 +477,21 @@ methods! {
     EventsSubscribe = "events.subscribe", EventFilter, stream Event;
     /// End a streamed reply by its request id.
     Cancel = "cancel", CancelParams, unary Cancelled;
+    /// Store a version of a cluster object (or its tombstone) if its
+    /// generation is higher than the stored one.
+    ObjectsPut = "objects.put", PutObject, unary PutReply;
+    /// One cluster object with its generation.
+    ObjectsGet = "objects.get", GetObject, unary ObjectRecord;
+    /// The cluster objects of a kind.
+    ObjectsList = "objects.list", ListObjects, unary ObjectList;
+    /// The current cluster objects, then every change, until cancelled.
+    ObjectsWatch = "objects.watch", WatchObjects, stream ObjectRecord;
+    /// Take or renew the controller lease.
+    LeaseAcquire = "lease.acquire", AcquireLease, unary LeaseGrant;
+    /// Give the controller lease up.
+    LeaseRelease = "lease.release", ReleaseLease, unary LeaseReleased;
+    /// Who holds the controller lease, for how long, in which term.
+    LeaseStatus = "lease.status", Empty, unary LeaseState;
 }
 
 fn read_params<P: DeserializeOwned>(
@@ -796,6 +825,189 @@ pub struct Cancelled {
     /// False when no stream with that id was running (it had ended, or was
     /// never one): cancel is idempotent.
     pub found: bool,
+}
+
+// ---------------------------------------------------------------------------
+// Cluster objects and the controller lease (crate::agent::objects)
+
+/// `objects.put` params: one version of a cluster object, or its tombstone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PutObject {
+    /// `Deployment`, `Node`, …: an upper-case letter, then letters and digits.
+    pub kind: String,
+    /// `""` for a cluster-scoped object (a Node). Required, so a forgotten
+    /// namespace is an error rather than another object.
+    pub namespace: String,
+    pub name: String,
+    /// At least 1; stored if higher than the stored one, or equal to it
+    /// with the same content (an idempotent repeat).
+    pub generation: u64,
+    /// The object, a JSON object the agent stores as it is. Absent for a
+    /// tombstone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Value>,
+    /// A tombstone: the object is deleted as of this generation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// `objects.put` result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutReply {
+    /// The generation now stored (the one put).
+    pub generation: u64,
+    /// False when the put repeated the stored version: nothing changed.
+    pub changed: bool,
+}
+
+/// The `details` of an `objects.put` conflict: what is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectConflict {
+    /// Retry with a higher one.
+    pub generation: u64,
+    /// The stored version is a tombstone.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// `objects.get` params.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GetObject {
+    pub kind: String,
+    /// `""` for a cluster-scoped object.
+    pub namespace: String,
+    pub name: String,
+    /// Answer with the tombstone of a deleted object instead of
+    /// `not_found`. A reader merging agents' answers by generation needs it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_deleted: bool,
+}
+
+/// `objects.list` params.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListObjects {
+    pub kind: String,
+    /// Every namespace when absent; `""` for the cluster-scoped objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// List tombstones too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_deleted: bool,
+}
+
+/// `objects.watch` params.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WatchObjects {
+    /// Every kind when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Every namespace when absent; `""` for the cluster-scoped objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// A stored version of a cluster object, or a tombstone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRecord {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub generation: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// As put; absent for a tombstone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Value>,
+    /// When this agent stored it, by its clock (not for ordering: compare
+    /// generations).
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectList {
+    /// By namespace, then name.
+    pub objects: Vec<ObjectRecord>,
+}
+
+/// `lease.acquire` params.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AcquireLease {
+    /// Who asks: unique to the asking process, never reused.
+    pub holder: String,
+    /// How long the lease should last from when the agent grants it; the
+    /// agent caps it (`maxTtlMs` of `lease.status`, 15 s by default).
+    pub ttl_ms: u64,
+}
+
+/// `lease.acquire` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseGrant {
+    pub holder: String,
+    /// This agent's tenure counter: unchanged by a renewal, higher after
+    /// any lapse, release or change of holder.
+    pub term: u64,
+    /// The lease lasts this long from the grant (as asked, or capped).
+    pub ttl_ms: u64,
+    /// The holder already held the lease: its tenure on this agent is unbroken.
+    pub renewed: bool,
+}
+
+/// The `details` of a refused `lease.acquire`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseRefused {
+    /// The current holder; absent while the agent holds back after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    pub term: u64,
+    /// How long until the agent could grant (the holder's remaining time,
+    /// or the rest of the hold-back).
+    pub remaining_ms: u64,
+}
+
+/// `lease.release` params.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReleaseLease {
+    pub holder: String,
+}
+
+/// `lease.release` result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseReleased {
+    /// False when the holder did not hold a live lease (it had lapsed, or
+    /// was never its): release is idempotent.
+    pub released: bool,
+}
+
+/// `lease.status` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseState {
+    /// Absent when the lease is free or has expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// The holder's remaining time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_ms: Option<u64>,
+    /// The last term granted.
+    pub term: u64,
+    /// The longest TTL this agent grants.
+    pub max_ttl_ms: u64,
+    /// Present while the agent holds back after a restart: how much longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_back_ms: Option<u64>,
 }
 
 /// The `event` of an unsolicited line: something about the connection itself.

@@ -103,7 +103,50 @@ fn sample_calls() -> Vec<Call> {
             since: Some(7),
         }),
         Call::Cancel(CancelParams { id: 12 }),
+        Call::ObjectsPut(PutObject {
+            kind: "Deployment".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            generation: 3,
+            object: Some(json!({"spec": {"replicas": 3}})),
+            deleted: false,
+        }),
+        Call::ObjectsGet(GetObject {
+            kind: "Node".into(),
+            namespace: String::new(),
+            name: "node1".into(),
+            include_deleted: true,
+        }),
+        Call::ObjectsList(ListObjects {
+            kind: "Deployment".into(),
+            namespace: Some("default".into()),
+            include_deleted: false,
+        }),
+        Call::ObjectsWatch(WatchObjects {
+            kind: Some("Deployment".into()),
+            namespace: None,
+        }),
+        Call::LeaseAcquire(AcquireLease {
+            holder: "op@laptop:4242:9f3a".into(),
+            ttl_ms: 5000,
+        }),
+        Call::LeaseRelease(ReleaseLease {
+            holder: "op@laptop:4242:9f3a".into(),
+        }),
+        Call::LeaseStatus(Empty {}),
     ]
+}
+
+fn object_record() -> ObjectRecord {
+    ObjectRecord {
+        kind: "Deployment".into(),
+        namespace: "default".into(),
+        name: "web".into(),
+        generation: 3,
+        deleted: false,
+        object: Some(json!({"metadata": {"name": "web"}, "spec": {"replicas": 3}})),
+        updated_at: time("2026-11-27T10:00:00Z"),
+    }
 }
 
 #[test]
@@ -250,6 +293,37 @@ fn every_result_and_item_round_trips() {
         partial: true,
         text: "half a line \u{fffd}".into(),
     });
+    round_trip_result::<method::ObjectsPut>(PutReply {
+        generation: 3,
+        changed: false,
+    });
+    round_trip_result::<method::ObjectsGet>(object_record());
+    round_trip_result::<method::ObjectsList>(ObjectList {
+        objects: vec![
+            object_record(),
+            ObjectRecord {
+                deleted: true,
+                object: None,
+                generation: 4,
+                ..object_record()
+            },
+        ],
+    });
+    round_trip_item::<method::ObjectsWatch>(object_record());
+    round_trip_result::<method::LeaseAcquire>(LeaseGrant {
+        holder: "h".into(),
+        term: 7,
+        ttl_ms: 5000,
+        renewed: true,
+    });
+    round_trip_result::<method::LeaseRelease>(LeaseReleased { released: true });
+    round_trip_result::<method::LeaseStatus>(LeaseState {
+        holder: Some("h".into()),
+        remaining_ms: Some(1200),
+        term: 7,
+        max_ttl_ms: 15_000,
+        hold_back_ms: None,
+    });
     round_trip_item::<method::EventsSubscribe>(Event {
         seq: 1,
         time: time("2026-11-27T10:00:00Z"),
@@ -306,6 +380,102 @@ fn wire_shapes_are_as_documented() {
     })
     .unwrap();
     assert_eq!(notice, json!({"kind": "shutting_down", "message": "m"}));
+}
+
+#[test]
+fn object_and_lease_wire_shapes_are_as_documented() {
+    let line = Call::ObjectsPut(PutObject {
+        kind: "Deployment".into(),
+        namespace: "default".into(),
+        name: "web".into(),
+        generation: 4,
+        object: None,
+        deleted: true,
+    })
+    .to_request(1)
+    .encode();
+    let value: Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(
+        value["params"],
+        json!({"kind": "Deployment", "namespace": "default", "name": "web", "generation": 4, "deleted": true})
+    );
+    let tombstone = ObjectRecord {
+        deleted: true,
+        object: None,
+        ..object_record()
+    };
+    assert_eq!(
+        serde_json::to_value(&tombstone).unwrap(),
+        json!({"kind": "Deployment", "namespace": "default", "name": "web", "generation": 3,
+               "deleted": true, "updatedAt": "2026-11-27T10:00:00Z"})
+    );
+    let params = serde_json::to_value(AcquireLease {
+        holder: "h".into(),
+        ttl_ms: 5000,
+    })
+    .unwrap();
+    assert_eq!(params, json!({"holder": "h", "ttlMs": 5000}));
+    let status = serde_json::to_value(LeaseState {
+        holder: None,
+        remaining_ms: None,
+        term: 2,
+        max_ttl_ms: 15_000,
+        hold_back_ms: Some(900),
+    })
+    .unwrap();
+    assert_eq!(
+        status,
+        json!({"term": 2, "maxTtlMs": 15000, "holdBackMs": 900})
+    );
+}
+
+#[test]
+fn error_details_travel_and_are_optional() {
+    let mut body = ErrorBody::new(ErrorCode::Conflict, "stale");
+    body.details = Some(
+        serde_json::to_value(ObjectConflict {
+            generation: 9,
+            deleted: true,
+        })
+        .unwrap(),
+    );
+    let reply = Reply::Error {
+        id: Some(2),
+        error: body.clone(),
+    };
+    let line = reply.encode();
+    let value: Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(
+        value["error"],
+        json!({"code": "conflict", "message": "stale", "details": {"generation": 9, "deleted": true}})
+    );
+    let Reply::Error { error, .. } = Reply::decode(&line).unwrap() else {
+        panic!("not an error")
+    };
+    assert_eq!(
+        error.details::<ObjectConflict>(),
+        Some(ObjectConflict {
+            generation: 9,
+            deleted: true
+        })
+    );
+    // Details of another shape read as none, not as garbage.
+    assert_eq!(error.details::<LeaseRefused>(), None);
+    let refused = LeaseRefused {
+        holder: None,
+        term: 3,
+        remaining_ms: 14_000,
+    };
+    assert_eq!(
+        serde_json::to_value(&refused).unwrap(),
+        json!({"term": 3, "remainingMs": 14000})
+    );
+    // An older agent's errors have none.
+    let old = Reply::decode(br#"{"id":1,"error":{"code":"conflict","message":"m"}}"#).unwrap();
+    let Reply::Error { error, .. } = old else {
+        panic!("not an error")
+    };
+    assert_eq!(error.details, None);
 }
 
 fn refusal(line: &str) -> Refusal {
@@ -415,6 +585,37 @@ fn envelope_refusals_carry_the_id_when_there_is_one() {
             Some(12),
             ErrorCode::BadRequest,
             "versions",
+        ),
+        (
+            // The namespace is required: "" is how a cluster-scoped object says so.
+            r#"{"id":13,"method":"objects.put","params":{"kind":"Node","name":"n","generation":1,"object":{}}}"#,
+            Some(13),
+            ErrorCode::BadRequest,
+            "namespace",
+        ),
+        (
+            r#"{"id":14,"method":"objects.put","params":{"kind":"Node","namespace":"","name":"n","generation":-1}}"#,
+            Some(14),
+            ErrorCode::BadRequest,
+            "generation",
+        ),
+        (
+            r#"{"id":15,"method":"objects.get","params":{"kind":"Node","namespace":"","name":"n","includeDeleted":"yes"}}"#,
+            Some(15),
+            ErrorCode::BadRequest,
+            "includeDeleted",
+        ),
+        (
+            r#"{"id":16,"method":"lease.acquire","params":{"holder":"h","ttl":5000}}"#,
+            Some(16),
+            ErrorCode::BadRequest,
+            "ttl",
+        ),
+        (
+            r#"{"id":17,"method":"lease.status","params":{"holder":"h"}}"#,
+            Some(17),
+            ErrorCode::BadRequest,
+            "holder",
         ),
     ];
     for (line, id, code, needle) in cases {

@@ -14,10 +14,11 @@
 //! puts a raw newline inside a message (JSON escapes it).
 //!
 //! A request line is at most 1 MiB ([`codec::MAX_REQUEST_LINE`]; the largest
-//! request is a `pods.create`, a few KiB in practice, and Kubernetes itself caps
-//! objects at 1.5 MiB). A longer line is refused with `too_large` as soon as the
-//! cap is passed; the rest of it is skipped, unbuffered, up to its newline, and
-//! the connection goes on. The console reads reply lines of up to 16 MiB.
+//! requests are `pods.create` and `objects.put`, a few KiB in practice, and
+//! Kubernetes itself caps objects at 1.5 MiB). A longer line is refused with
+//! `too_large` as soon as the cap is passed; the rest of it is skipped,
+//! unbuffered, up to its newline, and the connection goes on. The console
+//! reads reply lines of up to 16 MiB.
 //!
 //! # Envelope
 //!
@@ -37,7 +38,9 @@
 //! * `{"id": 7, "result": {...}}` — the answer to a call;
 //! * `{"id": 7, "error": {"code": "not_found", "message": "pod default/web not found"}}`
 //!   — a call failed, or a stream ended in failure. `id` is `null` when the
-//!   line could not be read far enough to find one (not JSON, no id, too large);
+//!   line could not be read far enough to find one (not JSON, no id, too large).
+//!   Some refusals add `details`, an object whose shape the method defines
+//!   (an `objects.put` conflict's stored generation, a refused lease's holder);
 //! * `{"id": 8, "stream": {...}}` — one item of a streamed reply;
 //! * `{"id": 8, "end": true}` — a streamed reply is complete;
 //! * `{"event": {"kind": "shutting_down", "message": "..."}}` — a notice about
@@ -79,11 +82,10 @@
 //!   `flotilla/2`. Both sides advertise the versions they speak; during a
 //!   transition an agent serves both.
 //!
-//! The issues to come are new request kinds in this envelope, not a new
-//! protocol: the replicated object store (`store.get`, `store.put` with
-//! generations), the lease (`lease.acquire`, `lease.renew`, `lease.release`),
-//! exec with a TTY (`exec.start` streaming output, `exec.input` and
-//! `exec.resize` naming the exec's request id, as `cancel` names a stream).
+//! New request kinds come in this envelope, not as a new protocol: the
+//! object store and the lease came so (`objects.*`, `lease.*`), and exec with
+//! a TTY will (`exec.start` streaming output, `exec.input` and `exec.resize`
+//! naming the exec's request id, as `cancel` names a stream).
 //!
 //! # Errors
 //!
@@ -92,21 +94,22 @@
 //! | `bad_request` | not UTF-8, not JSON, not a request object, missing or ill-typed params, unknown param fields, a request before hello, an id already in flight; or a request the service finds invalid |
 //! | `unknown_method` | a method this agent does not serve |
 //! | `too_large` | a line over 1 MiB (skipped) |
-//! | `not_found` | no such pod or container |
-//! | `conflict` | the pod exists already, or its state forbids the request |
+//! | `not_found` | no such pod, container or object |
+//! | `conflict` | the pod exists already, or its state forbids the request; an `objects.put` whose generation is stale (`details: {generation, deleted?}`, what is stored); a `lease.acquire` refused (`details: {holder?, term, remainingMs}`) |
 //! | `internal` | the agent failed (its log says why) |
 //! | `unsupported_version` | hello offered no version the agent speaks |
-//! | `busy` | 64 requests already in flight on this connection, or too many connections |
+//! | `busy` | 64 requests already in flight on this connection, or too many connections; an `objects.watch` that fell 1024 changes behind (it ends; `details: {missed}`) |
 //!
 //! After any error the connection stays usable (except the "no hello in
 //! time" one and `busy` for too many connections, which close it).
 //!
 //! # Streams and cancel
 //!
-//! `pods.logs` and `events.subscribe` reply with `stream` items. The client
-//! ends one early with `{"id": 9, "method": "cancel", "params": {"id": 8}}`,
-//! answered `{"found": true}` and followed by the stream's `end` (`found` is
-//! false when no stream with that id runs: cancel is idempotent). Closing the
+//! `pods.logs`, `events.subscribe` and `objects.watch` reply with `stream`
+//! items. The client ends one early with
+//! `{"id": 9, "method": "cancel", "params": {"id": 8}}`, answered
+//! `{"found": true}` and followed by the stream's `end` (`found` is false
+//! when no stream with that id runs: cancel is idempotent). Closing the
 //! connection, or its write half, ends its streams; calls in flight still
 //! answer after a half-close.
 //!
@@ -137,6 +140,13 @@
 //! | `pods.stats` | `namespace?`, `name?` | `{pods: [{namespace, name, uid, time, containers: [{name, cpuUsageUsec, cpuMillicores?, memoryBytes, memoryLimitBytes?, pids}]}]}` |
 //! | `events.subscribe` | `namespace?`, `since?: seq` | stream of `{seq, time, type: "Normal"\|"Warning", reason, message, namespace, pod, uid, container?, phase?}` until cancelled |
 //! | `cancel` | `id` | `{found: bool}` |
+//! | `objects.put` | `kind`, `namespace` (`""`: cluster-scoped), `name`, `generation` (≥ 1), `object?` (a JSON object), `deleted?` (a tombstone: no `object`) | `{generation, changed}` (`changed` false for an idempotent repeat); `conflict` with `details: {generation, deleted?}` when stale |
+//! | `objects.get` | `kind`, `namespace`, `name`, `includeDeleted?` | ObjectRecord; `not_found` if absent, or deleted and `includeDeleted` is not set |
+//! | `objects.list` | `kind`, `namespace?`, `includeDeleted?` | `{objects: [ObjectRecord]}` by namespace, then name |
+//! | `objects.watch` | `kind?`, `namespace?` | stream of ObjectRecord: every matching object and tombstone now, then each one stored, until cancelled |
+//! | `lease.acquire` | `holder`, `ttlMs` | `{holder, term, ttlMs, renewed}` (`ttlMs` as granted, capped); `conflict` with `details: {holder?, term, remainingMs}` when refused |
+//! | `lease.release` | `holder` | `{released: bool}` (false if that holder held no live lease) |
+//! | `lease.status` | — | `{holder?, remainingMs?, term, maxTtlMs, holdBackMs?}` |
 //!
 //! A PodRecord's `status` is Kubernetes' PodStatus ([`crate::api::status`]):
 //! `phase`, `conditions`, `containerStatuses` with `state`
@@ -144,10 +154,45 @@
 //! `terminated{exitCode,signal,reason,startedAt,finishedAt}`), `lastState`,
 //! `ready`, `restartCount`, `image`, `imageID`, `containerID`.
 //!
+//! An ObjectRecord is `{kind, namespace, name, generation, deleted?, object?,
+//! updatedAt}`: `object` as it was put, absent from a tombstone
+//! (`deleted: true`); `updatedAt` is when this agent stored it, by its clock.
+//!
 //! Log records carry text decoded as UTF-8 with invalid bytes replaced;
 //! `partial: true` means the line continues in the next record (the runtime
 //! splits very long lines, as CRI logs do). `time` is present when
 //! `timestamps` was asked for.
+//!
+//! # Cluster objects and the controller lease
+//!
+//! Every agent keeps a copy of the cluster's objects (deployments, node
+//! flags), each with a generation chosen by its writer; the console writes
+//! to every agent and a reader takes, per object, the highest generation
+//! among the agents' answers ([`crate::agent::objects::store`] has the
+//! rules). Kinds are `UpperCamelCase` (`Deployment`; `Node`, cluster-scoped
+//! with namespace `""`); namespaces and names follow Kubernetes' rules, names
+//! at most 250 characters. The agent never reads the objects' bodies.
+//!
+//! * A put is stored if its generation is higher than the stored one. The
+//!   same generation with the same content is an idempotent success
+//!   (`changed: false`); a lower one, or the same with other content, is
+//!   `conflict` naming the stored generation: read, merge, retry higher.
+//! * A delete is a put with `deleted: true` and a higher generation. The
+//!   tombstone is kept, so an agent that missed the delete cannot bring the
+//!   object back: readers merging agents' answers must ask with
+//!   `includeDeleted` and let a tombstone win when its generation is highest.
+//! * `objects.watch` starts with every matching object and tombstone, then
+//!   sends each one stored; an object may come twice, so keep the highest
+//!   generation per object.
+//!
+//! The controller lease ([`crate::agent::objects::lease`] says what a client
+//! must do with it): one holder at a time; `lease.acquire` grants when the
+//! lease is free, expired, or already the holder's (a renewal, `renewed:
+//! true`, same term); `term` rises with every new tenure; the TTL is capped
+//! (15 s by default; `maxTtlMs` in `lease.status`). A restarted agent that
+//! had granted refuses every acquire for one maximum TTL (`details` without
+//! a `holder`). A client holds the lease only while a majority of all the
+//! agents grant it, until the earliest `sent + ttlMs` less a margin.
 
 pub mod client;
 pub mod codec;

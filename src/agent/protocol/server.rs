@@ -41,10 +41,11 @@ use tracing::Instrument;
 
 use super::codec::{LineError, LineReader, MAX_REQUEST_LINE};
 use super::messages::{
-    Call, CancelParams, Cancelled, CreatePod, DeletePod, Empty, ErrorBody, ErrorCode, Event,
-    EventFilter, HelloParams, HelloReply, ListPods, LogRecord, LogsQuery, METHODS, MetricsQuery,
-    Notice, PodList, PodRecord, PodRef, PodStatsList, Reply, Request, RequestId, StatsQuery,
-    StopPod, choose_version,
+    AcquireLease, Call, CancelParams, Cancelled, CreatePod, DeletePod, Empty, ErrorBody, ErrorCode,
+    Event, EventFilter, GetObject, HelloParams, HelloReply, LeaseGrant, LeaseReleased, LeaseState,
+    ListObjects, ListPods, LogRecord, LogsQuery, METHODS, MetricsQuery, Notice, ObjectList,
+    ObjectRecord, PodList, PodRecord, PodRef, PodStatsList, PutObject, PutReply, ReleaseLease,
+    Reply, Request, RequestId, StatsQuery, StopPod, WatchObjects, choose_version,
 };
 use crate::agent::node::{MetricsSeries, NodeFacts};
 
@@ -61,6 +62,15 @@ pub enum ServiceError {
     BadRequest(String),
     #[error("{0}")]
     Internal(String),
+    /// A refusal with facts the client acts on, sent as the error's
+    /// `details` (an object store conflict's stored generation, the lease's
+    /// holder).
+    #[error("{message}")]
+    Detailed {
+        code: ErrorCode,
+        message: String,
+        details: Value,
+    },
 }
 
 impl ServiceError {
@@ -70,11 +80,25 @@ impl ServiceError {
             ServiceError::Conflict(_) => ErrorCode::Conflict,
             ServiceError::BadRequest(_) => ErrorCode::BadRequest,
             ServiceError::Internal(_) => ErrorCode::Internal,
+            ServiceError::Detailed { code, .. } => *code,
+        }
+    }
+
+    /// A refusal of `code` carrying `details` (serialized).
+    pub fn detailed(code: ErrorCode, message: impl Into<String>, details: &impl Serialize) -> Self {
+        ServiceError::Detailed {
+            code,
+            message: message.into(),
+            details: serde_json::to_value(details).unwrap_or(Value::Null),
         }
     }
 
     fn body(&self) -> ErrorBody {
-        ErrorBody::new(self.code(), self.to_string())
+        let mut body = ErrorBody::new(self.code(), self.to_string());
+        if let ServiceError::Detailed { details, .. } = self {
+            body.details = Some(details.clone());
+        }
+        body
     }
 }
 
@@ -85,9 +109,8 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 pub type ServiceStream<T> = BoxStream<'static, ServiceResult<T>>;
 
 /// What the agent does, one method per request kind. `hello` and `cancel` are
-/// the protocol's own and never reach the service. A new request kind (the
-/// object store, the lease, exec) is a new method here and a new line in the
-/// method table.
+/// the protocol's own and never reach the service. A new request kind (exec,
+/// say) is a new method here and a new line in the method table.
 pub trait AgentService: Send + Sync + 'static {
     /// This node's name, for hello.
     fn node_name(&self) -> String;
@@ -120,6 +143,36 @@ pub trait AgentService: Send + Sync + 'static {
         &self,
         filter: EventFilter,
     ) -> impl Future<Output = ServiceResult<ServiceStream<Event>>> + Send;
+    /// Refuses a stale generation with `conflict` and [`ObjectConflict`] details.
+    ///
+    /// [`ObjectConflict`]: super::messages::ObjectConflict
+    fn put_object(&self, params: PutObject)
+    -> impl Future<Output = ServiceResult<PutReply>> + Send;
+    fn get_object(
+        &self,
+        params: GetObject,
+    ) -> impl Future<Output = ServiceResult<ObjectRecord>> + Send;
+    fn list_objects(
+        &self,
+        params: ListObjects,
+    ) -> impl Future<Output = ServiceResult<ObjectList>> + Send;
+    /// The matching objects (tombstones included), then each change.
+    fn watch_objects(
+        &self,
+        params: WatchObjects,
+    ) -> impl Future<Output = ServiceResult<ServiceStream<ObjectRecord>>> + Send;
+    /// Refuses with `conflict` and [`LeaseRefused`] details.
+    ///
+    /// [`LeaseRefused`]: super::messages::LeaseRefused
+    fn acquire_lease(
+        &self,
+        params: AcquireLease,
+    ) -> impl Future<Output = ServiceResult<LeaseGrant>> + Send;
+    fn release_lease(
+        &self,
+        params: ReleaseLease,
+    ) -> impl Future<Output = ServiceResult<LeaseReleased>> + Send;
+    fn lease_status(&self) -> impl Future<Output = ServiceResult<LeaseState>> + Send;
 }
 
 /// Limits of a server; the defaults suit the agent.
@@ -617,6 +670,13 @@ async fn dispatch<S: AgentService>(service: &S, call: Call) -> Outcome {
         Call::PodsLogs(q) => streaming(service.pod_logs(q).await),
         Call::PodsStats(q) => unary(service.pod_stats(q).await),
         Call::EventsSubscribe(f) => streaming(service.subscribe_events(f).await),
+        Call::ObjectsPut(p) => unary(service.put_object(p).await),
+        Call::ObjectsGet(p) => unary(service.get_object(p).await),
+        Call::ObjectsList(p) => unary(service.list_objects(p).await),
+        Call::ObjectsWatch(p) => streaming(service.watch_objects(p).await),
+        Call::LeaseAcquire(p) => unary(service.acquire_lease(p).await),
+        Call::LeaseRelease(p) => unary(service.release_lease(p).await),
+        Call::LeaseStatus(Empty {}) => unary(service.lease_status().await),
         // The connection answers these itself; they never get here.
         Call::Hello(_) | Call::Cancel(_) => Outcome::Unary(Err(ErrorBody::new(
             ErrorCode::Internal,

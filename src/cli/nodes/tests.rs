@@ -23,7 +23,7 @@ use crate::config::cluster_file::{ClusterConfig, NodeConfig};
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
 
-fn t0() -> DateTime<Utc> {
+pub(in crate::cli) fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
 }
 
@@ -31,7 +31,7 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn node_config(name: &str, address: &str) -> NodeConfig {
+pub(in crate::cli) fn node_config(name: &str, address: &str) -> NodeConfig {
     NodeConfig {
         name: name.into(),
         address: address.into(),
@@ -45,7 +45,7 @@ fn node_config(name: &str, address: &str) -> NodeConfig {
     }
 }
 
-fn hello(node: &str) -> HelloReply {
+pub(in crate::cli) fn hello(node: &str) -> HelloReply {
     HelloReply {
         version: "flotilla/1".into(),
         agent_version: "flotilla-agent 0.1.0".into(),
@@ -56,7 +56,7 @@ fn hello(node: &str) -> HelloReply {
     }
 }
 
-fn facts(hostname: &str) -> NodeFacts {
+pub(in crate::cli) fn facts(hostname: &str) -> NodeFacts {
     NodeFacts {
         hostname: hostname.into(),
         os: "Debian GNU/Linux 12 (bookworm)".into(),

@@ -1,0 +1,265 @@
+//! What `flotilla get pods` prints: pure functions of a [`ClusterSnapshot`]
+//! and the time to print ages at, like [`super::nodes`] for nodes.
+//!
+//! The pods are those the agents last reported, gathered over every node:
+//! each agent keeps the pods bound to its node, so the cluster's pods are
+//! the union of theirs, whatever flotilla process asked before.
+//!
+//! `NAME READY STATUS RESTARTS AGE NODE`, sorted by namespace then name as
+//! kubectl sorts them; `-A` adds a leading `NAMESPACE` column, `-o wide`
+//! adds `IP` and `IMAGES`. READY, STATUS and RESTARTS are kubectl's (see
+//! [`PodStatus::display_status`]); RESTARTS shows `3 (2m ago)` once a
+//! container restarted. A pod on a node flotilla cannot reach is shown with
+//! its last known row but STATUS `Unknown`, as Kubernetes marks pods of a
+//! lost node: its containers may well run on, but nobody can say.
+//!
+//! `-o json` is a Kubernetes `List` of `Pod` objects: metadata (name,
+//! namespace, uid, labels), the spec with `nodeName` set, and the status.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use super::table::{GET_PADDING, NONE, age, align, escape, human_duration};
+use crate::agent::protocol::messages::PodRecord;
+use crate::api::status::PodStatus;
+use crate::api::{ObjectMeta, PodSpec};
+use crate::cluster::{ClusterSnapshot, NodeStatus, NodeView};
+use std::sync::Arc;
+
+/// Which namespaces a listing covers (`-n NS`, `-A`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Namespaces {
+    One(String),
+    All,
+}
+
+impl Namespaces {
+    fn admits(&self, namespace: &str) -> bool {
+        match self {
+            Namespaces::One(one) => one == namespace,
+            Namespaces::All => true,
+        }
+    }
+}
+
+/// One pod and the node that reported it.
+struct Placed<'a> {
+    node: &'a str,
+    node_reachable: bool,
+    record: &'a PodRecord,
+}
+
+impl Placed<'_> {
+    fn status_text(&self) -> String {
+        if self.node_reachable {
+            self.record.status.display_status()
+        } else {
+            "Unknown".into()
+        }
+    }
+}
+
+fn gather<'a>(snapshot: &'a ClusterSnapshot, namespaces: &Namespaces) -> Vec<Placed<'a>> {
+    let mut pods: Vec<Placed> = snapshot
+        .nodes
+        .iter()
+        .flat_map(|node| {
+            node.pods.iter().map(move |record| Placed {
+                node: &node.name,
+                node_reachable: node.status != NodeStatus::Unreachable,
+                record,
+            })
+        })
+        .filter(|p| namespaces.admits(&p.record.pod.metadata.namespace))
+        .collect();
+    pods.sort_by(|a, b| {
+        let key = |p: &Placed| {
+            (
+                p.record.pod.metadata.namespace.clone(),
+                p.record.pod.metadata.name.clone(),
+                p.node.to_string(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    pods
+}
+
+/// `flotilla get pods`: the table, or kubectl's "No resources found" line
+/// (which kubectl writes to stderr; the caller decides).
+pub fn pods_table(
+    snapshot: &ClusterSnapshot,
+    namespaces: &Namespaces,
+    now: DateTime<Utc>,
+    wide: bool,
+) -> Option<String> {
+    let pods = gather(snapshot, namespaces);
+    if pods.is_empty() {
+        return None;
+    }
+    let all = *namespaces == Namespaces::All;
+    let mut text = String::new();
+    if all {
+        text.push_str("NAMESPACE\t");
+    }
+    text.push_str("NAME\tREADY\tSTATUS\tRESTARTS\tAGE\tNODE");
+    if wide {
+        text.push_str("\tIP\tIMAGES");
+    }
+    text.push('\n');
+    for placed in &pods {
+        let record = placed.record;
+        let status = &record.status;
+        let mut cells = Vec::new();
+        if all {
+            cells.push(escape(&record.pod.metadata.namespace).into_owned());
+        }
+        cells.extend([
+            escape(&record.pod.metadata.name).into_owned(),
+            format!(
+                "{}/{}",
+                status.ready_containers(),
+                record.pod.spec.containers.len()
+            ),
+            escape(&placed.status_text()).into_owned(),
+            restarts_text(status, now),
+            age(status.start_time, now),
+            escape(placed.node).into_owned(),
+        ]);
+        if wide {
+            cells.push(if status.pod_ip.is_empty() {
+                NONE.into()
+            } else {
+                escape(&status.pod_ip).into_owned()
+            });
+            let images: Vec<&str> = record
+                .pod
+                .spec
+                .containers
+                .iter()
+                .map(|c| c.image.as_str())
+                .collect();
+            cells.push(escape(&images.join(",")).into_owned());
+        }
+        text.push_str(&cells.join("\t"));
+        text.push('\n');
+    }
+    Some(align(&text, GET_PADDING))
+}
+
+/// kubectl's RESTARTS cell: the count, and how long ago the last one was.
+fn restarts_text(status: &PodStatus, now: DateTime<Utc>) -> String {
+    let restarts = status.restarts();
+    match status.last_restart() {
+        Some(at) if restarts > 0 => {
+            let ago = (now - at).max(TimeDelta::zero());
+            format!("{restarts} ({} ago)", human_duration(ago))
+        }
+        _ => restarts.to_string(),
+    }
+}
+
+/// kubectl's message when a listing is empty.
+pub fn no_pods_message(namespaces: &Namespaces) -> String {
+    match namespaces {
+        Namespaces::All => "No resources found".into(),
+        Namespaces::One(ns) => format!("No resources found in {ns} namespace."),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PodObject<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    metadata: PodMeta<'a>,
+    spec: PodSpec,
+    status: &'a PodStatus,
+}
+
+#[derive(Serialize)]
+struct PodMeta<'a> {
+    #[serde(flatten)]
+    meta: &'a ObjectMeta,
+    uid: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PodList<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    items: Vec<PodObject<'a>>,
+    metadata: ListMeta,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListMeta {
+    resource_version: &'static str,
+}
+
+fn pod_object<'a>(placed: &Placed<'a>) -> PodObject<'a> {
+    let record = placed.record;
+    let mut spec = record.pod.spec.clone();
+    spec.node_name = placed.node.to_string();
+    PodObject {
+        api_version: &record.pod.api_version,
+        kind: &record.pod.kind,
+        metadata: PodMeta {
+            meta: &record.pod.metadata,
+            uid: &record.uid,
+        },
+        spec,
+        status: &record.status,
+    }
+}
+
+/// `flotilla get pods -o json`: a Kubernetes `List` of `Pod`s.
+pub fn pods_json(snapshot: &ClusterSnapshot, namespaces: &Namespaces) -> String {
+    let pods = gather(snapshot, namespaces);
+    super::nodes::to_json(&PodList {
+        api_version: "v1",
+        kind: "List",
+        items: pods.iter().map(pod_object).collect(),
+        metadata: ListMeta {
+            resource_version: "",
+        },
+    })
+}
+
+/// `flotilla get pod NAME -o json`: the one `Pod`; `None` if no node has it.
+pub fn pod_json(snapshot: &ClusterSnapshot, namespace: &str, name: &str) -> Option<String> {
+    let pods = gather(snapshot, &Namespaces::One(namespace.to_string()));
+    let placed = pods.iter().find(|p| p.record.pod.metadata.name == name)?;
+    Some(super::nodes::to_json(&pod_object(placed)))
+}
+
+/// Only the pod named `name`, for `get pod NAME`.
+pub fn pod_table(
+    snapshot: &ClusterSnapshot,
+    namespace: &str,
+    name: &str,
+    now: DateTime<Utc>,
+    wide: bool,
+) -> Option<String> {
+    let mut only = snapshot.clone();
+    only.nodes = only
+        .nodes
+        .iter()
+        .map(|node| {
+            let mut node = NodeView::clone(node);
+            node.pods = node
+                .pods
+                .iter()
+                .filter(|p| p.pod.metadata.name == name && p.pod.metadata.namespace == namespace)
+                .cloned()
+                .collect();
+            Arc::new(node)
+        })
+        .collect();
+    pods_table(&only, &Namespaces::One(namespace.to_string()), now, wide)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,301 @@
+//! What the scheduler is given: a [`NodeInfo`] per node (its labels, taints,
+//! cordon and Ready state, allocatable resources, images, and the pods bound to
+//! it as [`BoundPod`]s), and the pod to place. The controller fills these from
+//! cluster state; they hold plain numbers rather than `Quantity`s so that one
+//! scheduling pass over a full cluster costs additions, not quantity arithmetic.
+//!
+//! Also here: how a pod's requests are counted, the one rule both the pod to
+//! place and the bound pods go through, so the two always agree.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::api::deployment::Deployment;
+use crate::api::image::NormalizedImage;
+use crate::api::pod::{Pod, PodSpec, Protocol, ResourceName};
+use crate::api::status::ConditionStatus;
+use crate::api::{Taint, Toleration};
+
+/// kube-scheduler's `DefaultMilliCPURequest`: what a container that requests no
+/// CPU counts as when nodes are scored (never when they are filtered).
+pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
+
+/// kube-scheduler's `DefaultMemoryRequest` (200 MiB), the memory counterpart.
+pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
+
+/// The Deployment a pod belongs to; replicas of one deployment are spread
+/// across nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeploymentRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl DeploymentRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn of(deployment: &Deployment) -> Self {
+        Self::new(
+            deployment.metadata.namespace.clone(),
+            deployment.metadata.name.clone(),
+        )
+    }
+}
+
+impl fmt::Display for DeploymentRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// CPU in millicores and memory in bytes, as kube-scheduler counts them
+/// (`MilliValue()` and `Value()` of the quantities, rounded up).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
+}
+
+impl Requests {
+    pub fn get(&self, name: ResourceName) -> i64 {
+        match name {
+            ResourceName::Cpu => self.cpu_millis,
+            ResourceName::Memory => self.memory_bytes,
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.cpu_millis == 0 && self.memory_bytes == 0
+    }
+
+    fn add(&mut self, other: Requests) {
+        self.cpu_millis = self.cpu_millis.saturating_add(other.cpu_millis);
+        self.memory_bytes = self.memory_bytes.saturating_add(other.memory_bytes);
+    }
+}
+
+/// What a node may give to pods: its `status.allocatable`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Allocatable {
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
+    /// How many pods the node takes (kubelet's `--max-pods`, 110 by default).
+    pub pods: i64,
+}
+
+impl Allocatable {
+    pub fn get(&self, name: ResourceName) -> i64 {
+        match name {
+            ResourceName::Cpu => self.cpu_millis,
+            ResourceName::Memory => self.memory_bytes,
+        }
+    }
+}
+
+/// A port a pod takes on its node's addresses. flotilla binds host ports on
+/// every address (a `hostIP` is refused at apply), so a port conflicts with
+/// the same port and protocol and nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub port: i32,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol)
+    }
+}
+
+/// A pod bound to a node and not yet terminated, reduced to what the
+/// scheduler weighs: its requests, its host ports and its deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundPod {
+    /// `namespace/name`, to name it in explanations.
+    pub name: String,
+    /// As the filter counts them: a missing request is 0.
+    pub requests: Requests,
+    /// As the scores count them: a missing request is the non-zero default.
+    pub non_zero_requests: Requests,
+    pub host_ports: Vec<HostPort>,
+    pub deployment: Option<DeploymentRef>,
+}
+
+impl BoundPod {
+    pub fn new(pod: &Pod, deployment: Option<DeploymentRef>) -> Self {
+        let (requests, non_zero_requests) = pod_requests(&pod.spec);
+        Self {
+            name: pod_name(pod),
+            requests,
+            non_zero_requests,
+            host_ports: host_ports(&pod.spec),
+            deployment,
+        }
+    }
+}
+
+/// One node as the scheduler sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// The taints of the cluster file. Those Kubernetes derives from the node's
+    /// state (unschedulable, not-ready, unreachable) are not listed here: the
+    /// scheduler derives them from `unschedulable` and `ready`.
+    pub taints: Vec<Taint>,
+    /// Cordoned (`flotilla cordon`).
+    pub unschedulable: bool,
+    /// The node's Ready condition: False while its agent is known to be
+    /// unhealthy, Unknown while its node session is lost.
+    pub ready: ConditionStatus,
+    pub allocatable: Allocatable,
+    /// Images present, by normalised reference ([`image_key`]), with their
+    /// sizes in bytes.
+    pub images: BTreeMap<String, i64>,
+    /// The pods bound to the node that have not terminated.
+    pub pods: Vec<BoundPod>,
+}
+
+impl NodeInfo {
+    /// A Ready, schedulable node with no labels, taints, images or pods.
+    pub fn new(name: impl Into<String>, allocatable: Allocatable) -> Self {
+        Self {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            unschedulable: false,
+            ready: ConditionStatus::True,
+            allocatable,
+            images: BTreeMap::new(),
+            pods: Vec::new(),
+        }
+    }
+
+    /// Records an image present on the node, under its normalised reference.
+    pub fn add_image(&mut self, reference: &str, size_bytes: i64) {
+        self.images.insert(image_key(reference), size_bytes);
+    }
+}
+
+/// The key an image is known by on nodes and in pods: the reference as Docker
+/// normalises it (`busybox` → `docker.io/library/busybox:latest`), which is also
+/// how the agent's image store names it. Kubernetes only appends `:latest`, and
+/// so misses `busybox` against `docker.io/library/busybox:latest`; a reference
+/// that does not parse falls back to that rule.
+pub fn image_key(reference: &str) -> String {
+    match NormalizedImage::parse(reference) {
+        Ok(image) => image.to_string(),
+        Err(_) => {
+            let last_slash = reference.rfind('/');
+            let last_colon = reference.rfind(':');
+            if last_colon <= last_slash {
+                format!("{reference}:latest")
+            } else {
+                reference.to_owned()
+            }
+        }
+    }
+}
+
+/// The pod being placed, with what every plugin needs worked out once.
+pub(super) struct PodFacts<'a> {
+    pub spec: &'a PodSpec,
+    pub requests: Requests,
+    pub non_zero_requests: Requests,
+    pub host_ports: Vec<HostPort>,
+    /// One key per container, in order ([`image_key`]).
+    pub images: Vec<String>,
+    pub deployment: Option<&'a DeploymentRef>,
+}
+
+impl<'a> PodFacts<'a> {
+    pub fn new(pod: &'a Pod, deployment: Option<&'a DeploymentRef>) -> Self {
+        let (requests, non_zero_requests) = pod_requests(&pod.spec);
+        Self {
+            spec: &pod.spec,
+            requests,
+            non_zero_requests,
+            host_ports: host_ports(&pod.spec),
+            images: pod
+                .spec
+                .containers
+                .iter()
+                .map(|c| image_key(&c.image))
+                .collect(),
+            deployment,
+        }
+    }
+
+    pub fn tolerations(&self) -> &'a [Toleration] {
+        &self.spec.tolerations
+    }
+}
+
+/// What a node's bound pods take, summed once per scheduling pass and shared
+/// by the filters and the scores.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Usage {
+    pub requests: Requests,
+    pub non_zero_requests: Requests,
+    pub pods: i64,
+}
+
+impl Usage {
+    pub fn of(node: &NodeInfo) -> Self {
+        let mut usage = Usage::default();
+        for pod in &node.pods {
+            usage.requests.add(pod.requests);
+            usage.non_zero_requests.add(pod.non_zero_requests);
+            usage.pods += 1;
+        }
+        usage
+    }
+}
+
+/// A pod's requests as the filter counts them and as the scores count them.
+///
+/// Kubernetes' rule is max(sum of the containers, each init container) plus
+/// the pod's overhead. flotilla's pods have neither init containers nor
+/// overhead (`api` refuses both), so the rule comes down to the sum; when
+/// either arrives, it belongs here.
+fn pod_requests(spec: &PodSpec) -> (Requests, Requests) {
+    let mut requests = Requests::default();
+    let mut non_zero = Requests::default();
+    for container in &spec.containers {
+        let resources = &container.resources;
+        let cpu = resources.request(ResourceName::Cpu).map(|q| q.millis());
+        let memory = resources.request(ResourceName::Memory).map(|q| q.value());
+        requests.add(Requests {
+            cpu_millis: cpu.unwrap_or(0),
+            memory_bytes: memory.unwrap_or(0),
+        });
+        // Only a missing request takes the default: an explicit 0 stays 0,
+        // as in kube-scheduler's `GetNonzeroRequestForResource`.
+        non_zero.add(Requests {
+            cpu_millis: cpu.unwrap_or(DEFAULT_MILLI_CPU_REQUEST),
+            memory_bytes: memory.unwrap_or(DEFAULT_MEMORY_REQUEST),
+        });
+    }
+    (requests, non_zero)
+}
+
+fn host_ports(spec: &PodSpec) -> Vec<HostPort> {
+    spec.host_ports()
+        .map(|(port, protocol)| HostPort { port, protocol })
+        .collect()
+}
+
+/// `namespace/name`, or just the name when the pod names no namespace.
+pub(super) fn pod_name(pod: &Pod) -> String {
+    let meta = &pod.metadata;
+    if meta.namespace.is_empty() {
+        meta.name.clone()
+    } else {
+        format!("{}/{}", meta.namespace, meta.name)
+    }
+}
