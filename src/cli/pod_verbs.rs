@@ -16,8 +16,8 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 
 use super::get::{DEFAULT_TIMEOUT, Resource, not_yet, parse_timeout};
-use crate::agent::protocol::Client;
 use crate::agent::protocol::messages::{LogRecord, LogsQuery, PodRef};
+use crate::agent::protocol::{Client, ClientError};
 use crate::cluster::ClusterSnapshot;
 use crate::config::cluster_file;
 use crate::config::paths::{Dirs, cluster_file_path};
@@ -139,22 +139,15 @@ pub fn delete(
     if args.resource != Resource::Pods {
         return Err(not_yet("delete", args.resource));
     }
-    let (namespace, name) = (&args.namespace, &args.name);
-    with_fleet(cluster, dirs, args.timeout, async |fleet, snapshot| {
-        let nodes = holders(snapshot, namespace, name);
-        if nodes.is_empty() {
-            return Err(not_found(snapshot, namespace, name));
-        }
-        let pod = PodRef::new(namespace, name);
-        for node in &nodes {
-            client_of(fleet, node)?
-                .delete_pod(&pod, args.grace_period)
-                .await
-                .with_context(|| format!("deleting pod {name:?} on {node}"))?;
-        }
-        println!("pod {name:?} deleted");
-        Ok(ExitCode::SUCCESS)
-    })
+    let grace = args.grace_period;
+    on_every_copy(
+        cluster,
+        dirs,
+        args.timeout,
+        (&args.namespace, &args.name),
+        "deleted",
+        async |client, pod| client.delete_pod(pod, grace).await.map(drop),
+    )
 }
 
 pub fn kill(
@@ -162,20 +155,38 @@ pub fn kill(
     cluster: Option<std::path::PathBuf>,
     dirs: &Dirs,
 ) -> anyhow::Result<ExitCode> {
-    let (namespace, name) = (&args.namespace, &args.pod);
-    with_fleet(cluster, dirs, args.timeout, async |fleet, snapshot| {
+    on_every_copy(
+        cluster,
+        dirs,
+        args.timeout,
+        (&args.namespace, &args.pod),
+        "killed",
+        async |client, pod| client.kill_pod(pod).await.map(drop),
+    )
+}
+
+/// Sends `request` to every node whose agent holds the pod (a copy awaiting
+/// fencing included), then says, as kubectl does, `pod "NAME" <done>`.
+fn on_every_copy(
+    cluster: Option<std::path::PathBuf>,
+    dirs: &Dirs,
+    wait: Duration,
+    (namespace, name): (&str, &str),
+    done: &str,
+    request: impl AsyncFn(&Client, &PodRef) -> Result<(), ClientError>,
+) -> anyhow::Result<ExitCode> {
+    with_fleet(cluster, dirs, wait, async |fleet, snapshot| {
         let nodes = holders(snapshot, namespace, name);
         if nodes.is_empty() {
             return Err(not_found(snapshot, namespace, name));
         }
         let pod = PodRef::new(namespace, name);
         for node in &nodes {
-            client_of(fleet, node)?
-                .kill_pod(&pod)
+            request(&client_of(fleet, node)?, &pod)
                 .await
-                .with_context(|| format!("killing pod {name:?} on {node}"))?;
+                .with_context(|| format!("pod {name:?} on {node}: not {done}"))?;
         }
-        println!("pod {name:?} killed");
+        println!("pod {name:?} {done}");
         Ok(ExitCode::SUCCESS)
     })
 }

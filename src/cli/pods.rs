@@ -23,8 +23,7 @@ use super::table::{GET_PADDING, NONE, age, align, escape, human_duration};
 use crate::agent::protocol::messages::PodRecord;
 use crate::api::status::PodStatus;
 use crate::api::{ObjectMeta, PodSpec};
-use crate::cluster::{ClusterSnapshot, NodeStatus, NodeView};
-use std::sync::Arc;
+use crate::cluster::{ClusterSnapshot, NodeStatus};
 
 /// Which namespaces a listing covers (`-n NS`, `-A`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +58,13 @@ impl Placed<'_> {
     }
 }
 
-fn gather<'a>(snapshot: &'a ClusterSnapshot, namespaces: &Namespaces) -> Vec<Placed<'a>> {
+/// The pods of `namespaces` (only the one named `name`, if given), sorted
+/// by namespace, name and node.
+fn gather<'a>(
+    snapshot: &'a ClusterSnapshot,
+    namespaces: &Namespaces,
+    name: Option<&str>,
+) -> Vec<Placed<'a>> {
     let mut pods: Vec<Placed> = snapshot
         .nodes
         .iter()
@@ -71,14 +76,12 @@ fn gather<'a>(snapshot: &'a ClusterSnapshot, namespaces: &Namespaces) -> Vec<Pla
             })
         })
         .filter(|p| namespaces.admits(&p.record.pod.metadata.namespace))
+        .filter(|p| name.is_none_or(|name| p.record.pod.metadata.name == name))
         .collect();
     pods.sort_by(|a, b| {
-        let key = |p: &Placed| {
-            (
-                p.record.pod.metadata.namespace.clone(),
-                p.record.pod.metadata.name.clone(),
-                p.node.to_string(),
-            )
+        let key = |p: &Placed<'a>| {
+            let meta = &p.record.pod.metadata;
+            (meta.namespace.as_str(), meta.name.as_str(), p.node)
         };
         key(a).cmp(&key(b))
     });
@@ -93,7 +96,15 @@ pub fn pods_table(
     now: DateTime<Utc>,
     wide: bool,
 ) -> Option<String> {
-    let pods = gather(snapshot, namespaces);
+    render_table(gather(snapshot, namespaces, None), namespaces, now, wide)
+}
+
+fn render_table(
+    pods: Vec<Placed>,
+    namespaces: &Namespaces,
+    now: DateTime<Utc>,
+    wide: bool,
+) -> Option<String> {
     if pods.is_empty() {
         return None;
     }
@@ -217,7 +228,7 @@ fn pod_object<'a>(placed: &Placed<'a>) -> PodObject<'a> {
 
 /// `flotilla get pods -o json`: a Kubernetes `List` of `Pod`s.
 pub fn pods_json(snapshot: &ClusterSnapshot, namespaces: &Namespaces) -> String {
-    let pods = gather(snapshot, namespaces);
+    let pods = gather(snapshot, namespaces, None);
     super::nodes::to_json(&PodList {
         api_version: "v1",
         kind: "List",
@@ -230,8 +241,12 @@ pub fn pods_json(snapshot: &ClusterSnapshot, namespaces: &Namespaces) -> String 
 
 /// `flotilla get pod NAME -o json`: the one `Pod`; `None` if no node has it.
 pub fn pod_json(snapshot: &ClusterSnapshot, namespace: &str, name: &str) -> Option<String> {
-    let pods = gather(snapshot, &Namespaces::One(namespace.to_string()));
-    let placed = pods.iter().find(|p| p.record.pod.metadata.name == name)?;
+    let pods = gather(
+        snapshot,
+        &Namespaces::One(namespace.to_string()),
+        Some(name),
+    );
+    let placed = pods.first()?;
     Some(super::nodes::to_json(&pod_object(placed)))
 }
 
@@ -243,22 +258,13 @@ pub fn pod_table(
     now: DateTime<Utc>,
     wide: bool,
 ) -> Option<String> {
-    let mut only = snapshot.clone();
-    only.nodes = only
-        .nodes
-        .iter()
-        .map(|node| {
-            let mut node = NodeView::clone(node);
-            node.pods = node
-                .pods
-                .iter()
-                .filter(|p| p.pod.metadata.name == name && p.pod.metadata.namespace == namespace)
-                .cloned()
-                .collect();
-            Arc::new(node)
-        })
-        .collect();
-    pods_table(&only, &Namespaces::One(namespace.to_string()), now, wide)
+    let namespaces = Namespaces::One(namespace.to_string());
+    render_table(
+        gather(snapshot, &namespaces, Some(name)),
+        &namespaces,
+        now,
+        wide,
+    )
 }
 
 #[cfg(test)]
