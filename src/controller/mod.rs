@@ -1,3 +1,5 @@
 //! The controller: turns desired state (pods, deployments) into agent calls,
 //! reconciles replicas, reschedules off lost nodes and fences nodes that come
-//! back, while holding the cluster lease. (Issue 6 fills it.)
+//! back, while holding the cluster lease.
+
+pub mod agents;
