@@ -3,3 +3,6 @@
 //! back, while holding the cluster lease.
 
 pub mod agents;
+pub mod naming;
+pub mod plan;
+pub mod world;
