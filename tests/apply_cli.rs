@@ -1,5 +1,6 @@
-//! `flotilla apply --dry-run -f` as a user runs it: the real binary, its exit
-//! status, and what it prints where.
+//! `flotilla apply --dry-run -f` as a user runs it with no cluster yet: the
+//! real binary, its exit status, and what it prints where. (Applying to the
+//! demo cluster is tested in tests/controller_demo.rs.)
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -33,8 +34,11 @@ fn a_good_file_is_reported_as_created() {
         stdout.trim(),
         "deployment.apps/httpd created (dry run): namespace default, 2 replicas, image 10.77.0.1:5000/demo/httpd:latest"
     );
-    assert_eq!(text(&out.stderr), "");
+    assert_eq!(text(&out.stderr), NO_CLUSTER_NOTE);
 }
+
+const NO_CLUSTER_NOTE: &str =
+    "note: no cluster file, so no placement is shown; `flotilla demo up` makes one\n";
 
 #[test]
 fn a_bad_file_names_file_and_paths_and_fails() {
@@ -88,7 +92,8 @@ fn a_directory_is_read_whole_and_warnings_go_to_stderr() {
         .map(|l| l.split(" created (dry run)").next().unwrap_or_default())
         .collect();
     assert_eq!(created, ["pod/busybox", "pod/httpd-hostport", "pod/probed"]);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(stderr.ends_with(NO_CLUSTER_NOTE), "{stderr}");
     assert!(
         stderr.starts_with(&format!(
             "Warning: {}: document 1 (Pod \"probed\"): spec.containers[0].livenessProbe: livenessProbe has no effect yet: the probe will not run",
@@ -99,16 +104,13 @@ fn a_directory_is_read_whole_and_warnings_go_to_stderr() {
 }
 
 #[test]
-fn without_dry_run_it_says_what_to_do() {
+fn without_a_cluster_file_it_says_what_to_do() {
     let file = Path::new(ASSETS).join("busybox-pod.yaml");
     let (out, _home) = flotilla(&["apply", "-f", &file.to_string_lossy()]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("not available in this build yet") && stderr.contains("--dry-run"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cluster.toml"), "{stderr}");
 }
 
 #[test]

@@ -1,47 +1,296 @@
-//! `flotilla apply -f FILE|DIR [--dry-run]`: loads and validates manifests and,
-//! with `--dry-run`, says what would be created, kubectl-style. Applying to a
-//! cluster needs the controller, which a later build brings.
+//! `flotilla apply -f FILE|DIR [--wait] [--dry-run]`: loads and validates
+//! manifests, writes them to the cluster's replicated store (deployments as
+//! they are; pods as pending until the scheduler places them) and makes sure
+//! they are reconciled: by the lease holder if one runs, else by this
+//! command, which takes the lease while it runs. `--dry-run` writes nothing
+//! and shows where the scheduler would place each pod, and why. `--wait`
+//! returns once every pod applied runs (deployments rolled out).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::bail;
+
+use super::control::{Control, reconcile_until, with_control};
+use super::get::{DEFAULT_TIMEOUT, parse_timeout};
+use crate::api::deployment::Deployment;
 use crate::api::manifest::{LoadReport, LoadedObject, Object, load_paths};
+use crate::api::pod::Pod;
+use crate::config::paths::{Dirs, cluster_file_path};
+use crate::controller::naming;
+use crate::controller::plan::{Action, PlanOptions, SCHEDULING_ANNOTATION, available, plan};
+use crate::controller::run::ControllerOptions;
+use crate::controller::status::counts;
+use crate::controller::world::{DeploymentState, KIND_DEPLOYMENT, KIND_POD, PendingPod, World};
 
 #[derive(clap::Args, Debug)]
 pub struct ApplyArgs {
     /// A manifest file or a directory of them (YAML or JSON); repeatable.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
-    /// Parse and validate only; print what would be created.
+    /// Write nothing: validate, and show where each pod would be placed and why.
     #[arg(long)]
     pub dry_run: bool,
+    /// Return once every pod applied is running (deployments rolled out).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// How long to wait for nodes to answer.
+    #[arg(long = "connect-timeout", default_value = DEFAULT_TIMEOUT, value_parser = parse_timeout)]
+    pub connect_timeout: Duration,
 }
 
-pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    if !args.dry_run {
-        anyhow::bail!(
-            "applying to a cluster is not available in this build yet; use --dry-run to parse and validate the manifests"
+pub fn run(args: &ApplyArgs, cluster: Option<PathBuf>, dirs: &Dirs) -> anyhow::Result<ExitCode> {
+    let report = load_paths(&args.files);
+    let mut err = std::io::stderr().lock();
+    print_problems(&report, &mut err)?;
+    let code = exit_code(&report, &mut err)?;
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    drop(err);
+    let objects: Vec<Object> = report.objects().map(|o| o.object.clone()).collect();
+    if args.dry_run && !cluster_file_path(cluster.clone(), dirs).exists() {
+        // Nothing to place on: validate only, as `kubectl apply --dry-run=client`.
+        for loaded in report.objects() {
+            println!("{}", describe(loaded));
+        }
+        eprintln!("note: no cluster file, so no placement is shown; `flotilla demo up` makes one");
+        return Ok(ExitCode::SUCCESS);
+    }
+    with_control(
+        cluster,
+        dirs,
+        args.connect_timeout,
+        ControllerOptions::default(),
+        async |control| {
+            if args.dry_run {
+                dry_run(control, &objects).await
+            } else {
+                apply(control, &objects, args).await
+            }
+        },
+    )
+}
+
+async fn apply(
+    control: &mut Control,
+    objects: &[Object],
+    args: &ApplyArgs,
+) -> anyhow::Result<ExitCode> {
+    let world = control.controller.read_world().await?;
+    for object in objects {
+        let verdict = match object {
+            Object::Pod(pod) => write_pod(control, &world, pod).await?,
+            Object::Deployment(d) => write_deployment(control, d).await?,
+        };
+        println!("{}/{} {verdict}", resource(object), object.name());
+    }
+    let outcome = reconcile_until(control, args.timeout, !args.wait, |world| {
+        objects.iter().all(|o| settled(world, o))
+    })
+    .await?;
+    for line in placements(objects, &outcome.actions) {
+        println!("{line}");
+    }
+    if let Some(holder) = &outcome.other_holder {
+        tracing::info!("reconciled by the lease holder {holder}");
+    }
+    for error in &outcome.errors {
+        eprintln!("warning: {error}");
+    }
+    if args.wait && !outcome.done {
+        let world = control.controller.read_world().await?;
+        let waiting: Vec<String> = objects
+            .iter()
+            .filter(|o| !settled(&world, o))
+            .map(|o| format!("{}/{}", resource(o), o.name()))
+            .collect();
+        bail!(
+            "timed out after {:?} waiting for {} to run; see `flotilla describe` for why",
+            args.timeout,
+            waiting.join(", ")
         );
     }
-    let report = load_paths(&args.files);
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
-    print_report(&report, &mut out, &mut err)?;
-    Ok(exit_code(&report, &mut err)?)
+    Ok(ExitCode::SUCCESS)
 }
 
-fn print_report(
-    report: &LoadReport,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> std::io::Result<()> {
+fn resource(object: &Object) -> &'static str {
+    match object {
+        Object::Pod(_) => "pod",
+        Object::Deployment(_) => "deployment.apps",
+    }
+}
+
+/// A pod is settled once it runs ready (or has completed); a deployment
+/// once rolled out.
+fn settled(world: &World, object: &Object) -> bool {
+    match object {
+        Object::Pod(pod) => world
+            .nodes
+            .iter()
+            .flat_map(|n| n.pods.iter())
+            .find(|r| {
+                r.pod.metadata.namespace == pod.metadata.namespace
+                    && r.pod.metadata.name == pod.metadata.name
+            })
+            .is_some_and(|r| {
+                available(&r.status) || r.status.phase == crate::api::status::PodPhase::Succeeded
+            }),
+        Object::Deployment(d) => counts(world, d).rolled_out(),
+    }
+}
+
+/// Pods cannot change in place (as in Kubernetes): the same spec again is
+/// `unchanged`, a different one is refused.
+async fn write_pod(control: &Control, world: &World, pod: &Pod) -> anyhow::Result<&'static str> {
+    let (namespace, name) = (&pod.metadata.namespace, &pod.metadata.name);
+    let placed = world
+        .nodes
+        .iter()
+        .flat_map(|n| n.pods.iter().map(move |r| (n.name.as_str(), r)))
+        .find(|(_, r)| &r.pod.metadata.namespace == namespace && &r.pod.metadata.name == name);
+    if let Some((node, record)) = placed {
+        if record.pod.spec.containers == pod.spec.containers {
+            return Ok("unchanged");
+        }
+        bail!(
+            "pod {name:?} already runs on {node} with a different spec, and a pod cannot be changed in place; delete it first (`flotilla delete pod {name}`) or use a Deployment"
+        );
+    }
+    let pending = PendingPod {
+        pod: pod.clone(),
+        status: Default::default(),
+    };
+    let existing = world
+        .pending
+        .iter()
+        .find(|p| &p.pod.metadata.namespace == namespace && &p.pod.metadata.name == name);
+    if existing.is_some_and(|p| p.pod == *pod) {
+        return Ok("unchanged");
+    }
+    control
+        .store()
+        .put(KIND_POD, namespace, name, serde_json::to_value(&pending)?)
+        .await?;
+    Ok(if existing.is_some() {
+        "configured"
+    } else {
+        "created"
+    })
+}
+
+async fn write_deployment(
+    control: &Control,
+    deployment: &Deployment,
+) -> anyhow::Result<&'static str> {
+    let (namespace, name) = (&deployment.metadata.namespace, &deployment.metadata.name);
+    let wanted = serde_json::to_value(deployment)?;
+    let current = control
+        .store()
+        .get(KIND_DEPLOYMENT, namespace, name)
+        .await?;
+    let verdict = match current.and_then(|r| r.object) {
+        Some(object) if object == wanted => return Ok("unchanged"),
+        Some(_) => "configured",
+        None => "created",
+    };
+    control
+        .store()
+        .update(KIND_DEPLOYMENT, namespace, name, |_| Ok(wanted.clone()))
+        .await?;
+    Ok(verdict)
+}
+
+/// What happened to the pods of `objects`, from the passes' actions.
+fn placements(objects: &[Object], actions: &[Action]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for action in actions {
+        let (pod, text) = match action {
+            Action::Bind { pod, node, .. } => (pod, format!("scheduled to {node}")),
+            Action::Pend { pod, message } => (pod, format!("Pending: {message}")),
+            _ => continue,
+        };
+        let ours = objects.iter().any(|o| match o {
+            Object::Pod(p) => {
+                p.metadata.namespace == pod.metadata.namespace
+                    && p.metadata.name == pod.metadata.name
+            }
+            Object::Deployment(d) => {
+                d.metadata.namespace == pod.metadata.namespace
+                    && naming::owner(pod) == Some(d.metadata.name.as_str())
+            }
+        });
+        if ours {
+            lines.push(format!("pod/{} {text}", pod.metadata.name));
+        }
+    }
+    lines
+}
+
+/// Plans as if the objects were applied, and shows each decision in full.
+async fn dry_run(control: &mut Control, objects: &[Object]) -> anyhow::Result<ExitCode> {
+    let mut world = control.controller.read_world().await?;
+    for object in objects {
+        match object {
+            Object::Pod(pod) => world.pending.push(PendingPod {
+                pod: pod.clone(),
+                status: Default::default(),
+            }),
+            Object::Deployment(d) => {
+                world.deployments.retain(|s| {
+                    !(s.deployment.metadata.namespace == d.metadata.namespace
+                        && s.deployment.metadata.name == d.metadata.name)
+                });
+                world.deployments.push(DeploymentState {
+                    deployment: d.clone(),
+                    generation: 0,
+                });
+            }
+        }
+        println!(
+            "{}/{} configured (dry run)",
+            resource(object),
+            object.name()
+        );
+    }
+    let actions = plan(
+        &world,
+        &Default::default(),
+        &PlanOptions::default(),
+        &mut rand::rng(),
+    );
+    for action in &actions {
+        match action {
+            Action::Bind { pod, .. }
+                if placements(objects, std::slice::from_ref(action)).len() == 1 =>
+            {
+                let why = pod
+                    .metadata
+                    .annotations
+                    .get(SCHEDULING_ANNOTATION)
+                    .map_or("", String::as_str);
+                println!("\npod/{} (dry run): {why}", pod.metadata.name);
+            }
+            Action::Pend { pod, message }
+                if placements(objects, std::slice::from_ref(action)).len() == 1 =>
+            {
+                println!("\npod/{} (dry run): Pending: {message}", pod.metadata.name);
+            }
+            _ => {}
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_problems(report: &LoadReport, err: &mut impl Write) -> std::io::Result<()> {
     for file in &report.files {
         for warning in &file.warnings {
             writeln!(err, "Warning: {warning}")?;
-        }
-        for loaded in &file.objects {
-            writeln!(out, "{}", describe(loaded))?;
         }
         for error in &file.errors {
             writeln!(err, "error: {error}")?;

@@ -4,6 +4,8 @@
 
 pub mod apply;
 pub mod connect;
+pub mod control;
+pub mod controller;
 pub mod demo;
 pub mod get;
 pub mod node;
@@ -55,6 +57,8 @@ pub enum Command {
     Logs(pod_verbs::LogsArgs),
     /// Trust a node's host key, or add a node to the cluster file.
     Node(node::NodeArgs),
+    /// Run the reconcile loop headless (while holding the cluster lease).
+    Controller(controller::ControllerArgs),
     /// Internal: the init process of one demo node (PID 1 of its namespaces).
     #[command(name = "__demo-node", hide = true)]
     DemoNode(demo::DemoNodeArgs),
@@ -107,7 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("the console is not built yet; `flotilla demo status` shows the demo cluster");
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Apply(args)) => apply::run(&args),
+        Some(Command::Apply(args)) => apply::run(&args, cli.cluster, &dirs),
         Some(Command::Demo(args)) => demo::run(args, &dirs),
         Some(Command::Get(args)) => get::get(&args, cli.cluster, &dirs),
         Some(Command::Top(args)) => get::top(&args, cli.cluster, &dirs),
@@ -118,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Node(args)) => {
             node::run(&args, cli.cluster, &dirs).map(|()| ExitCode::SUCCESS)
         }
+        Some(Command::Controller(args)) => controller::run(&args, cli.cluster, &dirs),
         Some(Command::DemoNode(_)) => unreachable!("dispatched before run()"),
     }
 }

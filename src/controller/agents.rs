@@ -4,7 +4,7 @@
 //! of local agents.
 
 use crate::agent::protocol::Client;
-use crate::ssh::fleet::Fleet;
+use crate::ssh::fleet::{Fleet, FleetHandle};
 
 /// The cluster's agents as the controller sees them.
 pub trait Agents: Send + Sync {
@@ -31,6 +31,16 @@ impl Agents for Fleet {
 
     fn client(&self, node: &str) -> Option<Client> {
         Fleet::client(self, node)
+    }
+}
+
+impl Agents for FleetHandle {
+    fn members(&self) -> Vec<String> {
+        FleetHandle::members(self).to_vec()
+    }
+
+    fn client(&self, node: &str) -> Option<Client> {
+        FleetHandle::client(self, node)
     }
 }
 

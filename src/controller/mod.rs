@@ -3,6 +3,11 @@
 //! back, while holding the cluster lease.
 
 pub mod agents;
+pub mod events;
+pub mod lease;
 pub mod naming;
 pub mod plan;
+pub mod replicated;
+pub mod run;
+pub mod status;
 pub mod world;

@@ -92,12 +92,46 @@ impl Fleet {
         self.sink.clients.lock().ok()?.get(node).cloned()
     }
 
+    /// A cheap handle on the sessions' clients that outlives borrows of the
+    /// fleet (the controller keeps one).
+    pub fn handle(&self) -> FleetHandle {
+        FleetHandle {
+            members: self
+                .state
+                .snapshot()
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .collect(),
+            sink: Arc::clone(&self.sink),
+        }
+    }
+
     /// Ends every session (closing its connection) and waits for them.
     pub async fn stop(self) {
         self.cancel.cancel();
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// The member nodes of a fleet and their connected clients.
+#[derive(Clone)]
+pub struct FleetHandle {
+    members: Vec<String>,
+    sink: Arc<Settling>,
+}
+
+impl FleetHandle {
+    /// Every node of the cluster file, in its order.
+    pub fn members(&self) -> &[String] {
+        &self.members
+    }
+
+    /// The agent client of `node` while its session is connected.
+    pub fn client(&self, node: &str) -> Option<Client> {
+        self.sink.clients.lock().ok()?.get(node).cloned()
     }
 }
 

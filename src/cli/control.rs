@@ -1,0 +1,201 @@
+//! How a verb that changes the cluster works: it connects to every node,
+//! writes desired state to the replicated store, and makes sure someone
+//! reconciles it. If a controller (a console, `flotilla controller`) holds
+//! the lease, the verb only watches; if nobody does, the verb takes the
+//! lease and reconciles itself for as long as it runs, then releases it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ClusterSnapshot;
+use crate::config::cluster_file;
+use crate::config::paths::{Dirs, cluster_file_path};
+use crate::controller::agents::Agents;
+use crate::controller::lease::{LeaseKeeper, LeaseState, holder_id};
+use crate::controller::plan::Action;
+use crate::controller::replicated::ReplicatedStore;
+use crate::controller::run::{Controller, ControllerOptions, PassReport};
+use crate::controller::world::World;
+use crate::ssh::fleet::Fleet;
+
+/// How long a lease lasts between renewals (the agents cap it at 15 s).
+pub const LEASE_TTL: Duration = Duration::from_secs(6);
+
+/// A connected fleet with the controller's machinery over it.
+pub struct Control {
+    pub fleet: Fleet,
+    pub controller: Controller,
+    pub holder: String,
+}
+
+impl Control {
+    pub fn store(&self) -> &Arc<ReplicatedStore> {
+        self.controller.store()
+    }
+
+    pub fn snapshot(&self) -> Arc<ClusterSnapshot> {
+        self.fleet.state().snapshot()
+    }
+
+    pub fn agents(&self) -> Arc<dyn Agents> {
+        Arc::new(self.fleet.handle())
+    }
+}
+
+/// Runs `verb` on a runtime with a connected [`Control`], then closes the
+/// sessions.
+pub fn with_control<T>(
+    cluster: Option<std::path::PathBuf>,
+    dirs: &Dirs,
+    wait: Duration,
+    options: ControllerOptions,
+    verb: impl AsyncFnOnce(&mut Control) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let path = cluster_file_path(cluster, dirs);
+    let config = cluster_file::load(&path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let fleet = super::connect::connect(&config, dirs, wait).await?;
+        let holder = holder_id();
+        let controller = Controller::new(
+            Arc::new(fleet.handle()),
+            fleet.state().clone(),
+            holder.clone(),
+            options,
+        );
+        let mut control = Control {
+            fleet,
+            controller,
+            holder,
+        };
+        let result = verb(&mut control).await;
+        control.fleet.stop().await;
+        result
+    })
+}
+
+/// Who reconciled while [`reconcile_until`] ran.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    /// The condition was met before the deadline.
+    pub done: bool,
+    /// The holder that reconciled, when it was another process.
+    pub other_holder: Option<String>,
+    /// What this process's own passes did.
+    pub actions: Vec<Action>,
+    /// Failures of this process's own passes, each once.
+    pub errors: Vec<String>,
+}
+
+/// Makes sure the cluster is reconciled until `done` says the world is as
+/// wanted or `timeout` passes: as the lease holder when nobody holds it
+/// (passes of our own), else by watching the holder's work. With
+/// `one_pass`, stops after the first pass of our own, or at once when
+/// another process holds the lease.
+pub async fn reconcile_until(
+    control: &mut Control,
+    timeout: Duration,
+    one_pass: bool,
+    mut done: impl FnMut(&World) -> bool,
+) -> anyhow::Result<Reconciled> {
+    let deadline = Instant::now() + timeout;
+    let mut outcome = Reconciled::default();
+    let mut lease: Option<Lease> = None;
+    let mut next_try = Instant::now();
+    let result = loop {
+        if lease.is_none() && Instant::now() >= next_try {
+            let keeper = LeaseKeeper::new(control.agents(), control.holder.clone(), LEASE_TTL);
+            match keeper.try_acquire().await {
+                LeaseState::Held { .. } => {
+                    let cancel = CancellationToken::new();
+                    let (mut held, task) = keeper.spawn(cancel.clone());
+                    // The keeper renews at once and says so.
+                    let confirmed = tokio::time::timeout(LEASE_TTL / 3, held.wait_for(|h| *h))
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                    let taken = Lease { held, cancel, task };
+                    if confirmed {
+                        lease = Some(taken);
+                    } else {
+                        taken.end().await;
+                    }
+                }
+                LeaseState::NotHeld { holder, retry_in } => {
+                    if holder.is_some() {
+                        outcome.other_holder = holder;
+                    }
+                    next_try = Instant::now()
+                        + retry_in.clamp(Duration::from_millis(200), Duration::from_secs(2));
+                }
+            }
+        }
+        let mut passed = false;
+        if let Some(taken) = &lease {
+            if *taken.held.borrow() {
+                match control.controller.pass(&taken.held).await {
+                    Ok(report) => {
+                        passed = true;
+                        collect(&mut outcome, report);
+                    }
+                    Err(err) => note(&mut outcome, err.to_string()),
+                }
+            } else if let Some(lost) = lease.take() {
+                lost.end().await;
+            }
+        }
+        if one_pass && (passed || outcome.other_holder.is_some()) {
+            break Ok(());
+        }
+        match control.controller.read_world().await {
+            Ok(world) if done(&world) => {
+                outcome.done = true;
+                break Ok(());
+            }
+            Ok(_) => {}
+            Err(err) if Instant::now() >= deadline => break Err(err.into()),
+            Err(_) => {}
+        }
+        if Instant::now() >= deadline {
+            break Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(if passed { 100 } else { 250 })).await;
+    };
+    if let Some(taken) = lease {
+        taken.end().await;
+    }
+    result.map(|()| outcome)
+}
+
+/// The lease while this verb holds it: its keeper's task and signal.
+struct Lease {
+    held: tokio::sync::watch::Receiver<bool>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Stops renewing and releases it on every agent.
+    async fn end(self) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
+    }
+}
+
+fn collect(outcome: &mut Reconciled, report: PassReport) {
+    outcome.actions.extend(report.actions);
+    for error in report.errors {
+        note(outcome, error);
+    }
+}
+
+fn note(outcome: &mut Reconciled, error: String) {
+    if !outcome.errors.contains(&error) {
+        outcome.errors.push(error);
+    }
+}
