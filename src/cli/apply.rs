@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::control::{Control, reconcile_until, with_control};
+use super::deployments::CREATED_ANNOTATION;
 use super::get::{DEFAULT_TIMEOUT, parse_timeout};
 use crate::api::deployment::Deployment;
 use crate::api::manifest::{LoadReport, LoadedObject, Object, load_paths};
@@ -189,12 +190,23 @@ async fn write_deployment(
     deployment: &Deployment,
 ) -> anyhow::Result<&'static str> {
     let (namespace, name) = (&deployment.metadata.namespace, &deployment.metadata.name);
-    let wanted = serde_json::to_value(deployment)?;
     let current = control
         .store()
         .get(KIND_DEPLOYMENT, namespace, name)
-        .await?;
-    let verdict = match current.and_then(|r| r.object) {
+        .await?
+        .and_then(|r| r.object);
+    // The creation time stays that of the first apply.
+    let created = current
+        .as_ref()
+        .and_then(|o| o["metadata"]["annotations"][CREATED_ANNOTATION].as_str())
+        .map_or_else(|| chrono::Utc::now().to_rfc3339(), str::to_string);
+    let mut deployment = deployment.clone();
+    deployment
+        .metadata
+        .annotations
+        .insert(CREATED_ANNOTATION.to_string(), created);
+    let wanted = serde_json::to_value(&deployment)?;
+    let verdict = match current {
         Some(object) if object == wanted => return Ok("unchanged"),
         Some(_) => "configured",
         None => "created",

@@ -116,7 +116,7 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {
-    /// What to list: nodes (node, no) or pods (pod, po); deployments come later.
+    /// What to list: nodes (node, no), pods (pod, po) or deployments (deploy).
     pub resource: Resource,
     /// Only this one.
     pub name: Option<String>,
@@ -174,7 +174,17 @@ pub fn get(
     match args.resource {
         Resource::Nodes => {}
         Resource::Pods => return get_pods(args, cluster, dirs),
-        Resource::Deployments => return Err(not_yet("get", args.resource)),
+        Resource::Deployments => {
+            let namespace = (!args.all_namespaces).then_some(args.namespace.as_str());
+            return super::deployments::get(
+                args.name.as_deref(),
+                namespace,
+                args.output,
+                cluster,
+                dirs,
+                args.timeout,
+            );
+        }
     }
     if args.watch {
         return watch(args, cluster, dirs);

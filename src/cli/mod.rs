@@ -7,6 +7,7 @@ pub mod connect;
 pub mod control;
 pub mod controller;
 pub mod demo;
+pub mod deployments;
 pub mod get;
 pub mod node;
 pub mod nodes;
@@ -55,6 +56,10 @@ pub enum Command {
     Kill(pod_verbs::KillArgs),
     /// Print a container's log.
     Logs(pod_verbs::LogsArgs),
+    /// Set a deployment's replicas (`scale deployment NAME --replicas N`).
+    Scale(deployments::ScaleArgs),
+    /// Follow a deployment's rollout, or go back to a previous template.
+    Rollout(deployments::RolloutArgs),
     /// Trust a node's host key, or add a node to the cluster file.
     Node(node::NodeArgs),
     /// Run the reconcile loop headless (while holding the cluster lease).
@@ -122,6 +127,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Node(args)) => {
             node::run(&args, cli.cluster, &dirs).map(|()| ExitCode::SUCCESS)
         }
+        Some(Command::Scale(args)) => deployments::scale(&args, cli.cluster, &dirs),
+        Some(Command::Rollout(args)) => deployments::rollout(&args, cli.cluster, &dirs),
         Some(Command::Controller(args)) => controller::run(&args, cli.cluster, &dirs),
         Some(Command::DemoNode(_)) => unreachable!("dispatched before run()"),
     }

@@ -25,7 +25,7 @@ use crate::ssh::fleet::Fleet;
 
 #[derive(clap::Args, Debug)]
 pub struct DeleteArgs {
-    /// What to delete: pod (po); deployments come later.
+    /// What to delete: pod (po) or deployment (deploy).
     pub resource: Resource,
     pub name: String,
     #[arg(short = 'n', long, default_value = "default")]
@@ -136,8 +136,18 @@ pub fn delete(
     cluster: Option<std::path::PathBuf>,
     dirs: &Dirs,
 ) -> anyhow::Result<ExitCode> {
-    if args.resource != Resource::Pods {
-        return Err(not_yet("delete", args.resource));
+    match args.resource {
+        Resource::Pods => {}
+        Resource::Deployments => {
+            return super::deployments::delete(
+                &args.namespace,
+                &args.name,
+                args.timeout,
+                cluster,
+                dirs,
+            );
+        }
+        Resource::Nodes => return Err(not_yet("delete", args.resource)),
     }
     let grace = args.grace_period;
     on_every_copy(
