@@ -9,6 +9,8 @@ use std::time::Duration;
 use crate::cluster::ClusterSnapshot;
 use crate::config::cluster_file::ClusterConfig;
 use crate::config::paths::Dirs;
+use crate::controller::replicated::ReplicatedStore;
+use crate::controller::world::{KIND_NODE, NodeFlags};
 use crate::ssh::bootstrap::AgentBinary;
 use crate::ssh::digest_cache::DigestCache;
 use crate::ssh::fleet::Fleet;
@@ -23,9 +25,34 @@ pub async fn observe(
     wait: Duration,
 ) -> anyhow::Result<Arc<ClusterSnapshot>> {
     let fleet = connect(cluster, dirs, wait).await?;
+    apply_node_flags(&fleet).await;
     let snapshot = fleet.state().snapshot();
     fleet.stop().await;
     Ok(snapshot)
+}
+
+/// Marks cordoned nodes in the fleet's state, from the cluster's store.
+/// Without a majority to read from, nodes show as the sessions see them.
+pub async fn apply_node_flags(fleet: &Fleet) {
+    let store = ReplicatedStore::new(Arc::new(fleet.handle()));
+    let flags = match store.list(KIND_NODE, Some("")).await {
+        Ok(flags) => flags,
+        Err(err) => {
+            tracing::debug!("node flags not read: {err}");
+            return;
+        }
+    };
+    for record in flags {
+        let Some(flags) = record
+            .object
+            .and_then(|o| serde_json::from_value::<NodeFlags>(o).ok())
+        else {
+            continue;
+        };
+        if let Ok(node) = fleet.state().node(&record.name) {
+            node.update(|n| n.set_unschedulable(flags.unschedulable));
+        }
+    }
 }
 
 /// Starts a session per node and returns once each has settled, or after

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod connect;
 pub mod control;
 pub mod controller;
+pub mod cordon;
 pub mod demo;
 pub mod deployments;
 pub mod get;
@@ -60,6 +61,12 @@ pub enum Command {
     Scale(deployments::ScaleArgs),
     /// Follow a deployment's rollout, or go back to a previous template.
     Rollout(deployments::RolloutArgs),
+    /// Mark a node unschedulable: no new pods go there.
+    Cordon(cordon::CordonArgs),
+    /// Mark a node schedulable again.
+    Uncordon(cordon::CordonArgs),
+    /// Cordon a node and evict its pods (their deployments replace them elsewhere).
+    Drain(cordon::DrainArgs),
     /// Trust a node's host key, or add a node to the cluster file.
     Node(node::NodeArgs),
     /// Run the reconcile loop headless (while holding the cluster lease).
@@ -129,6 +136,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Scale(args)) => deployments::scale(&args, cli.cluster, &dirs),
         Some(Command::Rollout(args)) => deployments::rollout(&args, cli.cluster, &dirs),
+        Some(Command::Cordon(args)) => cordon::cordon(&args, true, cli.cluster, &dirs),
+        Some(Command::Uncordon(args)) => cordon::cordon(&args, false, cli.cluster, &dirs),
+        Some(Command::Drain(args)) => cordon::drain(&args, cli.cluster, &dirs),
         Some(Command::Controller(args)) => controller::run(&args, cli.cluster, &dirs),
         Some(Command::DemoNode(_)) => unreachable!("dispatched before run()"),
     }

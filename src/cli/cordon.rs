@@ -1,0 +1,176 @@
+//! `flotilla cordon|uncordon|drain NODE`: the node's cordon flag lives in the
+//! replicated store (`Node/<name>`), so every controller and console sees
+//! it; drain cordons, then evicts the node's pods (each with its grace
+//! period) so their deployments replace them elsewhere.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+use futures_util::future::join_all;
+
+use super::control::{Control, reconcile_until, with_control};
+use super::get::{DEFAULT_TIMEOUT, parse_timeout};
+use crate::agent::protocol::messages::PodRef;
+use crate::config::paths::Dirs;
+use crate::controller::naming;
+use crate::controller::run::ControllerOptions;
+use crate::controller::status::counts;
+use crate::controller::world::{KIND_NODE, NodeFlags};
+
+#[derive(clap::Args, Debug)]
+pub struct CordonArgs {
+    pub node: String,
+    #[arg(long, default_value = DEFAULT_TIMEOUT, value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DrainArgs {
+    pub node: String,
+    /// Also delete pods no deployment manages (they are not recreated).
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds between the stop signal and SIGKILL (default: each pod's own).
+    #[arg(long = "grace-period")]
+    pub grace_period: Option<u64>,
+    /// How long to wait for the evicted pods' replacements.
+    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+pub fn cordon(
+    args: &CordonArgs,
+    unschedulable: bool,
+    cluster: Option<std::path::PathBuf>,
+    dirs: &Dirs,
+) -> anyhow::Result<ExitCode> {
+    with_control(
+        cluster,
+        dirs,
+        args.timeout,
+        ControllerOptions::default(),
+        async |control| {
+            let changed = set_cordon(control, &args.node, unschedulable).await?;
+            let verb = if unschedulable {
+                "cordoned"
+            } else {
+                "uncordoned"
+            };
+            if changed {
+                println!("node/{} {verb}", args.node);
+            } else {
+                println!("node/{} already {verb}", args.node);
+            }
+            Ok(ExitCode::SUCCESS)
+        },
+    )
+}
+
+/// Sets the flag; false when it already had that value.
+async fn set_cordon(control: &Control, node: &str, unschedulable: bool) -> anyhow::Result<bool> {
+    if control.snapshot().node(node).is_none() {
+        let known: Vec<String> = control
+            .snapshot()
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        bail!(
+            "nodes {node:?} not found; the cluster file has {}",
+            known.join(", ")
+        );
+    }
+    let mut changed = false;
+    control
+        .store()
+        .update(KIND_NODE, "", node, |current| {
+            let mut flags: NodeFlags = current
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            changed = flags.unschedulable != unschedulable;
+            flags.unschedulable = unschedulable;
+            serde_json::to_value(&flags).map_err(|e| e.to_string())
+        })
+        .await?;
+    Ok(changed)
+}
+
+pub fn drain(
+    args: &DrainArgs,
+    cluster: Option<std::path::PathBuf>,
+    dirs: &Dirs,
+) -> anyhow::Result<ExitCode> {
+    let connect = parse_timeout(DEFAULT_TIMEOUT).unwrap_or(Duration::from_secs(10));
+    with_control(
+        cluster,
+        dirs,
+        connect,
+        ControllerOptions::default(),
+        async |control| {
+            let node = args.node.as_str();
+            set_cordon(control, node, true).await?;
+            println!("node/{node} cordoned");
+            let world = control.controller.read_world().await?;
+            let Some(state) = world.nodes.iter().find(|n| n.name == node) else {
+                bail!("nodes {node:?} not found");
+            };
+            if !state.listed {
+                bail!(
+                    "node {node} is not connected, so its pods cannot be evicted; see `flotilla get nodes`"
+                );
+            }
+            let unmanaged: Vec<String> = state
+                .pods
+                .iter()
+                .filter(|r| naming::owner(&r.pod).is_none())
+                .map(|r| format!("{}/{}", r.pod.metadata.namespace, r.pod.metadata.name))
+                .collect();
+            if !unmanaged.is_empty() && !args.force {
+                bail!(
+                    "cannot delete pods that no deployment manages (use --force to override): {}",
+                    unmanaged.join(", ")
+                );
+            }
+            let client = control
+                .fleet
+                .client(node)
+                .ok_or_else(|| anyhow::anyhow!("node {node} is not connected"))?;
+            let evictions = state.pods.iter().map(|r| {
+                let pod = PodRef::new(&r.pod.metadata.namespace, &r.pod.metadata.name);
+                println!("evicting pod {}/{}", pod.namespace, pod.name);
+                let client = client.clone();
+                async move {
+                    let result = client.delete_pod(&pod, args.grace_period).await;
+                    (pod, result)
+                }
+            });
+            let mut failed = false;
+            for (pod, result) in join_all(evictions).await {
+                match result {
+                    Ok(()) => println!("pod/{} evicted", pod.name),
+                    Err(err) => {
+                        failed = true;
+                        eprintln!("error: evicting pod {}/{}: {err}", pod.namespace, pod.name);
+                    }
+                }
+            }
+            if failed {
+                bail!("node {node} is cordoned but not drained: some pods could not be evicted");
+            }
+            // Their deployments bring them back elsewhere.
+            let outcome = reconcile_until(control, args.timeout, false, |world| {
+                world
+                    .deployments
+                    .iter()
+                    .all(|d| counts(world, &d.deployment).rolled_out())
+            })
+            .await?;
+            for error in &outcome.errors {
+                eprintln!("warning: {error}");
+            }
+            println!("node/{node} drained");
+            Ok(ExitCode::SUCCESS)
+        },
+    )
+}
