@@ -6,11 +6,12 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::agent::protocol::messages::PodRecord;
 use crate::cluster::ClusterSnapshot;
 use crate::config::cluster_file::ClusterConfig;
 use crate::config::paths::Dirs;
 use crate::controller::replicated::ReplicatedStore;
-use crate::controller::world::{KIND_NODE, NodeFlags};
+use crate::controller::world::{KIND_NODE, KIND_POD, NodeFlags, PendingPod};
 use crate::ssh::bootstrap::AgentBinary;
 use crate::ssh::digest_cache::DigestCache;
 use crate::ssh::fleet::Fleet;
@@ -29,6 +30,36 @@ pub async fn observe(
     let snapshot = fleet.state().snapshot();
     fleet.stop().await;
     Ok(snapshot)
+}
+
+/// [`observe`], plus the pods waiting in the cluster's store for a node
+/// (as records with no uid, Pending with the scheduler's reason). Without a
+/// majority to read the store from, the placed pods alone.
+pub async fn observe_pods(
+    cluster: &ClusterConfig,
+    dirs: &Dirs,
+    wait: Duration,
+) -> anyhow::Result<(Arc<ClusterSnapshot>, Vec<PodRecord>)> {
+    let fleet = connect(cluster, dirs, wait).await?;
+    let store = ReplicatedStore::new(Arc::new(fleet.handle()));
+    let pending = match store.list(KIND_POD, None).await {
+        Ok(records) => records
+            .into_iter()
+            .filter_map(|r| serde_json::from_value::<PendingPod>(r.object?).ok())
+            .map(|p| PodRecord {
+                uid: String::new(),
+                pod: p.pod,
+                status: p.status,
+            })
+            .collect(),
+        Err(err) => {
+            tracing::debug!("pending pods not read: {err}");
+            Vec::new()
+        }
+    };
+    let snapshot = fleet.state().snapshot();
+    fleet.stop().await;
+    Ok((snapshot, pending))
 }
 
 /// Marks cordoned nodes in the fleet's state, from the cluster's store.

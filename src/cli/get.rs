@@ -212,20 +212,22 @@ fn get_pods(
     } else {
         pods::Namespaces::One(args.namespace.clone())
     };
-    let snapshot = observe(cluster, dirs, None, args.timeout)?;
+    let config = load(cluster, dirs, None)?;
+    let (snapshot, pending) =
+        runtime()?.block_on(super::connect::observe_pods(&config, dirs, args.timeout))?;
     let now = chrono::Utc::now();
     let wide = args.output == Some(OutputFormat::Wide);
     let text = match (&args.name, args.output) {
         (Some(name), format) => {
             let found = if format == Some(OutputFormat::Json) {
-                pods::pod_json(&snapshot, &args.namespace, name)
+                pods::pod_json(&snapshot, &pending, &args.namespace, name)
             } else {
-                pods::pod_table(&snapshot, &args.namespace, name, now, wide)
+                pods::pod_table(&snapshot, &pending, &args.namespace, name, now, wide)
             };
             found.ok_or_else(|| super::pod_verbs::not_found(&snapshot, &args.namespace, name))?
         }
-        (None, Some(OutputFormat::Json)) => pods::pods_json(&snapshot, &namespaces),
-        (None, _) => match pods::pods_table(&snapshot, &namespaces, now, wide) {
+        (None, Some(OutputFormat::Json)) => pods::pods_json(&snapshot, &pending, &namespaces),
+        (None, _) => match pods::pods_table(&snapshot, &pending, &namespaces, now, wide) {
             Some(text) => text,
             None => {
                 eprintln!("{}", pods::no_pods_message(&namespaces));

@@ -13,6 +13,9 @@
 //! its last known row but STATUS `Unknown`, as Kubernetes marks pods of a
 //! lost node: its containers may well run on, but nobody can say.
 //!
+//! Pods no node could take yet (kept Pending in the cluster's store) are
+//! listed too, with NODE `<none>`.
+//!
 //! `-o json` is a Kubernetes `List` of `Pod` objects: metadata (name,
 //! namespace, uid, labels), the spec with `nodeName` set, and the status.
 
@@ -62,6 +65,7 @@ impl Placed<'_> {
 /// by namespace, name and node.
 fn gather<'a>(
     snapshot: &'a ClusterSnapshot,
+    pending: &'a [PodRecord],
     namespaces: &Namespaces,
     name: Option<&str>,
 ) -> Vec<Placed<'a>> {
@@ -75,6 +79,11 @@ fn gather<'a>(
                 record,
             })
         })
+        .chain(pending.iter().map(|record| Placed {
+            node: "",
+            node_reachable: true,
+            record,
+        }))
         .filter(|p| namespaces.admits(&p.record.pod.metadata.namespace))
         .filter(|p| name.is_none_or(|name| p.record.pod.metadata.name == name))
         .collect();
@@ -92,11 +101,17 @@ fn gather<'a>(
 /// (which kubectl writes to stderr; the caller decides).
 pub fn pods_table(
     snapshot: &ClusterSnapshot,
+    pending: &[PodRecord],
     namespaces: &Namespaces,
     now: DateTime<Utc>,
     wide: bool,
 ) -> Option<String> {
-    render_table(gather(snapshot, namespaces, None), namespaces, now, wide)
+    render_table(
+        gather(snapshot, pending, namespaces, None),
+        namespaces,
+        now,
+        wide,
+    )
 }
 
 fn render_table(
@@ -135,7 +150,11 @@ fn render_table(
             escape(&placed.status_text()).into_owned(),
             restarts_text(status, now),
             age(status.start_time, now),
-            escape(placed.node).into_owned(),
+            if placed.node.is_empty() {
+                NONE.to_string()
+            } else {
+                escape(placed.node).into_owned()
+            },
         ]);
         if wide {
             cells.push(if status.pod_ip.is_empty() {
@@ -227,8 +246,12 @@ fn pod_object<'a>(placed: &Placed<'a>) -> PodObject<'a> {
 }
 
 /// `flotilla get pods -o json`: a Kubernetes `List` of `Pod`s.
-pub fn pods_json(snapshot: &ClusterSnapshot, namespaces: &Namespaces) -> String {
-    let pods = gather(snapshot, namespaces, None);
+pub fn pods_json(
+    snapshot: &ClusterSnapshot,
+    pending: &[PodRecord],
+    namespaces: &Namespaces,
+) -> String {
+    let pods = gather(snapshot, pending, namespaces, None);
     super::nodes::to_json(&PodList {
         api_version: "v1",
         kind: "List",
@@ -240,9 +263,15 @@ pub fn pods_json(snapshot: &ClusterSnapshot, namespaces: &Namespaces) -> String 
 }
 
 /// `flotilla get pod NAME -o json`: the one `Pod`; `None` if no node has it.
-pub fn pod_json(snapshot: &ClusterSnapshot, namespace: &str, name: &str) -> Option<String> {
+pub fn pod_json(
+    snapshot: &ClusterSnapshot,
+    pending: &[PodRecord],
+    namespace: &str,
+    name: &str,
+) -> Option<String> {
     let pods = gather(
         snapshot,
+        pending,
         &Namespaces::One(namespace.to_string()),
         Some(name),
     );
@@ -253,6 +282,7 @@ pub fn pod_json(snapshot: &ClusterSnapshot, namespace: &str, name: &str) -> Opti
 /// Only the pod named `name`, for `get pod NAME`.
 pub fn pod_table(
     snapshot: &ClusterSnapshot,
+    pending: &[PodRecord],
     namespace: &str,
     name: &str,
     now: DateTime<Utc>,
@@ -260,7 +290,7 @@ pub fn pod_table(
 ) -> Option<String> {
     let namespaces = Namespaces::One(namespace.to_string());
     render_table(
-        gather(snapshot, &namespaces, Some(name)),
+        gather(snapshot, pending, &namespaces, Some(name)),
         &namespaces,
         now,
         wide,

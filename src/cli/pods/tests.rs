@@ -159,7 +159,7 @@ fn default_ns() -> Namespaces {
 
 #[test]
 fn get_pods_lists_one_namespace_as_kubectl_does() {
-    let out = pods_table(&snapshot(), &default_ns(), now(), false).expect("pods");
+    let out = pods_table(&snapshot(), &[], &default_ns(), now(), false).expect("pods");
     print!("{out}");
     assert_eq!(
         out,
@@ -175,7 +175,7 @@ web           1/2     CrashLoopBackOff   3 (90s ago)   5m    node1
 
 #[test]
 fn all_namespaces_adds_the_namespace_column_and_wide_the_images() {
-    let out = pods_table(&snapshot(), &Namespaces::All, now(), true).expect("pods");
+    let out = pods_table(&snapshot(), &[], &Namespaces::All, now(), true).expect("pods");
     print!("{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(
@@ -200,7 +200,7 @@ fn all_namespaces_adds_the_namespace_column_and_wide_the_images() {
 #[test]
 fn an_empty_namespace_says_so() {
     let ns = Namespaces::One("nothing".into());
-    assert_eq!(pods_table(&snapshot(), &ns, now(), false), None);
+    assert_eq!(pods_table(&snapshot(), &[], &ns, now(), false), None);
     assert_eq!(
         no_pods_message(&ns),
         "No resources found in nothing namespace."
@@ -209,7 +209,7 @@ fn an_empty_namespace_says_so() {
 
 #[test]
 fn json_is_a_kubernetes_list_of_pods_with_their_node() {
-    let out = pods_json(&snapshot(), &default_ns());
+    let out = pods_json(&snapshot(), &[], &default_ns());
     let list: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(list["kind"], "List");
     let items = list["items"].as_array().expect("items");
@@ -225,19 +225,19 @@ fn json_is_a_kubernetes_list_of_pods_with_their_node() {
         web["status"]["containerStatuses"][1]["state"]["waiting"]["reason"],
         "CrashLoopBackOff"
     );
-    let one = pod_json(&snapshot(), "default", "api").expect("api");
+    let one = pod_json(&snapshot(), &[], "default", "api").expect("api");
     let api: serde_json::Value = serde_json::from_str(&one).expect("json");
     assert_eq!(api["spec"]["nodeName"], "node2");
-    assert_eq!(pod_json(&snapshot(), "default", "nope"), None);
+    assert_eq!(pod_json(&snapshot(), &[], "default", "nope"), None);
 }
 
 #[test]
 fn one_pod_by_name() {
-    let out = pod_table(&snapshot(), "default", "api", now(), false).expect("api");
+    let out = pod_table(&snapshot(), &[], "default", "api", now(), false).expect("api");
     assert_eq!(out.lines().count(), 2);
     assert!(out.lines().nth(1).expect("row").starts_with("api "));
     assert_eq!(
-        pod_table(&snapshot(), "default", "nope", now(), false),
+        pod_table(&snapshot(), &[], "default", "nope", now(), false),
         None
     );
 }
