@@ -55,6 +55,22 @@ fn start_time(pid: i32) -> Option<u64> {
     stat_fields(pid)?.get(19)?.parse().ok()
 }
 
+/// The parent of a process (field 4 of `/proc/PID/stat`).
+pub fn parent_pid(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// Every live (non-zombie) pid whose parent is `pid`.
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&child| parent_pid(child) == Some(pid) && is_live(child))
+        .collect()
+}
+
 /// True if the process exists and is not a zombie (its parent may be slow to reap it).
 pub fn is_live(pid: i32) -> bool {
     stat_fields(pid)

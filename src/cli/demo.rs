@@ -1,4 +1,5 @@
-//! `flotilla demo up [--nodes N] | down | status`: the demo cluster on this machine.
+//! `flotilla demo up [--nodes N] | down | status | sshd stop|start NODE`: the
+//! demo cluster on this machine.
 
 use std::process::ExitCode;
 
@@ -34,6 +35,12 @@ pub enum DemoCommand {
     Down,
     /// Show what is up: nodes, sshd, registry and its images.
     Status,
+    /// Stop a node's sshd, cutting its connections (it stays down), or start it again.
+    Sshd {
+        action: demo::SshdAction,
+        /// The node (node1, node2, …).
+        node: String,
+    },
 }
 
 pub fn run(args: DemoArgs, dirs: &Dirs) -> anyhow::Result<ExitCode> {
@@ -112,6 +119,33 @@ pub fn run(args: DemoArgs, dirs: &Dirs) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        DemoCommand::Sshd { action, node } => {
+            let layout = layout_for(&args.name, dirs)?;
+            let report = demo::sshd(&args.name, &layout, &node, action)
+                .with_context(|| format!("flotilla demo sshd {}", action_word(action)))?;
+            match action {
+                demo::SshdAction::Stop => println!(
+                    "sshd on {} ({}) stopped, {} connection{} cut; `flotilla demo sshd start {}` starts it again",
+                    report.node,
+                    report.address,
+                    report.connections_cut,
+                    if report.connections_cut == 1 { "" } else { "s" },
+                    report.node
+                ),
+                demo::SshdAction::Start => println!(
+                    "sshd on {} ({}) is listening again",
+                    report.node, report.address
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn action_word(action: demo::SshdAction) -> &'static str {
+    match action {
+        demo::SshdAction::Stop => "stop",
+        demo::SshdAction::Start => "start",
     }
 }
 

@@ -3,7 +3,8 @@
 //! with its own address, hostname, `/var/lib/flotilla` and `/run/flotilla`,
 //! running the machine's OpenSSH `sshd`; a local distribution registry holds
 //! images built from busybox-static. Everything the integration tests need
-//! comes from `up`, and `down` leaves nothing behind.
+//! comes from `up`, and `down` leaves nothing behind. `sshd stop|start`
+//! takes one node's sshd away (its connections cut) and brings it back.
 //!
 //! Names: the bridge is `fl-NAME`, the host ends of the nodes' veth pairs
 //! `fl-NAME-I`; nodes are `node1..nodeN` at `.11`, `.12`, … of the subnet, the
@@ -18,6 +19,7 @@ pub mod node;
 mod preflight;
 pub mod process;
 mod registry_server;
+mod sshd;
 mod state;
 mod status;
 mod up;
@@ -26,6 +28,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 pub use down::{DownReport, down};
+pub use sshd::{SshdAction, SshdReport, sshd};
 pub use state::DemoState;
 pub use status::{NodeHealth, StatusReport, status};
 pub use up::{UpReport, up};
@@ -65,6 +68,10 @@ pub enum DemoError {
     State { path: PathBuf, reason: String },
     #[error("network set-up failed: {reason}\n  commands:\n{commands}")]
     Network { commands: String, reason: String },
+    #[error("the demo cluster \"{name}\" is not up; `flotilla demo up` brings it up")]
+    NotUp { name: String },
+    #[error("node {node}: {reason}")]
+    Node { node: String, reason: String },
     #[error("cannot start {what}: {reason}")]
     Spawn { what: String, reason: String },
     #[error("node {node} did not start sshd on {address}:22; its log is {log}")]

@@ -10,6 +10,14 @@
 //! init dies with the outer process (parent-death signal), and every process in
 //! a PID namespace dies with its init, so killing the outer process takes the
 //! whole node down, sessions and all.
+//!
+//! The init also stops and starts the node's sshd on request, as a service
+//! manager would (`flotilla demo sshd stop|start`, see [`super::sshd`]):
+//! [`STOP_SSHD`] ends the listener and every connection's sshd process, so
+//! the node's existing SSH connections drop as when a host's sshd is stopped
+//! and its connections cut, and keeps sshd down; [`START_SSHD`] starts it
+//! again. An sshd that ends when nobody asked ends the node, as before: a
+//! demo node without sshd is broken, and `demo status` says so.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -20,8 +28,9 @@ use std::time::Duration;
 
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::signal::Signal;
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 
 use super::DemoError;
 use super::process::{namespace_inode, open_log, wait_until};
@@ -74,6 +83,10 @@ impl NodeInitArgs {
 }
 
 pub const SSHD: &str = "/usr/sbin/sshd";
+/// Sent to a node's init: stop sshd and cut its connections, and keep it down.
+pub const STOP_SSHD: Signal = Signal::SIGUSR1;
+/// Sent to a node's init: start sshd again (if it is not running).
+pub const START_SSHD: Signal = Signal::SIGUSR2;
 /// Where a node's sshd reads the operator's keys: in the node's private /run,
 /// so sshd's StrictModes check (every directory up to / root-owned and not
 /// writable by others) holds wherever the demo's state directory is, even
@@ -177,27 +190,143 @@ fn init(args: &NodeInitArgs) -> Result<ExitCode, String> {
     install_authorized_keys(&args.authorized_keys)?;
     nix::unistd::sethostname(&args.node).map_err(|e| format!("sethostname: {e}"))?;
     install_hosts(&args.node)?;
+    // Signals are taken one at a time by `sigwait` rather than by handlers:
+    // this loop is all the init does. A blocked signal still reaches a
+    // namespace's init from outside (only one it ignores is dropped), and
+    // `Command` clears the mask in the programs it starts, so sshd gets
+    // the default one.
+    let signals: SigSet = [Signal::SIGCHLD, STOP_SSHD, START_SSHD]
+        .into_iter()
+        .collect();
+    signals
+        .thread_block()
+        .map_err(|e| format!("blocking signals: {e}"))?;
+    let mut sshd = Some(start_sshd(args)?);
+    // Whether sshd should run: false between a stop and a start.
+    let mut wanted = true;
+    loop {
+        let signal = match signals.wait() {
+            Ok(signal) => signal,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("sigwait: {e}")),
+        };
+        match signal {
+            STOP_SSHD => {
+                wanted = false;
+                if let Some(sshd) = &mut sshd {
+                    sshd.stopping = true;
+                }
+                let signalled = terminate_sshd(sshd.as_ref().map(|s| s.pid));
+                eprintln!(
+                    "flotilla demo node {}: stopping sshd on request ({signalled} sshd processes signalled)",
+                    args.node
+                );
+            }
+            START_SSHD => {
+                wanted = true;
+                // One still stopping is started again once it has ended.
+                if sshd.is_none() {
+                    sshd = Some(start_sshd(args)?);
+                    eprintln!("flotilla demo node {}: sshd started on request", args.node);
+                }
+            }
+            // PID 1 adopts every orphan in the namespace: reap them all.
+            // SIGCHLDs merge while pending, so reap until none is left.
+            Signal::SIGCHLD => loop {
+                let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                    Ok(status) => status,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(format!("waitpid: {e}")),
+                };
+                let Some(ended) = sshd.filter(|s| status.pid() == Some(Pid::from_raw(s.pid)))
+                else {
+                    continue;
+                };
+                sshd = None;
+                if !ended.stopping {
+                    return Ok(sshd_ended(&args.node, status));
+                }
+                if wanted {
+                    sshd = Some(start_sshd(args)?);
+                    eprintln!("flotilla demo node {}: sshd started on request", args.node);
+                }
+            },
+            _ => {}
+        }
+    }
+}
+
+/// The sshd listener the init runs.
+#[derive(Clone, Copy)]
+struct Sshd {
+    pid: i32,
+    /// Asked to stop: its end does not end the node.
+    stopping: bool,
+}
+
+fn start_sshd(args: &NodeInitArgs) -> Result<Sshd, String> {
     let sshd = Command::new(SSHD)
         .args(["-D", "-e", "-f"])
         .arg(&args.sshd_config)
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("starting {SSHD}: {e}"))?;
-    let sshd_pid = sshd.id() as i32;
-    // PID 1 adopts every orphan in the namespace: reap them all, and end the
-    // node when sshd ends.
-    loop {
-        match waitpid(None, None) {
-            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == sshd_pid => {
-                eprintln!("flotilla demo node {}: sshd exited with {code}", args.node);
-                return Ok(ExitCode::from(code.clamp(0, 255) as u8));
-            }
-            Ok(WaitStatus::Signaled(pid, signal, _)) if pid.as_raw() == sshd_pid => {
-                eprintln!("flotilla demo node {}: sshd killed by {signal}", args.node);
-                return Ok(ExitCode::from(128 + signal as u8));
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(format!("waitpid: {e}")),
+    Ok(Sshd {
+        pid: sshd.id() as i32,
+        stopping: false,
+    })
+}
+
+/// SIGTERM to the listener and to every connection's sshd process in the
+/// node (the init's /proc is the node's): stopping the listener alone
+/// leaves established connections up, each served by processes of its own.
+/// Returns how many were signalled.
+fn terminate_sshd(listener: Option<i32>) -> usize {
+    let mut pids: Vec<i32> = fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|&pid| pid != 1 && is_sshd(pid))
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.extend(listener);
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter()
+        .filter(|&pid| kill(Pid::from_raw(pid), Signal::SIGTERM).is_ok())
+        .count()
+}
+
+/// Whether `pid` runs OpenSSH's server: the listener or one of a
+/// connection's processes (all `sshd` up to OpenSSH 9.7; `sshd-session` and
+/// `sshd-auth` after). Read from `/proc/PID/exe`, which a zombie no longer has.
+pub fn is_sshd(pid: i32) -> bool {
+    fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|exe| {
+            exe.file_name()
+                .and_then(|n| n.to_str())
+                .map(|n| n.starts_with("sshd"))
+        })
+        .unwrap_or(false)
+}
+
+/// Says how sshd ended and gives the node's exit code.
+fn sshd_ended(node: &str, status: WaitStatus) -> ExitCode {
+    match status {
+        WaitStatus::Exited(_, code) => {
+            eprintln!("flotilla demo node {node}: sshd exited with {code}");
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
+        WaitStatus::Signaled(_, signal, _) => {
+            eprintln!("flotilla demo node {node}: sshd killed by {signal}");
+            ExitCode::from(128 + signal as u8)
+        }
+        other => {
+            eprintln!("flotilla demo node {node}: sshd ended: {other:?}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -44,16 +44,24 @@ impl Demo {
 
     /// `flotilla ARGS` with this demo's directories and `env` set.
     pub fn flotilla_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args(args)
+        self.command(args)
             .envs(env.iter().copied())
+            .output()
+            .expect("run flotilla")
+    }
+
+    /// The command `flotilla ARGS` with this demo's directories, not yet
+    /// run: for one that runs beside the test (`get nodes --watch`).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        command
+            .args(args)
             .env("XDG_CONFIG_HOME", self.home.join("config"))
             .env("XDG_DATA_HOME", self.home.join("data"))
             .env("HOME", &self.home)
             .env_remove("FLOTILLA_CLUSTER")
-            .env_remove("SSH_AUTH_SOCK")
-            .output()
-            .expect("run flotilla")
+            .env_remove("SSH_AUTH_SOCK");
+        command
     }
 
     pub fn config_dir(&self) -> PathBuf {
