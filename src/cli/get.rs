@@ -151,10 +151,13 @@ pub struct TopArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct DescribeArgs {
-    /// What to describe: node; pod and deployment come later.
+    /// What to describe: node, pod or deployment.
     pub resource: Resource,
     /// Its name.
     pub name: String,
+    /// The namespace of a pod or deployment.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
     /// How long to wait for the node to answer before describing it as it is.
     #[arg(long, default_value = DEFAULT_TIMEOUT, value_parser = parse_timeout)]
     pub timeout: Duration,
@@ -255,8 +258,26 @@ pub fn describe(
     cluster: Option<std::path::PathBuf>,
     dirs: &Dirs,
 ) -> anyhow::Result<ExitCode> {
-    if args.resource != Resource::Nodes {
-        return Err(not_yet("describe", args.resource));
+    match args.resource {
+        Resource::Nodes => {}
+        Resource::Pods => {
+            return super::describe::describe_pod(
+                &args.namespace,
+                &args.name,
+                args.timeout,
+                cluster,
+                dirs,
+            );
+        }
+        Resource::Deployments => {
+            return super::describe::describe_deployment(
+                &args.namespace,
+                &args.name,
+                args.timeout,
+                cluster,
+                dirs,
+            );
+        }
     }
     let snapshot = observe(cluster, dirs, Some(&args.name), args.timeout)?;
     print(&nodes::describe_node(

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod cordon;
 pub mod demo;
 pub mod deployments;
+pub mod describe;
 pub mod get;
 pub mod node;
 pub mod nodes;

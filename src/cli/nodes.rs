@@ -494,7 +494,7 @@ pub fn describe_node(
 
 /// kubectl's multi-line field: the first item beside the title, the rest
 /// below it in the same column; `<none>` when empty.
-fn multiline(w: &mut String, title: &str, items: impl Iterator<Item = String>) {
+pub(super) fn multiline(w: &mut String, title: &str, items: impl Iterator<Item = String>) {
     let mut first = true;
     for item in items {
         let _ = writeln!(w, "{}\t{}", if first { title } else { "" }, escape(&item));

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::agents::Agents;
 use super::events::{ControllerEvent, InvolvedObject};
+use super::naming;
 use super::plan::{Action, DeleteReason, PlanOptions, plan, unschedulable_status};
 use super::replicated::{ReplicatedStore, StoreError};
 use super::world::{
@@ -245,6 +246,14 @@ impl Controller {
                 let (namespace, name) = (&pod.metadata.namespace, &pod.metadata.name);
                 let involved = InvolvedObject::pod(namespace, name);
                 self.event(involved.clone(), EventType::Normal, "Scheduled", message);
+                if let Some(owner) = naming::owner(pod) {
+                    self.event(
+                        InvolvedObject::deployment(namespace, owner),
+                        EventType::Normal,
+                        "ScalingReplicaSet",
+                        &format!("Created pod {name} on {node}"),
+                    );
+                }
                 let client = self
                     .agents
                     .client(node)
@@ -398,6 +407,14 @@ impl Controller {
             event_reason,
             &message,
         );
+        if let Some(owner) = self.owner_of(node, namespace, name) {
+            self.event(
+                InvolvedObject::deployment(namespace, &owner),
+                EventType::Normal,
+                "ScalingReplicaSet",
+                &format!("Deleted pod {name} on {node}: {message}"),
+            );
+        }
         let client = self.agents.client(node);
         let deleting = Arc::clone(&self.deleting);
         let (node, pod, uid) = (
@@ -422,6 +439,13 @@ impl Controller {
                 deleting.remove(&uid);
             }
         });
+    }
+
+    /// The deployment owning a pod, by the latest snapshot of its node.
+    fn owner_of(&self, node: &str, namespace: &str, name: &str) -> Option<String> {
+        let snapshot = self.state.snapshot();
+        let record = snapshot.node(node)?.pod(namespace, name)?;
+        naming::owner(&record.pod).map(str::to_string)
     }
 
     /// Records an event in the background: an event that cannot be stored
