@@ -108,7 +108,7 @@ async fn store_events(
             time: e.time,
             type_: e.type_,
             reason: e.reason,
-            from: "flotilla-controller".into(),
+            from: format!("controller {}", e.source),
             message: e.message,
         })
         .collect()

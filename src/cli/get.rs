@@ -25,6 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{nodes, pods};
+use crate::agent::protocol::messages::StatsQuery;
 use crate::cluster::ClusterSnapshot;
 use crate::config::cluster_file::{self, ClusterConfig};
 use crate::config::paths::{Dirs, cluster_file_path};
@@ -140,10 +141,16 @@ pub struct GetArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct TopArgs {
-    /// What to show figures for: nodes (node, no); pods come later.
+    /// What to show figures for: nodes (node, no) or pods (pod, po).
     pub resource: Resource,
     /// Only this one.
     pub name: Option<String>,
+    /// The namespace of pods.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Pods of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
     /// How long to wait for nodes to answer before showing them as they are.
     #[arg(long, default_value = DEFAULT_TIMEOUT, value_parser = parse_timeout)]
     pub timeout: Duration,
@@ -246,11 +253,45 @@ pub fn top(
     cluster: Option<std::path::PathBuf>,
     dirs: &Dirs,
 ) -> anyhow::Result<ExitCode> {
-    if args.resource != Resource::Nodes {
-        return Err(not_yet("top", args.resource));
+    match args.resource {
+        Resource::Nodes => {}
+        Resource::Pods => return top_pods(args, cluster, dirs),
+        Resource::Deployments => return Err(not_yet("top", args.resource)),
     }
     let snapshot = observe(cluster, dirs, args.name.as_deref(), args.timeout)?;
     print(&nodes::top_nodes(&snapshot))
+}
+
+/// `top pods`: every connected agent's pod figures.
+fn top_pods(
+    args: &TopArgs,
+    cluster: Option<std::path::PathBuf>,
+    dirs: &Dirs,
+) -> anyhow::Result<ExitCode> {
+    let namespaces = if args.all_namespaces {
+        pods::Namespaces::All
+    } else {
+        pods::Namespaces::One(args.namespace.clone())
+    };
+    let stats = super::pod_verbs::with_fleet(cluster, dirs, args.timeout, async |fleet, snapshot| {
+        let asks = snapshot.nodes.iter().filter_map(|n| fleet.client(&n.name)).map(|client| async move {
+            client.pod_stats(&StatsQuery::default()).await
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        Ok(answers
+            .into_iter()
+            .filter_map(Result::ok)
+            .flat_map(|list| list.pods)
+            .filter(|p| args.name.as_ref().is_none_or(|n| *n == p.name))
+            .collect::<Vec<_>>())
+    })?;
+    match pods::top_pods(&stats, &namespaces) {
+        Some(text) => print(&text),
+        None => {
+            eprintln!("{}", pods::no_pods_message(&namespaces));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 pub fn describe(

@@ -21,6 +21,8 @@ use crate::agent::protocol::{Client, ClientError};
 use crate::cluster::ClusterSnapshot;
 use crate::config::cluster_file;
 use crate::config::paths::{Dirs, cluster_file_path};
+use crate::controller::replicated::ReplicatedStore;
+use crate::controller::world::KIND_POD;
 use crate::ssh::fleet::Fleet;
 
 #[derive(clap::Args, Debug)]
@@ -110,7 +112,7 @@ fn client_of(fleet: &Fleet, node: &str) -> anyhow::Result<Client> {
 }
 
 /// Runs `verb` on a runtime with a connected fleet, stopping it afterwards.
-fn with_fleet<T>(
+pub(super) fn with_fleet<T>(
     cluster: Option<std::path::PathBuf>,
     dirs: &Dirs,
     wait: Duration,
@@ -150,6 +152,25 @@ pub fn delete(
         Resource::Nodes => return Err(not_yet("delete", args.resource)),
     }
     let grace = args.grace_period;
+    let (namespace, name) = (args.namespace.as_str(), args.name.as_str());
+    // A pod no node took yet lives in the cluster's store: deleting it is
+    // removing it there.
+    let pending = with_fleet(
+        cluster.clone(),
+        dirs,
+        args.timeout,
+        async |fleet, snapshot| {
+            if !holders(snapshot, namespace, name).is_empty() {
+                return Ok(false);
+            }
+            let store = ReplicatedStore::new(std::sync::Arc::new(fleet.handle()));
+            Ok(store.delete(KIND_POD, namespace, name).await?)
+        },
+    )?;
+    if pending {
+        println!("pod {name:?} deleted");
+        return Ok(ExitCode::SUCCESS);
+    }
     on_every_copy(
         cluster,
         dirs,

@@ -23,7 +23,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::table::{GET_PADDING, NONE, age, align, escape, human_duration};
-use crate::agent::protocol::messages::PodRecord;
+use crate::agent::protocol::messages::{PodRecord, PodStats};
 use crate::api::status::PodStatus;
 use crate::api::{ObjectMeta, PodSpec};
 use crate::cluster::{ClusterSnapshot, NodeStatus};
@@ -295,6 +295,41 @@ pub fn pod_table(
         now,
         wide,
     )
+}
+
+/// `flotilla top pods`: each pod's CPU (millicores over the agent's last
+/// interval) and working-set memory, summed over its containers, as
+/// `kubectl top pods` shows them; `None` when there are no pods.
+pub fn top_pods(stats: &[PodStats], namespaces: &Namespaces) -> Option<String> {
+    let mut rows: Vec<&PodStats> = stats
+        .iter()
+        .filter(|p| namespaces.admits(&p.namespace))
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let all = *namespaces == Namespaces::All;
+    let mut text = String::new();
+    if all {
+        text.push_str("NAMESPACE\t");
+    }
+    text.push_str("NAME\tCPU(cores)\tMEMORY(bytes)\n");
+    for pod in rows {
+        if all {
+            text.push_str(&escape(&pod.namespace));
+            text.push('\t');
+        }
+        let cpu: Option<u64> = pod.containers.iter().map(|c| c.cpu_millicores).sum();
+        let memory: u64 = pod.containers.iter().map(|c| c.memory_bytes).sum();
+        text.push_str(&format!(
+            "{}\t{}\t{}Mi\n",
+            escape(&pod.name),
+            cpu.map_or_else(|| "<unknown>".to_string(), |m| format!("{m}m")),
+            memory / (1024 * 1024)
+        ));
+    }
+    Some(align(&text, GET_PADDING))
 }
 
 #[cfg(test)]
