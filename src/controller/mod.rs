@@ -3,3 +3,4 @@
 //! back, while holding the cluster lease.
 
 pub mod agents;
+pub mod lease;
