@@ -261,7 +261,7 @@ impl LeaseKeeper {
 
         if grants.len() >= quorum {
             // The majority that lasts longest; it ends when its earliest does.
-            grants.sort_by(|a, b| b.0.mono.cmp(&a.0.mono));
+            grants.sort_by_key(|g| std::cmp::Reverse(g.0.mono));
             let chosen = &grants[..quorum];
             let mono = chosen.iter().map(|g| g.0.mono).min().unwrap_or(started);
             let boot = chosen
