@@ -145,23 +145,25 @@ pub struct LeaseKeeper {
     agents: Arc<dyn Agents>,
     holder: String,
     ttl: Duration,
-    margin: Duration,
+    /// `None`: a tenth of the TTL granted plus 100 ms.
+    margin: Option<Duration>,
     call_timeout: Duration,
     /// The current deadline, while held.
     held: Mutex<Option<Deadline>>,
 }
 
 impl LeaseKeeper {
-    /// A keeper asking for `ttl` ([`DEFAULT_TTL`] is a good one); the
-    /// margin is a tenth of it plus 100 ms, and an agent that has not
-    /// answered in a third of it counts as not granting.
+    /// A keeper asking for `ttl` ([`DEFAULT_TTL`] is a good one; the agents
+    /// may grant less). The margin is a tenth of the TTL granted plus
+    /// 100 ms, and an agent that has not answered in a third of the TTL
+    /// asked counts as not granting.
     pub fn new(agents: Arc<dyn Agents>, holder: String, ttl: Duration) -> Self {
         let ttl = ttl.max(Duration::from_millis(300));
         LeaseKeeper {
             agents,
             holder,
             ttl,
-            margin: ttl / 10 + Duration::from_millis(100),
+            margin: None,
             call_timeout: ttl / 3,
             held: Mutex::new(None),
         }
@@ -169,7 +171,7 @@ impl LeaseKeeper {
 
     /// How much earlier than the agents the holder believes the lease ends.
     pub fn with_margin(mut self, margin: Duration) -> Self {
-        self.margin = margin;
+        self.margin = Some(margin);
         self
     }
 
@@ -259,7 +261,7 @@ impl LeaseKeeper {
 
         if grants.len() >= quorum {
             // The majority that lasts longest; it ends when its earliest does.
-            grants.sort_by(|a, b| b.0.mono.cmp(&a.0.mono));
+            grants.sort_by_key(|g| std::cmp::Reverse(g.0.mono));
             let chosen = &grants[..quorum];
             let mono = chosen.iter().map(|g| g.0.mono).min().unwrap_or(started);
             let boot = chosen
@@ -267,9 +269,10 @@ impl LeaseKeeper {
                 .map(|g| g.0.boot)
                 .collect::<Option<Vec<_>>>()
                 .and_then(|b| b.into_iter().min());
+            let margin = self.margin.unwrap_or(ttl / 10 + Duration::from_millis(100));
             let deadline = Deadline {
-                mono: mono.checked_sub(self.margin).unwrap_or(started),
-                boot: boot.map(|b| b.saturating_sub(self.margin)),
+                mono: mono.checked_sub(margin).unwrap_or(started),
+                boot: boot.map(|b| b.saturating_sub(margin)),
             };
             if !deadline.passed() {
                 let deadline = self.extend(deadline);

@@ -462,7 +462,9 @@ impl ReplicatedStore {
     /// another writer got that generation first, reads again and retries,
     /// up to a bound ([`StoreError::Contended`]). Two writers never silently
     /// lose each other's change. `change` may be called several times; only
-    /// its last result is stored.
+    /// its last result is stored. When it returns the current body as it
+    /// is (and that version is settled on a majority), nothing is written
+    /// and the current generation is returned.
     pub async fn update(
         &self,
         kind: &str,
@@ -486,13 +488,22 @@ impl ReplicatedStore {
                     .copied()
                     .filter(|r| write_id(r).is_none_or(|id| !mine.iter().any(|m| m == id))),
             );
+            let top = max_generation(&read);
+            // The base is on a majority, alone at its generation, and
+            // nothing lingers above it.
+            let settled = base.as_ref().is_some_and(|m| {
+                !m.contested && m.holders >= self.agents.quorum() && m.record.generation == top
+            });
             let current = base
                 .filter(|m| !m.record.deleted)
                 .map(|m| public(m.record))
                 .and_then(|r| r.object);
             let object = change(current.as_ref()).map_err(StoreError::Refused)?;
             check_body(&key, &object)?;
-            let generation = max_generation(&read) + 1;
+            if settled && current.as_ref() == Some(&object) {
+                return Ok(top);
+            }
+            let generation = top + 1;
             let id = self.next_write_id();
             let body = stamp_with(object, &id);
             let wrote = self.write(&key, generation, Some(body)).await;
