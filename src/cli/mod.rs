@@ -12,6 +12,7 @@ pub mod deployments;
 pub mod describe;
 pub mod get;
 pub mod node;
+pub mod node_remove;
 pub mod nodes;
 pub mod pod_verbs;
 pub mod pods;

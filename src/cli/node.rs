@@ -44,6 +44,9 @@ pub enum NodeCommand {
     Trust(TrustArgs),
     /// Add a node to the cluster file, then offer to trust its host key.
     Add(AddArgs),
+    /// Drain a node and take it out of the cluster file (--purge: also stop
+    /// its agent and delete flotilla's state on the host).
+    Remove(super::node_remove::RemoveArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,7 +94,7 @@ pub struct AddArgs {
 }
 
 pub fn run(args: &NodeArgs, cluster: Option<PathBuf>, dirs: &Dirs) -> anyhow::Result<()> {
-    let path = cluster_file_path(cluster, dirs);
+    let path = cluster_file_path(cluster.clone(), dirs);
     match &args.command {
         NodeCommand::Trust(a) => {
             let config = cluster_file::load(&path)?;
@@ -104,6 +107,7 @@ pub fn run(args: &NodeArgs, cluster: Option<PathBuf>, dirs: &Dirs) -> anyhow::Re
             trust(node, &path, dirs, a.yes, a.timeout)
         }
         NodeCommand::Add(a) => add(a, &path, dirs),
+        NodeCommand::Remove(a) => super::node_remove::remove(a, &path, cluster, dirs),
     }
 }
 
