@@ -423,7 +423,10 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
     // nodes' own disks under the data directory, as hosts of their own: those
     // stay.)
     let data = c.demo.home.join("data").join("flotilla");
-    for entry in std::fs::read_dir(&data).expect("the data directory").flatten() {
+    for entry in std::fs::read_dir(&data)
+        .expect("the data directory")
+        .flatten()
+    {
         if entry.file_name() != "demo" {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -450,6 +453,31 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
         "No resources found in default namespace.\n",
         "{}",
         text(&none)
+    );
+
+    // A node leaves: drained, purged, out of the cluster file (a copy).
+    let copy = c._dir.path().join("cluster.toml");
+    std::fs::copy(&c.cluster_file, &copy).expect("copy the cluster file");
+    let copy = copy.to_string_lossy().into_owned();
+    let env = [("FLOTILLA_AGENT_BINARY", c.agent.as_path())];
+    let removed = c.demo.flotilla_with(
+        &["--cluster", &copy, "node", "remove", "node3", "--purge"],
+        &env,
+    );
+    assert!(removed.status.success(), "{}", text(&removed));
+    let out = String::from_utf8_lossy(&removed.stdout);
+    assert!(
+        out.contains("node/node3 purged") && out.contains("node node3 removed"),
+        "{out}"
+    );
+    let left = c
+        .demo
+        .flotilla_with(&["--cluster", &copy, "get", "nodes"], &env);
+    let table = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        left.status.success() && !table.contains("node3"),
+        "{}",
+        text(&left)
     );
     c.demo.down();
 }

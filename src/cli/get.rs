@@ -273,18 +273,21 @@ fn top_pods(
     } else {
         pods::Namespaces::One(args.namespace.clone())
     };
-    let stats = super::pod_verbs::with_fleet(cluster, dirs, args.timeout, async |fleet, snapshot| {
-        let asks = snapshot.nodes.iter().filter_map(|n| fleet.client(&n.name)).map(|client| async move {
-            client.pod_stats(&StatsQuery::default()).await
-        });
-        let answers = futures_util::future::join_all(asks).await;
-        Ok(answers
-            .into_iter()
-            .filter_map(Result::ok)
-            .flat_map(|list| list.pods)
-            .filter(|p| args.name.as_ref().is_none_or(|n| *n == p.name))
-            .collect::<Vec<_>>())
-    })?;
+    let stats =
+        super::pod_verbs::with_fleet(cluster, dirs, args.timeout, async |fleet, snapshot| {
+            let asks = snapshot
+                .nodes
+                .iter()
+                .filter_map(|n| fleet.client(&n.name))
+                .map(|client| async move { client.pod_stats(&StatsQuery::default()).await });
+            let answers = futures_util::future::join_all(asks).await;
+            Ok(answers
+                .into_iter()
+                .filter_map(Result::ok)
+                .flat_map(|list| list.pods)
+                .filter(|p| args.name.as_ref().is_none_or(|n| *n == p.name))
+                .collect::<Vec<_>>())
+        })?;
     match pods::top_pods(&stats, &namespaces) {
         Some(text) => print(&text),
         None => {

@@ -43,64 +43,71 @@ pub fn remove(
     cluster: Option<PathBuf>,
     dirs: &Dirs,
 ) -> anyhow::Result<()> {
-    let original = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let original =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let before = cluster_file::parse(path, &original)?;
-    let node = before
-        .node(&args.name)
-        .cloned()
-        .ok_or_else(|| {
-            super::nodes::NodeNotFound::new(&args.name, before.nodes.iter().map(|n| n.name.as_str()))
-        })?;
+    let node = before.node(&args.name).cloned().ok_or_else(|| {
+        super::nodes::NodeNotFound::new(&args.name, before.nodes.iter().map(|n| n.name.as_str()))
+    })?;
     let updated = without_node(path, &original, &before, &args.name)?;
     let name = args.name.as_str();
-    with_control(cluster, dirs, args.timeout, ControllerOptions::default(), async |control| {
-        // Cordoned first, so nothing new lands there meanwhile.
-        control
-            .store()
-            .update(KIND_NODE, "", name, |current| {
-                let mut flags: NodeFlags = current
-                    .and_then(|v| serde_json::from_value(v.clone()).ok())
-                    .unwrap_or_default();
-                flags.unschedulable = true;
-                serde_json::to_value(&flags).map_err(|e| e.to_string())
+    with_control(
+        cluster,
+        dirs,
+        args.timeout,
+        ControllerOptions::default(),
+        async |control| {
+            // Cordoned first, so nothing new lands there meanwhile.
+            control
+                .store()
+                .update(KIND_NODE, "", name, |current| {
+                    let mut flags: NodeFlags = current
+                        .and_then(|v| serde_json::from_value(v.clone()).ok())
+                        .unwrap_or_default();
+                    flags.unschedulable = true;
+                    serde_json::to_value(&flags).map_err(|e| e.to_string())
+                })
+                .await?;
+            println!("node/{name} cordoned");
+            let client = control.fleet.client(name);
+            if args.purge && client.is_none() {
+                bail!(
+                    "node {name} is not connected, so it cannot be purged; remove it without --purge, or bring it back first"
+                );
+            }
+            match &client {
+                Some(client) => evict_all(client, name, args.grace_period).await?,
+                None => eprintln!(
+                    "warning: node {name} is not connected: its pods were not evicted and may still run there"
+                ),
+            }
+            // The deployments it ran are whole again elsewhere, while it is still
+            // a cordoned member (this process reconciles if no controller runs).
+            let outcome = reconcile_until(control, Duration::from_secs(120), false, |world| {
+                world
+                    .deployments
+                    .iter()
+                    .all(|d| counts(world, &d.deployment).rolled_out())
             })
             .await?;
-        println!("node/{name} cordoned");
-        let client = control.fleet.client(name);
-        if args.purge && client.is_none() {
-            bail!(
-                "node {name} is not connected, so it cannot be purged; remove it without --purge, or bring it back first"
-            );
-        }
-        match &client {
-            Some(client) => evict_all(client, name, args.grace_period).await?,
-            None => eprintln!(
-                "warning: node {name} is not connected: its pods were not evicted and may still run there"
-            ),
-        }
-        // The deployments it ran are whole again elsewhere, while it is still
-        // a cordoned member (this process reconciles if no controller runs).
-        let outcome = reconcile_until(control, Duration::from_secs(120), false, |world| {
-            world
-                .deployments
-                .iter()
-                .all(|d| counts(world, &d.deployment).rolled_out())
-        })
-        .await?;
-        for error in &outcome.errors {
-            eprintln!("warning: {error}");
-        }
-        if args.purge && let Some(client) = &client {
-            // Anything that landed meanwhile goes too: stopping the agent
-            // alone would leave containers running under their shims.
-            evict_all(client, name, args.grace_period).await?;
-            purge(&node, client.hello().pid, dirs).await?;
-            println!("node/{name} purged: its agent stopped, /var/lib/flotilla and /run/flotilla deleted");
-        }
-        control.store().delete(KIND_NODE, "", name).await?;
-        Ok(())
-    })?;
+            for error in &outcome.errors {
+                eprintln!("warning: {error}");
+            }
+            if args.purge
+                && let Some(client) = &client
+            {
+                // Anything that landed meanwhile goes too: stopping the agent
+                // alone would leave containers running under their shims.
+                evict_all(client, name, args.grace_period).await?;
+                purge(&node, client.hello().pid, dirs).await?;
+                println!(
+                    "node/{name} purged: its agent stopped, /var/lib/flotilla and /run/flotilla deleted"
+                );
+            }
+            control.store().delete(KIND_NODE, "", name).await?;
+            Ok(())
+        },
+    )?;
     std::fs::write(path, updated).with_context(|| format!("cannot write {}", path.display()))?;
     println!("node {name} removed from {}", path.display());
     Ok(())
