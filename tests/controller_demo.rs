@@ -90,7 +90,7 @@ impl Cluster {
         self.pods()
             .into_iter()
             .filter(|p| p["metadata"]["annotations"]["flotilla.io/deployment"] == name)
-            .filter(|p| ready(p))
+            .filter(ready)
             .map(|p| {
                 (
                     p["metadata"]["name"]
