@@ -155,7 +155,7 @@ impl PodManager {
             )));
         }
         let uid = format!("{:016x}", rand::random::<u64>());
-        let dir = self.config.paths.pod_dir(&uid);
+        let dir = self.config.paths.new_pod_dir(&uid, ephemeral);
         fs::create_dir_all(&dir).map_err(|e| PodError::io(&dir, e))?;
         record::create_lock(&self.config.paths, &uid).map_err(|e| PodError::io(&dir, e))?;
         let record = PodRecord {
