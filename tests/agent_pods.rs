@@ -309,6 +309,88 @@ fn run_in_the_foreground_stops_on_stop_and_on_ctrl_c() {
     node.assert_clean();
 }
 
+/// Whether the image store's index names a lease held by `holder`.
+fn index_has_lease(node: &Node, holder: &str) -> bool {
+    let index: Value = fs::read(node.root.join("images").join("index.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    index["leases"].get(holder).is_some()
+}
+
+#[test]
+fn an_ephemeral_pod_lives_in_the_run_dir_and_a_daemon_pod_on_disk() {
+    let node = Node::new("ephemeral");
+    let script = "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done";
+
+    // `run --rm`: record, log, writable layer and image lease under the run
+    // dir (tmpfs on a node); nothing under the root, nothing in the index.
+    let args = [
+        "run",
+        "--rm",
+        "--name",
+        "eph",
+        &node.image,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ];
+    let child = node.command(&args).spawn().expect("start run");
+    wait_for_log_line(&node, "eph", "ready");
+    let eph = uid(&node, "eph");
+    let dir = node.run_dir.join("ephemeral").join(&eph);
+    assert!(dir.join("pod.json").is_file(), "{dir:?} holds the record");
+    let container = dir.join("containers").join("eph");
+    assert!(container.join("logs").join("0.log").is_file(), "the log");
+    assert!(
+        container.join("0").join("upper").is_dir(),
+        "the writable layer"
+    );
+    assert!(!node.root.join("pods").join(&eph).exists());
+    assert!(
+        node.run_dir
+            .join("leases")
+            .join(format!("{eph}_eph"))
+            .is_file()
+    );
+    assert!(!index_has_lease(&node, &format!("{eph}/eph")));
+
+    // A daemon pod (`run -d`): all of it on disk, its lease in the index.
+    run_detached(&node, "daemon", &[], script);
+    let daemon = uid(&node, "daemon");
+    let dir = node.root.join("pods").join(&daemon);
+    assert!(dir.join("pod.json").is_file(), "{dir:?} holds the record");
+    assert!(
+        dir.join("containers/daemon/0/upper").is_dir(),
+        "the writable layer"
+    );
+    assert!(!node.run_dir.join("ephemeral").join(&daemon).exists());
+    assert!(index_has_lease(&node, &format!("{daemon}/daemon")));
+
+    // Both are listed, and found by `logs`.
+    let names: Vec<Value> = ps_json(&node, true)
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    assert!(
+        names.contains(&"eph".into()) && names.contains(&"daemon".into()),
+        "{names:?}"
+    );
+    assert_eq!(logs(&node, &["eph"]), "ready\n");
+
+    // The run ends and removes its pod, lease and all.
+    node.run(&["stop", "-t", "30", "eph"]).assert_ok();
+    let run = finish(child, &args);
+    assert_eq!(run.status.code(), Some(0), "{}", run.text());
+    assert!(!node.run_dir.join("ephemeral").join(&eph).exists());
+    assert!(pod_entry(&node, "eph").is_none());
+
+    node.run(&["rm", "-f", "daemon"]).assert_ok();
+    assert!(!index_has_lease(&node, &format!("{daemon}/daemon")));
+    node.assert_clean();
+}
+
 #[test]
 fn run_passes_environment_variables() {
     let node = Node::new("run-env");

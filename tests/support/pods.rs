@@ -304,7 +304,8 @@ impl Node {
     }
 
     /// Asserts that nothing of this node's pods is left: no process (serve
-    /// aside), mount, cgroup below the parent, or pod directory.
+    /// aside), mount, cgroup below the parent, pod directory (on disk or,
+    /// an ephemeral pod's, under the run dir) or volatile image lease.
     pub fn assert_clean(&self) {
         let serve = self.serve_pid().map(|p| p as i32);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -323,12 +324,17 @@ impl Node {
                         .is_some_and(|n| n != self.cgroup_parent.as_str())
                 })
                 .collect();
-            let pods: Vec<_> = fs::read_dir(self.root.join("pods"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .collect();
+            let pods: Vec<_> = [
+                self.root.join("pods"),
+                self.run_dir.join("ephemeral"),
+                self.run_dir.join("leases"),
+            ]
+            .iter()
+            .flat_map(fs::read_dir)
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
             let sandboxes: Vec<_> = fs::read_dir(self.run_dir.join("pods"))
                 .into_iter()
                 .flatten()

@@ -80,8 +80,9 @@ pub fn list(root: &Path, json: bool) -> Result<ExitCode, ImageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn remove(root: &Path, image: &str) -> Result<ExitCode, ImageError> {
-    let store = Store::open(root)?;
+/// `run_dir`: where the volatile leases of `run --rm` containers are.
+pub fn remove(root: &Path, run_dir: &Path, image: &str) -> Result<ExitCode, ImageError> {
+    let store = Store::open(root)?.with_run_dir(run_dir);
     let reference = parse_reference(image)?.whole();
     if !store.remove_image(&reference)? {
         return Err(ImageError::NotFound(reference));
@@ -95,8 +96,8 @@ pub fn remove(root: &Path, image: &str) -> Result<ExitCode, ImageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn prune(root: &Path) -> Result<ExitCode, ImageError> {
-    let store = Store::open(root)?;
+pub fn prune(root: &Path, run_dir: &Path) -> Result<ExitCode, ImageError> {
+    let store = Store::open(root)?.with_run_dir(run_dir);
     let reclaimed = store.collect_garbage()?;
     println!(
         "removed {} blobs and {} layers: {} reclaimed",

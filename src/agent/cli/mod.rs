@@ -225,8 +225,8 @@ fn run(cli: AgentCli) -> anyhow::Result<ExitCode> {
             image,
         } => Ok(images::pull(&root, image, *insecure, *no_unpack)?),
         AgentCommand::Images { output } => Ok(images::list(&root, *output == Output::Json)?),
-        AgentCommand::Rmi { image } => Ok(images::remove(&root, image)?),
-        AgentCommand::Prune => Ok(images::prune(&root)?),
+        AgentCommand::Rmi { image } => Ok(images::remove(&root, &cli.run_dir, image)?),
+        AgentCommand::Prune => Ok(images::prune(&root, &cli.run_dir)?),
         AgentCommand::Serve {
             insecure_registries,
             detach,

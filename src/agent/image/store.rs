@@ -5,6 +5,7 @@
 //! ROOT/images/layers/sha256/HEX   one unpacked layer per directory, named by diff_id
 //! ROOT/images/tmp/                 work in progress; cleared of leftovers by prune
 //! ROOT/images/index.json           image references and leases
+//! RUN/leases/HOLDER                volatile leases (tmpfs): ephemeral containers'
 //! ```
 //!
 //! Everything lands by `rename` from `tmp/`, so a crash or a kill leaves either
@@ -13,6 +14,13 @@
 //! container's hold on its layers) names it, which stays true across crashes.
 //! Locks only keep work from being done twice; correctness never rests on
 //! them, because two writers of one digest write the same bytes.
+//!
+//! A container that cannot outlive a reboot (a `run --rm`'s, whose whole
+//! pod is on tmpfs) holds a volatile lease: a file under the run directory
+//! rather than an fsynced rewrite of `index.json`, so such a run writes
+//! nothing to the store's disk. Garbage collection honours both kinds, as
+//! long as the store was opened with the same run directory
+//! ([`Store::with_run_dir`], as every agent verb does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -72,6 +80,8 @@ pub struct Reclaimed {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// Where volatile leases live (`RUN/leases`), if known.
+    volatile_leases: Option<PathBuf>,
 }
 
 /// Held while a pull runs: garbage collection waits for it (a pull's fresh
@@ -85,6 +95,7 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store, ImageError> {
         let store = Store {
             dir: root.join("images"),
+            volatile_leases: None,
         };
         for dir in [
             store.dir.join("blobs").join("sha256"),
@@ -95,6 +106,13 @@ impl Store {
             fs::create_dir_all(&dir).map_err(|e| ImageError::io(&dir, e))?;
         }
         Ok(store)
+    }
+
+    /// Volatile leases live under `run_dir` (tmpfs); garbage collection
+    /// honours them.
+    pub fn with_run_dir(mut self, run_dir: &Path) -> Store {
+        self.volatile_leases = Some(run_dir.join("leases"));
+        self
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
@@ -254,10 +272,80 @@ impl Store {
         })
     }
 
+    /// As [`Store::add_lease`], for a holder that cannot outlive a reboot:
+    /// the lease is a file under the run directory (tmpfs), not a write to
+    /// the disk. Without a run directory it is an ordinary lease.
+    pub fn add_volatile_lease(
+        &self,
+        holder: &str,
+        diff_ids: Vec<String>,
+    ) -> Result<(), ImageError> {
+        let Some(dir) = &self.volatile_leases else {
+            return self.add_lease(holder, diff_ids);
+        };
+        fs::create_dir_all(dir).map_err(|e| ImageError::io(dir, e))?;
+        let path = dir.join(lease_file_name(holder));
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec(&diff_ids).map_err(|e| ImageError::Index {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        // Written whole then renamed, so a collection never reads half a lease.
+        fs::write(&tmp, bytes).map_err(|e| ImageError::io(&tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| ImageError::io(&path, e))
+    }
+
+    /// Drops `holder`'s lease, volatile or not. The index is rewritten only
+    /// if it holds one.
     pub fn remove_lease(&self, holder: &str) -> Result<(), ImageError> {
+        if let Some(dir) = &self.volatile_leases {
+            let path = dir.join(lease_file_name(holder));
+            match fs::remove_file(&path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ImageError::io(&path, e)),
+            }
+        }
+        if !self.read_index()?.leases.contains_key(holder) {
+            return Ok(());
+        }
         self.update_index(|index| {
             index.leases.remove(holder);
         })
+    }
+
+    /// The diff_ids the volatile leases keep alive.
+    fn volatile_leased(&self) -> Result<Vec<String>, ImageError> {
+        let Some(dir) = &self.volatile_leases else {
+            return Ok(Vec::new());
+        };
+        let names = match fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| !n.ends_with(".tmp"))
+                .collect::<Vec<_>>(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ImageError::io(dir, e)),
+        };
+        let mut diff_ids = Vec::new();
+        for name in names {
+            let path = dir.join(name);
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                // Dropped since the listing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(ImageError::io(&path, e)),
+            };
+            // An unreadable lease stops the collection rather than free
+            // layers a container may be using.
+            let ids: Vec<String> =
+                serde_json::from_slice(&bytes).map_err(|e| ImageError::Index {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            diff_ids.extend(ids);
+        }
+        Ok(diff_ids)
     }
 
     /// Deletes every blob and layer no image and no lease names, and the
@@ -286,10 +374,13 @@ impl Store {
                 keep_layers.insert(sha256_hex(&layer.diff_id)?.to_string());
             }
         }
-        for diff_ids in index.leases.values() {
-            for diff_id in diff_ids {
-                keep_layers.insert(sha256_hex(diff_id)?.to_string());
-            }
+        for diff_id in index
+            .leases
+            .values()
+            .flatten()
+            .chain(&self.volatile_leased()?)
+        {
+            keep_layers.insert(sha256_hex(diff_id)?.to_string());
         }
         let mut reclaimed = Reclaimed::default();
         for (dir, keep, is_layer) in [
@@ -342,6 +433,11 @@ pub fn sha256_hex(digest: &str) -> Result<&str, ImageError> {
     } else {
         Err(ImageError::BadDigest(digest.to_string()))
     }
+}
+
+/// A lease holder (`UID/CONTAINER`) as a file name.
+fn lease_file_name(holder: &str) -> String {
+    holder.replace('/', "_")
 }
 
 fn list_dir(dir: &Path) -> Result<Vec<String>, ImageError> {
@@ -459,6 +555,35 @@ mod tests {
         let reclaimed = store.collect_garbage().expect("gc");
         assert_eq!(reclaimed.layers, 2);
         assert!(!store.has_layer(A) && !store.has_layer(B));
+    }
+
+    #[test]
+    fn volatile_leases_keep_layers_and_write_no_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("run");
+        let store = Store::open(dir.path()).expect("open").with_run_dir(&run);
+        put_layer(&store, A, A);
+        store
+            .add_volatile_lease("0123456789abcdef/c", vec![A.into()])
+            .expect("lease");
+        assert!(
+            !store.dir.join("index.json").exists(),
+            "the index is not written"
+        );
+        assert!(run.join("leases").join("0123456789abcdef_c").is_file());
+        let reclaimed = store.collect_garbage().expect("gc");
+        assert_eq!(reclaimed.layers, 0);
+        assert!(store.has_layer(A));
+        // A store opened without the run dir would not see it; with it, a
+        // dropped lease frees the layer and leaves no file.
+        store.remove_lease("0123456789abcdef/c").expect("unlease");
+        assert!(
+            !store.dir.join("index.json").exists(),
+            "still no index write"
+        );
+        assert_eq!(list_dir(&run.join("leases")).expect("leases").len(), 0);
+        let reclaimed = store.collect_garbage().expect("gc");
+        assert_eq!(reclaimed.layers, 1);
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //! And under the run directory (tmpfs, gone at reboot; `/run/flotilla`):
 //! the pod sandboxes' namespace files (`RUN/pods/UID/`) and the instances'
 //! rootfs mount points (`RUN/rootfs/UID-NAME-N`), which need no disk.
+//!
+//! An ephemeral pod (`run --rm`) keeps its whole directory, laid out as
+//! above, at `RUN/ephemeral/UID/` instead: it is removed the moment its
+//! container ends and must not outlive a reboot, so none of it (record, log,
+//! writable layer) goes to the disk, and removing it costs no disk work.
+//! [`AgentPaths::pod_dir`] finds a pod in either place by its uid.
 
 use std::path::{Path, PathBuf};
 
@@ -40,8 +46,29 @@ impl AgentPaths {
         self.root.join("objects")
     }
 
+    /// Where ephemeral pods live (tmpfs).
+    pub fn ephemeral_pods_dir(&self) -> PathBuf {
+        self.run_dir.join("ephemeral")
+    }
+
+    /// Where a new pod's directory goes.
+    pub fn new_pod_dir(&self, uid: &str, ephemeral: bool) -> PathBuf {
+        if ephemeral {
+            self.ephemeral_pods_dir().join(uid)
+        } else {
+            self.pods_dir().join(uid)
+        }
+    }
+
+    /// A pod's directory: under the run directory if it is an ephemeral
+    /// pod's (one lookup on tmpfs), else under the root.
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
-        self.pods_dir().join(uid)
+        let ephemeral = self.ephemeral_pods_dir().join(uid);
+        if ephemeral.is_dir() {
+            ephemeral
+        } else {
+            self.pods_dir().join(uid)
+        }
     }
 
     pub fn pod_file(&self, uid: &str) -> PathBuf {

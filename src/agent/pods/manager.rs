@@ -82,7 +82,7 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 impl PodManager {
     pub fn new(config: AgentConfig) -> Result<PodManager, PodError> {
         let cgroups = cgroup::detect()?.under(&config.cgroup_parent)?;
-        let store = Store::open(&config.paths.root)?;
+        let store = Store::open(&config.paths.root)?.with_run_dir(&config.paths.run_dir);
         fs::create_dir_all(config.paths.pods_dir())
             .map_err(|e| PodError::io(&config.paths.pods_dir(), e))?;
         Ok(PodManager {
@@ -155,7 +155,7 @@ impl PodManager {
             )));
         }
         let uid = format!("{:016x}", rand::random::<u64>());
-        let dir = self.config.paths.pod_dir(&uid);
+        let dir = self.config.paths.new_pod_dir(&uid, ephemeral);
         fs::create_dir_all(&dir).map_err(|e| PodError::io(&dir, e))?;
         record::create_lock(&self.config.paths, &uid).map_err(|e| PodError::io(&dir, e))?;
         let record = PodRecord {
@@ -563,8 +563,13 @@ impl PodManager {
             .iter()
             .map(|l| l.diff_id.clone())
             .collect();
-        self.store
-            .add_lease(&format!("{uid}/{}", container.name), diff_ids)?;
+        // An ephemeral pod's lease is on tmpfs with the rest of it.
+        let holder = format!("{uid}/{}", container.name);
+        if record.ephemeral {
+            self.store.add_volatile_lease(&holder, diff_ids)?;
+        } else {
+            self.store.add_lease(&holder, diff_ids)?;
+        }
 
         let plan = LaunchPlan {
             id: format!("{uid}-{}-{instance}", container.name),

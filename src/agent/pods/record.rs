@@ -33,8 +33,9 @@ pub struct PodRecord {
     #[serde(default)]
     pub paused: bool,
     /// Removed as soon as its containers end (`run --rm`): nothing about it
-    /// needs to survive a crash of the host, so its record is saved without
-    /// waiting for the disk (see [`save`]).
+    /// needs to survive a crash of the host, so it lives under the run
+    /// directory (tmpfs, see [`super::layout`]) and its record is saved
+    /// without an fsync (see [`save`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ephemeral: bool,
     #[serde(default)]
@@ -98,10 +99,9 @@ pub fn load(path: &Path) -> std::io::Result<PodRecord> {
 }
 
 /// Saves atomically (temporary file, fsync, rename). An ephemeral pod's
-/// record skips the fsync: a `run --rm` saves its record five times
-/// (created, started, exited, stopping, stopped), and on a disk mounted with
-/// `discard` each fsync costs milliseconds, as much as the container's whole
-/// start. The rename still makes every save all-or-nothing for readers.
+/// record skips the fsync: it is on tmpfs, where an fsync does nothing but
+/// cost a system call per save (a `run --rm` saves five times). The rename
+/// still makes every save all-or-nothing for readers.
 pub fn save(paths: &AgentPaths, record: &PodRecord) -> std::io::Result<()> {
     use std::io::Write;
     let path = paths.pod_file(&record.uid);
@@ -115,12 +115,13 @@ pub fn save(paths: &AgentPaths, record: &PodRecord) -> std::io::Result<()> {
     fs::rename(&tmp, &path)
 }
 
-/// Every pod record under the root, skipping (and logging) unreadable ones.
+/// Every pod record, under the root and (ephemeral pods) under the run
+/// directory, skipping (and logging) unreadable ones.
 pub fn load_all(paths: &AgentPaths) -> Vec<PodRecord> {
-    let Ok(entries) = fs::read_dir(paths.pods_dir()) else {
-        return Vec::new();
-    };
-    let mut records: Vec<PodRecord> = entries
+    let mut records: Vec<PodRecord> = [paths.pods_dir(), paths.ephemeral_pods_dir()]
+        .iter()
+        .filter_map(|dir| fs::read_dir(dir).ok())
+        .flatten()
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let path = e.path().join("pod.json");
