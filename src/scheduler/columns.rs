@@ -8,6 +8,43 @@
 /// (node index, value), sorted by node index.
 pub(super) type Column<T> = Vec<(u32, T)>;
 
+fn find<T>(column: &[(u32, T)], node: u32) -> Result<usize, usize> {
+    column.binary_search_by_key(&node, |&(n, _)| n)
+}
+
+/// Sets the node's value.
+pub(super) fn set<T>(column: &mut Column<T>, node: u32, value: T) {
+    match find(column, node) {
+        Ok(i) => column[i].1 = value,
+        Err(i) => column.insert(i, (node, value)),
+    }
+}
+
+/// Removes the node's value, if it has one.
+pub(super) fn unset<T>(column: &mut Column<T>, node: u32) {
+    if let Ok(i) = find(column, node) {
+        column.remove(i);
+    }
+}
+
+/// Adds one to the node's count.
+pub(super) fn increment(column: &mut Column<u32>, node: u32) {
+    match find(column, node) {
+        Ok(i) => column[i].1 += 1,
+        Err(i) => column.insert(i, (node, 1)),
+    }
+}
+
+/// Takes one from the node's count; a count of 0 leaves the column.
+pub(super) fn decrement(column: &mut Column<u32>, node: u32) {
+    if let Ok(i) = find(column, node) {
+        column[i].1 -= 1;
+        if column[i].1 == 0 {
+            column.remove(i);
+        }
+    }
+}
+
 /// Reads a column node by node as a search goes: from its start to the last
 /// node, then from node 0 on (once it wraps round). Each call costs the
 /// entries skipped since the last, so a search reads each column once.

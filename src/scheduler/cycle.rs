@@ -1,5 +1,5 @@
 //! One scheduling cycle, shared by [`Profile::schedule`](super::Profile::schedule)
-//! (a slice of nodes, every node evaluated) and `Cache`
+//! (a slice of nodes, every node evaluated) and [`Cache`](super::Cache)
 //! (sums kept between decisions, kube-scheduler's sampling in big
 //! clusters): search the nodes for feasible ones from a starting node, stop
 //! once enough are found, score those, and draw among the best.

@@ -19,7 +19,7 @@ pub struct Decision {
     pub pod: String,
     pub strategy: ScoringStrategy,
     /// One verdict per node evaluated, in the order the nodes were given:
-    /// every node, unless a `Cache` of more than 100 nodes
+    /// every node, unless a [`Cache`](super::Cache) of more than 100 nodes
     /// stopped its search once it had found enough feasible nodes
     /// (kube-scheduler's `percentageOfNodesToScore`).
     pub nodes: Vec<NodeVerdict>,
@@ -35,7 +35,7 @@ pub struct Decision {
 /// One node's verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeVerdict {
-    /// The node's index among the nodes given (or in the `Cache`).
+    /// The node's index among the nodes given (or in the [`Cache`](super::Cache)).
     pub index: usize,
     pub node: String,
     pub outcome: Outcome,
@@ -83,7 +83,7 @@ impl Decision {
     }
 
     /// The chosen node's index among the nodes given (or in the
-    /// `Cache`).
+    /// [`Cache`](super::Cache)).
     pub fn node_index(&self) -> Option<usize> {
         self.chosen.map(|i| self.nodes[i].index)
     }

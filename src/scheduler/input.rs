@@ -80,6 +80,11 @@ impl Requests {
         self.cpu_millis = self.cpu_millis.saturating_add(other.cpu_millis);
         self.memory_bytes = self.memory_bytes.saturating_add(other.memory_bytes);
     }
+
+    fn sub(&mut self, other: Requests) {
+        self.cpu_millis = self.cpu_millis.saturating_sub(other.cpu_millis);
+        self.memory_bytes = self.memory_bytes.saturating_sub(other.memory_bytes);
+    }
 }
 
 /// What a node may give to pods: its `status.allocatable`.
@@ -288,6 +293,14 @@ impl Usage {
         self.non_zero_requests.add(pod.non_zero_requests);
         self.pods += 1;
     }
+
+    /// Counts one bound pod less (kube-scheduler's `NodeInfo.RemovePod`):
+    /// the inverse of [`Usage::add`] (short of sums saturating at 8 EiB).
+    pub fn remove(&mut self, pod: &BoundPod) {
+        self.requests.sub(pod.requests);
+        self.non_zero_requests.sub(pod.non_zero_requests);
+        self.pods -= 1;
+    }
 }
 
 /// What every filter and score reads of a node, whatever the pod, in one
@@ -396,6 +409,17 @@ impl Ports {
             match self.find(port) {
                 Ok(i) => self.0[i].1 += 1,
                 Err(i) => self.0.insert(i, (*port, 1)),
+            }
+        }
+    }
+
+    pub fn remove(&mut self, pod: &BoundPod) {
+        for port in &pod.host_ports {
+            if let Ok(i) = self.find(port) {
+                self.0[i].1 -= 1;
+                if self.0[i].1 == 0 {
+                    self.0.remove(i);
+                }
             }
         }
     }

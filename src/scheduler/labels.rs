@@ -57,6 +57,14 @@ impl LabelIds {
     fn value(&self, value: &str) -> Option<u32> {
         self.values.get(value).copied()
     }
+
+    /// A node's labels by id, interning what is new.
+    pub fn node_labels(&mut self, node: &NodeInfo) -> Vec<(u32, u32)> {
+        node.labels
+            .iter()
+            .map(|(k, v)| (self.intern_key(k), self.intern_value(v)))
+            .collect()
+    }
 }
 
 /// The label keys the pod's node selection names, each once, in the order
