@@ -2,8 +2,10 @@
 //! kube-scheduler's own tests expect (cases ported from its
 //! `pkg/scheduler/framework/plugins/*` tests where flotilla's pods can express
 //! them), then whole decisions: the unschedulable message, tie-breaking,
-//! the weighted totals and the explanation.
+//! the weighted totals and the explanation; then the cache kept between
+//! decisions.
 
+mod cache;
 mod decision;
 mod filters;
 mod scores;
