@@ -11,6 +11,7 @@
 //! (any cluster of up to 100 nodes) decides the same.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use rand::Rng;
 
@@ -20,7 +21,7 @@ use super::Profile;
 use super::columns::{self, Column};
 use super::cycle::{self, Search, View};
 use super::explain::Decision;
-use super::input::{BoundPod, DeploymentRef, Ids, NodeInfo, PodFacts, Ports, Row, Usage};
+use super::input::{BoundPod, DeploymentRef, IdMap, Ids, NodeInfo, PodFacts, Ports, Row, Usage};
 use super::scores::Raw;
 
 /// kube-scheduler's `minFeasibleNodesToFind`: a search stops no sooner.
@@ -61,10 +62,10 @@ pub struct Cache {
     ids: Ids,
     /// By key id, the nodes' values.
     label_columns: Vec<Column<u32>>,
-    image_ids: HashMap<String, u32>,
+    image_ids: IdMap<String>,
     /// By image id, the nodes holding the image, with its size there.
     image_columns: Vec<Column<i64>>,
-    deployment_ids: HashMap<DeploymentRef, u32>,
+    deployment_ids: IdMap<DeploymentRef>,
     /// By deployment id, the nodes holding replicas, with their count.
     replica_columns: Vec<Column<u32>>,
     /// Where the next search starts: kube-scheduler's `nextStartNodeIndex`.
@@ -405,9 +406,10 @@ pub(super) struct Kept {
 }
 
 /// The id of `key`, given one (and an empty column) if it has none.
-fn intern<K, T>(ids: &mut HashMap<K, u32>, columns: &mut Vec<Column<T>>, key: &K) -> u32
+fn intern<K, T, S>(ids: &mut HashMap<K, u32, S>, columns: &mut Vec<Column<T>>, key: &K) -> u32
 where
     K: std::hash::Hash + Eq + Clone,
+    S: BuildHasher,
 {
     if let Some(&id) = ids.get(key) {
         return id;

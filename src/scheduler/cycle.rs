@@ -18,7 +18,7 @@ use super::Profile;
 use super::columns::{Column, Cursor};
 use super::explain::{Decision, NodeVerdict, Outcome};
 use super::filters::{self, Candidate};
-use super::input::{self, DeploymentRef, Ids, NodeInfo, PodFacts, Ports, Row, Usage};
+use super::input::{self, DeploymentRef, HostPort, Ids, NodeInfo, PodFacts, Ports, Row, Usage};
 use super::labels;
 use super::scores::{Holdings, Plan, Raw};
 
@@ -291,6 +291,11 @@ impl Scratch {
                 })
                 .collect(),
         };
+        let wanted_ports: Vec<HostPort> = pod
+            .spec
+            .host_ports()
+            .map(|(port, protocol)| HostPort { port, protocol })
+            .collect();
         let rows = nodes
             .iter()
             .map(|node| Row::new(node, Usage::of(node), &mut ids.taints))
@@ -298,7 +303,10 @@ impl Scratch {
         Self {
             ids,
             rows,
-            ports: nodes.iter().map(Ports::of).collect(),
+            ports: nodes
+                .iter()
+                .map(|node| Ports::among(node, &wanted_ports))
+                .collect(),
             labels,
             images,
             replicas,

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::api::deployment::Deployment;
 use crate::api::image::NormalizedImage;
@@ -362,12 +363,65 @@ impl Row {
     }
 }
 
+/// A map from the nodes' strings (label keys and values, image references,
+/// deployments, taints) to the numbers decisions use instead. The keys come
+/// from the operator's own cluster file and manifests, so the hash is a fast
+/// one rather than one that resists chosen collisions.
+pub(super) type IdMap<K> = HashMap<K, u32, BuildHasherDefault<FxHasher>>;
+
+/// rustc's FxHash: one rotate, xor and multiply per 8 bytes.
+#[derive(Clone, Copy, Default)]
+pub(super) struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Ids for the distinct taints of the nodes, so that a decision works out
 /// once per taint whether the pod tolerates it ([`PodFacts::taints`]), not
 /// once per node.
 #[derive(Clone, Debug, Default)]
 pub(super) struct TaintIds {
-    ids: HashMap<Taint, u32>,
+    ids: IdMap<Taint>,
     taints: Vec<Taint>,
 }
 
@@ -400,6 +454,24 @@ impl Ports {
         let mut ports = Ports::default();
         for pod in &node.pods {
             ports.add(pod);
+        }
+        ports
+    }
+
+    /// Only those of `wanted` the node's bound pods take: all one decision
+    /// asks about.
+    pub fn among(node: &NodeInfo, wanted: &[HostPort]) -> Self {
+        let mut ports = Ports::default();
+        if wanted.is_empty() {
+            return ports;
+        }
+        for pod in &node.pods {
+            for port in pod.host_ports.iter().filter(|p| wanted.contains(p)) {
+                match ports.find(port) {
+                    Ok(i) => ports.0[i].1 += 1,
+                    Err(i) => ports.0.insert(i, (*port, 1)),
+                }
+            }
         }
         ports
     }

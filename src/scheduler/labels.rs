@@ -14,18 +14,16 @@
 //! [`NodeSelectorRequirement::matches`] and [`NodeSelectorTerm::matches`];
 //! debug builds check every compiled answer against them.
 
-use std::collections::HashMap;
-
 use crate::api::pod::PodSpec;
 use crate::api::{NodeSelector, NodeSelectorOperator, NodeSelectorTerm, PreferredSchedulingTerm};
 
-use super::input::NodeInfo;
+use super::input::{IdMap, NodeInfo};
 
 /// Ids for label keys and values.
 #[derive(Clone, Debug, Default)]
 pub(super) struct LabelIds {
-    keys: HashMap<String, u32>,
-    values: HashMap<String, u32>,
+    keys: IdMap<String>,
+    values: IdMap<String>,
     /// Per value id, the value read as an integer (for Gt and Lt).
     numbers: Vec<Option<i64>>,
 }
