@@ -18,18 +18,25 @@ pub struct Decision {
     /// `namespace/name` of the pod.
     pub pod: String,
     pub strategy: ScoringStrategy,
-    /// One verdict per node, in the order the nodes were given.
+    /// One verdict per node evaluated, in the order the nodes were given:
+    /// every node, unless a [`Cache`](super::Cache) of more than 100 nodes
+    /// stopped its search once it had found enough feasible nodes
+    /// (kube-scheduler's `percentageOfNodesToScore`).
     pub nodes: Vec<NodeVerdict>,
     /// Index into `nodes` of the chosen node; None when no node passed the filters.
     pub chosen: Option<usize>,
     /// Indices of the nodes that shared the best total; the chosen one was
     /// drawn at random among them.
     pub tied: Vec<usize>,
+    /// How many nodes there were: `nodes.len()` when every node was evaluated.
+    pub total_nodes: usize,
 }
 
 /// One node's verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeVerdict {
+    /// The node's index among the nodes given (or in the [`Cache`](super::Cache)).
+    pub index: usize,
     pub node: String,
     pub outcome: Outcome,
 }
@@ -75,6 +82,12 @@ impl Decision {
         self.chosen.map(|i| self.nodes[i].node.as_str())
     }
 
+    /// The chosen node's index among the nodes given (or in the
+    /// [`Cache`](super::Cache)).
+    pub fn node_index(&self) -> Option<usize> {
+        self.chosen.map(|i| self.nodes[i].index)
+    }
+
     /// The verdict on the node of that name.
     pub fn verdict(&self, node: &str) -> Option<&NodeVerdict> {
         self.nodes.iter().find(|v| v.node == node)
@@ -110,7 +123,9 @@ impl Decision {
             .map(|(reason, count)| format!("{count} {reason}"))
             .collect();
         entries.sort();
-        let mut message = format!("0/{} nodes are available:", self.nodes.len());
+        // A search that found no feasible node evaluated every node, so the
+        // count is all of them, as in kube-scheduler's `NumAllNodes`.
+        let mut message = format!("0/{} nodes are available:", self.total_nodes);
         if !entries.is_empty() {
             message.push(' ');
             message.push_str(&entries.join(", "));
@@ -133,12 +148,20 @@ impl fmt::Display for Decision {
                 let best = self.nodes[chosen].total().unwrap_or(0);
                 write!(
                     f,
-                    "Scheduled {} on {}: the best total score, {best}, of {} feasible node(s) out of {}.",
+                    "Scheduled {} on {}: the best total score, {best}, of {} feasible node(s) out of {}",
                     self.pod,
                     self.nodes[chosen].node,
                     self.feasible(),
-                    self.nodes.len()
+                    self.total_nodes
                 )?;
+                if self.nodes.len() < self.total_nodes {
+                    write!(
+                        f,
+                        "; the search stopped there, after evaluating {} (kube-scheduler's percentageOfNodesToScore)",
+                        self.nodes.len()
+                    )?;
+                }
+                f.write_str(".")?;
                 if self.tied.len() > 1 {
                     let names: Vec<&str> = self
                         .tied

@@ -10,13 +10,14 @@
 //! may still go there. The same is done here.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use crate::api::pod::ResourceName;
 use crate::api::quantity::{Quantity, QuantityFormat};
 use crate::api::status::ConditionStatus;
-use crate::api::{Taint, TaintEffect};
+use crate::api::{NodeSelector, Taint, TaintEffect};
 
-use super::input::{HostPort, NodeInfo, PodFacts, Usage};
+use super::input::{HostPort, NodeInfo, PodFacts, Ports, Row, UNTOLERATED_HARD};
 
 /// The taint a cordoned node is treated as having; a pod that tolerates it
 /// may go on a cordoned node (DaemonSets do).
@@ -203,34 +204,107 @@ pub struct Rejection {
     pub reasons: Vec<Reason>,
 }
 
-/// Runs the filters in order; the first failure rejects the node.
-pub(super) fn run(pod: &PodFacts<'_>, node: &NodeInfo, usage: &Usage) -> Result<(), Rejection> {
+/// A node as the filters read it: its description, its [`Row`] (with the
+/// sums of its bound pods), the host ports they take, and its value for
+/// each label key the pod names (by the slots of its selection).
+#[derive(Clone, Copy)]
+pub(super) struct Candidate<'a> {
+    pub node: &'a NodeInfo,
+    pub row: &'a Row,
+    pub ports: &'a Ports,
+    pub labels: &'a [Option<u32>],
+}
+
+/// Runs the filters in order; the first failure rejects the node, with the
+/// reasons spelled out.
+pub(super) fn run(pod: &PodFacts<'_>, candidate: Candidate<'_>) -> Result<(), Rejection> {
     for plugin in FilterPlugin::ALL {
-        let reasons = match plugin {
-            FilterPlugin::NodeUnschedulable => node_unschedulable(pod, node),
-            FilterPlugin::NodeName => node_name(pod, node),
-            FilterPlugin::TaintToleration => taint_toleration(pod, node),
-            FilterPlugin::NodeAffinity => node_affinity(pod, node),
-            FilterPlugin::NodePorts => node_ports(pod, node),
-            FilterPlugin::NodeResourcesFit => node_resources_fit(pod, node, usage),
-        };
-        if !reasons.is_empty() {
+        if !check(plugin, pod, candidate) {
+            let reasons = reasons(plugin, pod, candidate);
+            debug_assert!(!reasons.is_empty(), "{plugin} failed without a reason");
             return Err(Rejection { plugin, reasons });
         }
     }
     Ok(())
 }
 
-fn node_unschedulable(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {
-    if !node.unschedulable {
-        return Vec::new();
+/// Whether the node passes every filter: [`run`] without building the
+/// reasons, so that a search over many nodes allocates nothing for the
+/// ones it rejects.
+pub(super) fn passes(pod: &PodFacts<'_>, candidate: Candidate<'_>) -> bool {
+    // FilterPlugin::ALL, written out so that each check is inlined.
+    check(FilterPlugin::NodeUnschedulable, pod, candidate)
+        && check(FilterPlugin::NodeName, pod, candidate)
+        && check(FilterPlugin::TaintToleration, pod, candidate)
+        && check(FilterPlugin::NodeAffinity, pod, candidate)
+        && check(FilterPlugin::NodePorts, pod, candidate)
+        && check(FilterPlugin::NodeResourcesFit, pod, candidate)
+}
+
+/// One filter's verdict, cheaply: true when [`reasons`] would be empty.
+#[inline(always)]
+fn check(plugin: FilterPlugin, pod: &PodFacts<'_>, candidate: Candidate<'_>) -> bool {
+    let Candidate {
+        node,
+        row,
+        ports,
+        labels,
+    } = candidate;
+    match plugin {
+        FilterPlugin::NodeUnschedulable => {
+            !row.unschedulable || tolerated(pod, &UNSCHEDULABLE_TAINT)
+        }
+        FilterPlugin::NodeName => pod.spec.node_name.is_empty() || pod.spec.node_name == node.name,
+        FilterPlugin::TaintToleration => {
+            let tolerated = !row.hard_taints
+                || match row.taint_ids() {
+                    Some(ids) => ids
+                        .iter()
+                        .all(|&id| pod.taints[id as usize] & UNTOLERATED_HARD == 0),
+                    None => untolerated_taint(pod, node).is_none(),
+                };
+            debug_assert_eq!(tolerated, untolerated_taint(pod, node).is_none());
+            tolerated
+        }
+        FilterPlugin::NodeAffinity => pod.selection.admits(node, labels),
+        FilterPlugin::NodePorts => !pod.host_ports.iter().any(|p| ports.holds(p)),
+        FilterPlugin::NodeResourcesFit => {
+            // ResourceName::ALL, written out.
+            row.usage.pods < row.allocatable.pods
+                && !insufficient(pod, row, ResourceName::Cpu)
+                && !insufficient(pod, row, ResourceName::Memory)
+        }
     }
-    let taint = Taint {
-        key: TAINT_UNSCHEDULABLE.to_owned(),
-        value: None,
-        effect: TaintEffect::NoSchedule,
-    };
-    if pod.tolerations().iter().any(|t| t.tolerates(&taint)) {
+}
+
+/// Why one filter fails the node; empty when it passes.
+fn reasons(plugin: FilterPlugin, pod: &PodFacts<'_>, candidate: Candidate<'_>) -> Vec<Reason> {
+    let Candidate {
+        node, row, ports, ..
+    } = candidate;
+    match plugin {
+        FilterPlugin::NodeUnschedulable => node_unschedulable(pod, node),
+        FilterPlugin::NodeName => node_name(pod, node),
+        FilterPlugin::TaintToleration => taint_toleration(pod, node),
+        FilterPlugin::NodeAffinity => node_affinity(pod, node),
+        FilterPlugin::NodePorts => node_ports(pod, node, ports),
+        FilterPlugin::NodeResourcesFit => node_resources_fit(pod, row),
+    }
+}
+
+/// The taint a cordoned node is treated as having.
+static UNSCHEDULABLE_TAINT: LazyLock<Taint> = LazyLock::new(|| Taint {
+    key: TAINT_UNSCHEDULABLE.to_owned(),
+    value: None,
+    effect: TaintEffect::NoSchedule,
+});
+
+fn tolerated(pod: &PodFacts<'_>, taint: &Taint) -> bool {
+    pod.tolerations().iter().any(|t| t.tolerates(taint))
+}
+
+fn node_unschedulable(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {
+    if !node.unschedulable || tolerated(pod, &UNSCHEDULABLE_TAINT) {
         return Vec::new();
     }
     vec![Reason::Unschedulable]
@@ -248,34 +322,54 @@ fn node_name(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {
 
 /// The taints Kubernetes' node lifecycle controller puts on a node that is
 /// not Ready, after the node's own (it appends them).
-pub(super) fn condition_taints(ready: ConditionStatus) -> Vec<Taint> {
-    let key = match ready {
-        ConditionStatus::True => return Vec::new(),
-        ConditionStatus::False => TAINT_NOT_READY,
-        ConditionStatus::Unknown => TAINT_UNREACHABLE,
-    };
-    [TaintEffect::NoSchedule, TaintEffect::NoExecute]
-        .into_iter()
-        .map(|effect| Taint {
-            key: key.to_owned(),
-            value: None,
-            effect,
+pub(super) fn condition_taints(ready: ConditionStatus) -> &'static [Taint] {
+    static NOT_READY: LazyLock<[Taint; 2]> = LazyLock::new(|| both_effects(TAINT_NOT_READY));
+    static UNREACHABLE: LazyLock<[Taint; 2]> = LazyLock::new(|| both_effects(TAINT_UNREACHABLE));
+    match ready {
+        ConditionStatus::True => &[],
+        ConditionStatus::False => &*NOT_READY,
+        ConditionStatus::Unknown => &*UNREACHABLE,
+    }
+}
+
+fn both_effects(key: &str) -> [Taint; 2] {
+    [TaintEffect::NoSchedule, TaintEffect::NoExecute].map(|effect| Taint {
+        key: key.to_owned(),
+        value: None,
+        effect,
+    })
+}
+
+/// The first NoSchedule or NoExecute taint of the node the pod does not
+/// tolerate.
+fn untolerated_taint<'n>(pod: &PodFacts<'_>, node: &'n NodeInfo) -> Option<&'n Taint> {
+    node.taints
+        .iter()
+        .chain(condition_taints(node.ready))
+        .find(|taint| {
+            matches!(
+                taint.effect,
+                TaintEffect::NoSchedule | TaintEffect::NoExecute
+            ) && !tolerated(pod, taint)
         })
-        .collect()
 }
 
 fn taint_toleration(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {
-    let derived = condition_taints(node.ready);
-    let untolerated = node.taints.iter().chain(&derived).find(|taint| {
-        matches!(
-            taint.effect,
-            TaintEffect::NoSchedule | TaintEffect::NoExecute
-        ) && !pod.tolerations().iter().any(|t| t.tolerates(taint))
-    });
-    match untolerated {
+    match untolerated_taint(pod, node) {
         Some(taint) => vec![Reason::UntoleratedTaint(taint.clone())],
         None => Vec::new(),
     }
+}
+
+fn required_node_affinity<'a>(pod: &PodFacts<'a>) -> Option<&'a NodeSelector> {
+    pod.spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
 }
 
 fn node_affinity(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {
@@ -289,16 +383,7 @@ fn node_affinity(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {
             })];
         }
     }
-    let required = pod
-        .spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| {
-            na.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    match required {
+    match required_node_affinity(pod) {
         Some(selector) if !selector.matches(&node.labels, &node.name) => {
             vec![Reason::NodeAffinity(AffinityMismatch::Required)]
         }
@@ -306,22 +391,26 @@ fn node_affinity(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {
     }
 }
 
-fn node_ports(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {
+/// The pod's host ports that bound pods take, each with the first pod that
+/// takes it. Whether a port is taken comes from the node's sums; who takes
+/// it, from its pods (only read when the node is rejected).
+fn node_ports(pod: &PodFacts<'_>, node: &NodeInfo, ports: &Ports) -> Vec<Reason> {
     if pod.host_ports.is_empty() {
         return Vec::new();
     }
     let mut conflicts = Vec::new();
     for wanted in &pod.host_ports {
+        if !ports.holds(wanted) {
+            continue;
+        }
         let holder = node
             .pods
             .iter()
             .find(|bound| bound.host_ports.contains(wanted));
-        if let Some(holder) = holder {
-            conflicts.push(PortConflict {
-                port: *wanted,
-                pod: holder.name.clone(),
-            });
-        }
+        conflicts.push(PortConflict {
+            port: *wanted,
+            pod: holder.map(|h| h.name.clone()).unwrap_or_default(),
+        });
     }
     if conflicts.is_empty() {
         Vec::new()
@@ -330,27 +419,35 @@ fn node_ports(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {
     }
 }
 
+/// Whether the node lacks room for the pod's request of `resource`.
+fn insufficient(pod: &PodFacts<'_>, row: &Row, resource: ResourceName) -> bool {
+    let requested = pod.requests.get(resource);
+    requested > 0
+        && requested
+            > row
+                .allocatable
+                .get(resource)
+                .saturating_sub(row.usage.requests.get(resource))
+}
+
 /// Kubernetes' `fitsRequest`: the pod count first, then each resource the pod
 /// requests against allocatable less what the bound pods request. A pod that
 /// requests nothing only needs a pod slot.
-fn node_resources_fit(pod: &PodFacts<'_>, node: &NodeInfo, usage: &Usage) -> Vec<Reason> {
+fn node_resources_fit(pod: &PodFacts<'_>, row: &Row) -> Vec<Reason> {
     let mut reasons = Vec::new();
-    if usage.pods + 1 > node.allocatable.pods {
+    if row.usage.pods + 1 > row.allocatable.pods {
         reasons.push(Reason::TooManyPods {
-            used: usage.pods,
-            capacity: node.allocatable.pods,
+            used: row.usage.pods,
+            capacity: row.allocatable.pods,
         });
     }
     for resource in ResourceName::ALL {
-        let requested = pod.requests.get(resource);
-        let used = usage.requests.get(resource);
-        let capacity = node.allocatable.get(resource);
-        if requested > 0 && requested > capacity.saturating_sub(used) {
+        if insufficient(pod, row, resource) {
             reasons.push(Reason::Insufficient {
                 resource,
-                requested,
-                used,
-                capacity,
+                requested: pod.requests.get(resource),
+                used: row.usage.requests.get(resource),
+                capacity: row.allocatable.get(resource),
             });
         }
     }

@@ -14,10 +14,21 @@
 //!
 //! The [`Decision`] keeps every node's verdict, so it can say why: the
 //! `FailedScheduling` message, or a table of rejections and scores ([`explain`]).
+//!
+//! For many decisions in a row, a [`Cache`] keeps the nodes between them, as
+//! kube-scheduler's cache does: the sums of each node's bound pods kept up to
+//! date by [`Cache::bind`] rather than added up at every decision, and in
+//! clusters of more than 100 nodes kube-scheduler's sampling (the search
+//! stops once [`feasible_nodes_to_find`] feasible nodes are found).
+//! [`Cache::place`] skips the explanation when the pod fits.
 
+mod cache;
+mod columns;
+mod cycle;
 mod explain;
 mod filters;
 mod input;
+mod labels;
 mod scores;
 #[cfg(test)]
 mod tests;
@@ -26,6 +37,10 @@ use rand::Rng;
 
 use crate::api::Pod;
 
+pub use cache::{
+    Cache, MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND, MIN_FEASIBLE_NODES_TO_FIND,
+    feasible_nodes_to_find,
+};
 pub use explain::{Decision, NO_NODES_MESSAGE, NodeVerdict, Outcome};
 pub use filters::{
     AffinityMismatch, FilterPlugin, PortConflict, Reason, Rejection, TAINT_NOT_READY,
@@ -39,8 +54,8 @@ pub use scores::{
     MAX_NODE_SCORE, PluginScore, ScoreOutcome, ScorePlugin, ScoringStrategy, Weights,
 };
 
-use input::{PodFacts, Usage};
-use scores::Feasible;
+use cycle::{Scratch, Search};
+use input::PodFacts;
 
 /// How the scheduler scores: kube-scheduler's notion of a profile, reduced
 /// to what may differ here.
@@ -60,8 +75,12 @@ impl Profile {
         }
     }
 
-    /// Places `pod` (a replica of `deployment`, if any) on one of `nodes`.
-    /// `rng` breaks ties; pass a seeded one for a repeatable decision.
+    /// Places `pod` (a replica of `deployment`, if any) on one of `nodes`,
+    /// evaluating every node. `rng` breaks ties; pass a seeded one for a
+    /// repeatable decision.
+    ///
+    /// Each node's sums are added up from its bound pods here: for many
+    /// decisions over the same nodes, a [`Cache`] keeps them instead.
     pub fn schedule<R: Rng + ?Sized>(
         &self,
         pod: &Pod,
@@ -69,62 +88,20 @@ impl Profile {
         nodes: &[NodeInfo],
         rng: &mut R,
     ) -> Decision {
-        let facts = PodFacts::new(pod, deployment);
-        let mut verdicts = Vec::with_capacity(nodes.len());
-        let mut feasible = Vec::new();
-        for (index, node) in nodes.iter().enumerate() {
-            let usage = Usage::of(node);
-            let outcome = match filters::run(&facts, node, &usage) {
-                Err(rejection) => Outcome::Rejected(rejection),
-                Ok(()) => {
-                    feasible.push(Feasible { index, usage });
-                    // Filled in once every feasible node is known: some
-                    // scores normalise over all of them.
-                    Outcome::Scored {
-                        scores: Vec::new(),
-                        total: 0,
-                    }
-                }
-            };
-            verdicts.push(NodeVerdict {
-                node: node.name.clone(),
-                outcome,
-            });
-        }
-
-        let scored = scores::score(&facts, nodes, &feasible, self.strategy, &self.weights);
-        let mut best: Option<i64> = None;
-        let mut tied = Vec::new();
-        for (node, plugin_scores) in feasible.iter().zip(scored) {
-            let total = plugin_scores
-                .iter()
-                .fold(0i64, |sum, s| sum.saturating_add(s.weighted()));
-            verdicts[node.index].outcome = Outcome::Scored {
-                scores: plugin_scores,
-                total,
-            };
-            match best {
-                Some(b) if total < b => {}
-                Some(b) if total == b => tied.push(node.index),
-                _ => {
-                    best = Some(total);
-                    tied.clear();
-                    tied.push(node.index);
-                }
-            }
-        }
-        let chosen = match tied.len() {
-            0 => None,
-            1 => Some(tied[0]),
-            n => Some(tied[rng.random_range(0..n)]),
+        let scratch = Scratch::new(pod, deployment, nodes);
+        let facts = PodFacts::new(pod, deployment, &scratch.ids);
+        let view = scratch.view(nodes, &facts);
+        let search = Search {
+            start: 0,
+            want: nodes.len(),
         };
-        Decision {
-            pod: input::pod_name(pod),
-            strategy: self.strategy,
-            nodes: verdicts,
-            chosen,
-            tied,
-        }
+        let cycle = cycle::run(self, pod, &facts, &view, search, true, &mut Vec::new(), rng);
+        debug_assert_eq!(cycle.processed, nodes.len(), "every node is evaluated");
+        let decision = cycle
+            .decision
+            .expect("a cycle run with an explanation returns its decision");
+        debug_assert_eq!(decision.node_index(), cycle.chosen);
+        decision
     }
 }
 

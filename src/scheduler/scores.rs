@@ -11,10 +11,10 @@
 
 use std::fmt;
 
-use crate::api::TaintEffect;
 use crate::api::pod::ResourceName;
+use crate::api::{PreferredSchedulingTerm, TaintEffect};
 
-use super::input::{NodeInfo, PodFacts, Usage};
+use super::input::{NodeInfo, PodFacts, Row, UNTOLERATED_SOFT};
 
 /// kube-scheduler's `MaxNodeScore`.
 pub const MAX_NODE_SCORE: i64 = 100;
@@ -147,146 +147,301 @@ impl PluginScore {
     }
 }
 
-/// A feasible node: its index among all nodes and what its pods take.
-pub(super) struct Feasible {
+/// One feasible node's raw scores, worked out as the node passes the filters.
+/// Normalising needs every feasible node's raw score, so [`Plan::scores`]
+/// reads them once the search is over.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Raw {
+    /// The node's index among all nodes.
     pub index: usize,
-    pub usage: Usage,
+    taint: i64,
+    affinity: i64,
+    fit: i64,
+    replicas: u32,
+    balanced: i64,
+    image: i64,
 }
 
-/// Scores every feasible node with every plugin; one list per feasible node,
-/// in the order given, each in [`ScorePlugin::ALL`] order.
-pub(super) fn score(
-    pod: &PodFacts<'_>,
-    nodes: &[NodeInfo],
-    feasible: &[Feasible],
+/// What the score plugins need of the pod, worked out once per decision,
+/// and which of them run.
+pub(super) struct Plan<'a> {
+    pod: &'a PodFacts<'a>,
     strategy: ScoringStrategy,
-    weights: &Weights,
-) -> Vec<Vec<PluginScore>> {
-    let mut per_node: Vec<Vec<PluginScore>> = feasible
-        .iter()
-        .map(|_| Vec::with_capacity(ScorePlugin::ALL.len()))
-        .collect();
-    for plugin in ScorePlugin::ALL {
-        let weight = weights.of(plugin);
-        match plugin_scores(plugin, pod, nodes, feasible, strategy) {
-            Err(why) => {
-                for scores in &mut per_node {
-                    scores.push(PluginScore {
-                        plugin,
-                        weight,
-                        outcome: ScoreOutcome::Skipped(why),
-                    });
-                }
-            }
-            Ok((raw, normalized)) => {
-                for ((scores, raw), normalized) in per_node.iter_mut().zip(raw).zip(normalized) {
-                    scores.push(PluginScore {
-                        plugin,
-                        weight,
-                        outcome: ScoreOutcome::Scored { raw, normalized },
-                    });
-                }
-            }
+    weights: Weights,
+    preferred: &'a [PreferredSchedulingTerm],
+    /// Per image of the pod, the share of the cluster's nodes that hold it.
+    image_shares: &'a [f64],
+}
+
+/// What a feasible node holds that the pod names: its value for each label
+/// key of the pod's selection, its replicas of the pod's deployment, and the
+/// size of each of the pod's images it has.
+pub(super) struct Holdings<'a> {
+    pub labels: &'a [Option<u32>],
+    pub replicas: u32,
+    pub image_sizes: &'a [Option<i64>],
+}
+
+/// What normalising takes from all feasible nodes' raw scores.
+///
+/// The raw scores that normalise by the others are small counts (untolerated
+/// taints, replicas, the weights of matching preferences), so each plugin's
+/// normalised score is worked out once per raw value up to the maximum, and
+/// a node's costs a lookup rather than a division.
+pub(super) struct Normalizer {
+    /// TaintToleration's normalised score by raw score.
+    taint: Vec<i64>,
+    affinity_max: i64,
+    /// NodeAffinity's normalised score by raw score, when the maximum is
+    /// small enough to list them.
+    affinity: Option<Vec<i64>>,
+    /// PodTopologySpread's raw score by replica count, up to the most any
+    /// feasible node holds.
+    spread_scores: Vec<i64>,
+    /// PodTopologySpread's normalised score by replica count.
+    spread: Vec<i64>,
+}
+
+/// The largest NodeAffinity maximum normalised through a table.
+const AFFINITY_TABLE_MAX: i64 = 4096;
+
+/// Each plugin's (raw, normalised) score on a node, in [`ScorePlugin::ALL`]
+/// order, or why the plugin is skipped.
+type Scores = [Result<(i64, i64), &'static str>; 6];
+
+impl<'a> Plan<'a> {
+    pub fn new(
+        pod: &'a PodFacts<'a>,
+        strategy: ScoringStrategy,
+        weights: Weights,
+        image_shares: &'a [f64],
+    ) -> Self {
+        Self {
+            pod,
+            strategy,
+            weights,
+            preferred: preferred_terms(pod),
+            image_shares,
         }
     }
-    per_node
+
+    /// The raw scores of a node that passed the filters.
+    pub fn raw(&self, index: usize, node: &NodeInfo, row: &Row, holds: Holdings<'_>) -> Raw {
+        let pod = self.pod;
+        let affinity = if self.preferred.is_empty() {
+            0
+        } else {
+            pod.selection.preference(node, holds.labels)
+        };
+        // The taints by id, as the pod's tolerations were worked out for
+        // each once; a node with too many for its row, by the taints.
+        let taint = match row.taint_ids() {
+            _ if !row.soft_taints => 0,
+            Some(ids) => ids
+                .iter()
+                .filter(|&&id| pod.taints[id as usize] & UNTOLERATED_SOFT != 0)
+                .count() as i64,
+            None => intolerable_prefer_no_schedule(pod, node),
+        };
+        debug_assert_eq!(taint, intolerable_prefer_no_schedule(pod, node));
+        Raw {
+            index,
+            taint,
+            affinity,
+            fit: resources_fit(self.strategy, pod, row),
+            replicas: holds.replicas,
+            balanced: if pod.requests.is_zero() {
+                0
+            } else {
+                balanced_allocation(pod, row)
+            },
+            image: image_locality(pod, self.image_shares, holds.image_sizes),
+        }
+    }
+
+    /// The maxima and minima the plugins normalise by, over every feasible
+    /// node's raw scores.
+    pub fn normalizer(&self, feasible: &[Raw]) -> Normalizer {
+        let spread_weight = topology_normalizing_weight(feasible.len());
+        let (mut taint_max, mut affinity_max) = (0, i64::MIN);
+        let (mut max_replicas, mut min_replicas) = (0, u32::MAX);
+        for raw in feasible {
+            taint_max = taint_max.max(raw.taint);
+            affinity_max = affinity_max.max(raw.affinity);
+            max_replicas = max_replicas.max(raw.replicas);
+            min_replicas = min_replicas.min(raw.replicas);
+        }
+        if feasible.is_empty() {
+            (affinity_max, min_replicas) = (0, 0);
+        }
+        let spread_scores: Vec<i64> = if self.pod.deployment.is_some() {
+            (0..=max_replicas)
+                .map(|count| spread_score(count, spread_weight))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // spread_score grows with the count, so its extremes are those of
+        // the counts.
+        let spread_max = spread_score(max_replicas, spread_weight);
+        let spread_min = spread_score(min_replicas, spread_weight);
+        Normalizer {
+            taint: (0..=taint_max)
+                .map(|raw| reverse_normalize(raw, taint_max))
+                .collect(),
+            affinity_max,
+            affinity: (0..=AFFINITY_TABLE_MAX).contains(&affinity_max).then(|| {
+                (0..=affinity_max)
+                    .map(|raw| normalize(raw, affinity_max))
+                    .collect()
+            }),
+            spread: spread_scores
+                .iter()
+                .map(|&s| spread_normalize(s, spread_max, spread_min))
+                .collect(),
+            spread_scores,
+        }
+    }
+
+    /// Each plugin's raw and normalised score on one feasible node.
+    pub fn scores(&self, norm: &Normalizer, raw: &Raw) -> Scores {
+        let taint = (raw.taint, norm.taint[raw.taint as usize]);
+        let affinity = if self.preferred.is_empty() {
+            Err("the pod states no preferred node affinity")
+        } else {
+            Ok((raw.affinity, norm.affinity_of(raw.affinity)))
+        };
+        let spread = if self.pod.deployment.is_none() {
+            Err("the pod belongs to no deployment")
+        } else {
+            Ok((
+                norm.spread_scores[raw.replicas as usize],
+                norm.spread[raw.replicas as usize],
+            ))
+        };
+        let balanced = if self.pod.requests.is_zero() {
+            Err("the pod requests no cpu or memory")
+        } else {
+            Ok((raw.balanced, raw.balanced))
+        };
+        [
+            Ok(taint),
+            affinity,
+            Ok((raw.fit, raw.fit)),
+            spread,
+            balanced,
+            Ok((raw.image, raw.image)),
+        ]
+    }
+
+    /// The weighted sum of a node's scores: [`Plan::total`] of
+    /// [`Plan::scores`], without gathering them.
+    pub fn total_of(&self, norm: &Normalizer, raw: &Raw) -> i64 {
+        let w = &self.weights;
+        let weighted = |normalized: i64, weight: i64| normalized.saturating_mul(weight);
+        // In ScorePlugin::ALL order, as `total` adds them.
+        let mut sum = weighted(norm.taint[raw.taint as usize], w.taint_toleration);
+        if !self.preferred.is_empty() {
+            sum = sum.saturating_add(weighted(norm.affinity_of(raw.affinity), w.node_affinity));
+        }
+        sum = sum.saturating_add(weighted(raw.fit, w.node_resources_fit));
+        if self.pod.deployment.is_some() {
+            sum = sum.saturating_add(weighted(
+                norm.spread[raw.replicas as usize],
+                w.pod_topology_spread,
+            ));
+        }
+        if !self.pod.requests.is_zero() {
+            sum = sum.saturating_add(weighted(raw.balanced, w.balanced_allocation));
+        }
+        sum = sum.saturating_add(weighted(raw.image, w.image_locality));
+        debug_assert_eq!(sum, self.total(&self.scores(norm, raw)));
+        sum
+    }
+
+    /// The weighted sum of a node's scores.
+    pub fn total(&self, scores: &Scores) -> i64 {
+        ScorePlugin::ALL
+            .iter()
+            .zip(scores)
+            .fold(0i64, |sum, (&plugin, score)| match score {
+                Ok((_, normalized)) => {
+                    sum.saturating_add(normalized.saturating_mul(self.weights.of(plugin)))
+                }
+                Err(_) => sum,
+            })
+    }
+
+    /// The scores as the explanation lists them.
+    pub fn explain(&self, scores: &Scores) -> Vec<PluginScore> {
+        ScorePlugin::ALL
+            .iter()
+            .zip(scores)
+            .map(|(&plugin, score)| PluginScore {
+                plugin,
+                weight: self.weights.of(plugin),
+                outcome: match *score {
+                    Ok((raw, normalized)) => ScoreOutcome::Scored { raw, normalized },
+                    Err(why) => ScoreOutcome::Skipped(why),
+                },
+            })
+            .collect()
+    }
 }
 
-/// Raw and normalised scores of one plugin over the feasible nodes, or why
-/// it is skipped.
-fn plugin_scores(
-    plugin: ScorePlugin,
-    pod: &PodFacts<'_>,
-    nodes: &[NodeInfo],
-    feasible: &[Feasible],
-    strategy: ScoringStrategy,
-) -> Result<(Vec<i64>, Vec<i64>), &'static str> {
-    let each = |f: &dyn Fn(&NodeInfo, &Usage) -> i64| -> Vec<i64> {
-        feasible
-            .iter()
-            .map(|n| f(&nodes[n.index], &n.usage))
-            .collect()
-    };
-    let scores = match plugin {
-        ScorePlugin::TaintToleration => {
-            let raw = each(&|node, _| intolerable_prefer_no_schedule(pod, node));
-            let normalized = default_normalize(&raw, true);
-            (raw, normalized)
+/// PodTopologySpread's `NormalizeScore` of raw score `s`, given the raw
+/// scores' maximum and minimum: the fewest replicas gets 100.
+fn spread_normalize(s: i64, max: i64, min: i64) -> i64 {
+    if max == 0 {
+        MAX_NODE_SCORE
+    } else {
+        MAX_NODE_SCORE * (max + min - s) / max
+    }
+}
+
+impl Normalizer {
+    fn affinity_of(&self, raw: i64) -> i64 {
+        match &self.affinity {
+            // A weight out of 1–100 (refused at apply) can make it negative.
+            Some(table) if raw >= 0 => table[raw as usize],
+            _ => normalize(raw, self.affinity_max),
         }
-        ScorePlugin::NodeAffinity => {
-            let preferred = preferred_terms(pod);
-            if preferred.is_empty() {
-                return Err("the pod states no preferred node affinity");
-            }
-            let raw = each(&|node, _| {
-                preferred
-                    .iter()
-                    .filter(|t| t.weight != 0 && t.preference.matches(&node.labels, &node.name))
-                    .map(|t| i64::from(t.weight))
-                    .sum()
-            });
-            let normalized = default_normalize(&raw, false);
-            (raw, normalized)
-        }
-        ScorePlugin::NodeResourcesFit => {
-            let raw = each(&|node, usage| resources_fit(strategy, pod, node, usage));
-            (raw.clone(), raw)
-        }
-        ScorePlugin::PodTopologySpread => {
-            let Some(deployment) = pod.deployment else {
-                return Err("the pod belongs to no deployment");
-            };
-            let weight = topology_normalizing_weight(feasible.len());
-            let raw = each(&|node, _| {
-                let count = node
-                    .pods
-                    .iter()
-                    .filter(|p| p.deployment.as_ref() == Some(deployment))
-                    .count();
-                spread_score(count, weight)
-            });
-            let normalized = spread_normalize(&raw);
-            (raw, normalized)
-        }
-        ScorePlugin::NodeResourcesBalancedAllocation => {
-            if pod.requests.is_zero() {
-                return Err("the pod requests no cpu or memory");
-            }
-            let raw = each(&|node, usage| balanced_allocation(pod, node, usage));
-            (raw.clone(), raw)
-        }
-        ScorePlugin::ImageLocality => {
-            // How widely each of the pod's images is spread over the whole
-            // cluster (not just the feasible nodes), as kube-scheduler counts it.
-            let spread: Vec<usize> = pod
-                .images
-                .iter()
-                .map(|image| {
-                    nodes
-                        .iter()
-                        .filter(|n| n.images.contains_key(image))
-                        .count()
-                })
-                .collect();
-            let raw = each(&|node, _| image_locality(pod, node, &spread, nodes.len()));
-            (raw.clone(), raw)
-        }
-    };
-    Ok(scores)
+    }
+}
+
+/// Kubernetes' `DefaultNormalizeScore` of one score, given the maximum
+/// over the feasible nodes: scales [0, max] to [0, 100].
+fn normalize(raw: i64, max: i64) -> i64 {
+    if max == 0 {
+        0
+    } else {
+        MAX_NODE_SCORE * raw / max
+    }
+}
+
+/// `DefaultNormalizeScore` reversed, for plugins whose raw score counts
+/// something bad.
+fn reverse_normalize(raw: i64, max: i64) -> i64 {
+    if max == 0 {
+        MAX_NODE_SCORE
+    } else {
+        MAX_NODE_SCORE - MAX_NODE_SCORE * raw / max
+    }
 }
 
 /// Kubernetes' `DefaultNormalizeScore`: scales [0, max] to [0, 100], reversed
-/// for plugins whose raw score counts something bad.
+/// for plugins whose raw score counts something bad. (Decisions apply it a
+/// node at a time, through [`normalize`] and [`reverse_normalize`].)
+#[cfg(test)]
 pub(super) fn default_normalize(raw: &[i64], reverse: bool) -> Vec<i64> {
     let max = raw.iter().copied().max().unwrap_or(0);
-    if max == 0 {
-        let all = if reverse { MAX_NODE_SCORE } else { 0 };
-        return vec![all; raw.len()];
-    }
     raw.iter()
         .map(|&s| {
-            let s = MAX_NODE_SCORE * s / max;
-            if reverse { MAX_NODE_SCORE - s } else { s }
+            if reverse {
+                reverse_normalize(s, max)
+            } else {
+                normalize(s, max)
+            }
         })
         .collect()
 }
@@ -304,7 +459,7 @@ fn intolerable_prefer_no_schedule(pod: &PodFacts<'_>, node: &NodeInfo) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
 }
 
-fn preferred_terms<'a>(pod: &PodFacts<'a>) -> &'a [crate::api::PreferredSchedulingTerm] {
+fn preferred_terms<'a>(pod: &PodFacts<'a>) -> &'a [PreferredSchedulingTerm] {
     pod.spec
         .affinity
         .as_ref()
@@ -317,16 +472,12 @@ fn preferred_terms<'a>(pod: &PodFacts<'a>) -> &'a [crate::api::PreferredScheduli
 
 /// NodeResourcesFit's score: cpu and memory weighted 1:1, each counting the
 /// non-zero requests of the bound pods plus the pod's.
-fn resources_fit(
-    strategy: ScoringStrategy,
-    pod: &PodFacts<'_>,
-    node: &NodeInfo,
-    usage: &Usage,
-) -> i64 {
+fn resources_fit(strategy: ScoringStrategy, pod: &PodFacts<'_>, row: &Row) -> i64 {
     let mut sum = 0;
     for resource in ResourceName::ALL {
-        let capacity = node.allocatable.get(resource);
-        let requested = usage
+        let capacity = row.allocatable.get(resource);
+        let requested = row
+            .usage
             .non_zero_requests
             .get(resource)
             .saturating_add(pod.non_zero_requests.get(resource));
@@ -355,28 +506,35 @@ fn most_requested(requested: i64, capacity: i64) -> i64 {
     ratio(requested.clamp(0, capacity), capacity)
 }
 
-/// `part * 100 / whole`, in 128 bits so terabytes of memory cannot overflow.
+/// `part * 100 / whole`, in 128 bits when 64 bits could overflow (an
+/// amount beyond 92 PB).
 fn ratio(part: i64, whole: i64) -> i64 {
-    (i128::from(part) * i128::from(MAX_NODE_SCORE) / i128::from(whole)) as i64
+    match part.checked_mul(MAX_NODE_SCORE) {
+        Some(scaled) => scaled / whole,
+        None => (i128::from(part) * i128::from(MAX_NODE_SCORE) / i128::from(whole)) as i64,
+    }
 }
 
 /// BalancedAllocation's `balancedResourceScorer`: 100 × (1 − the standard
 /// deviation of the cpu and memory fractions), on actual requests (no
 /// non-zero defaults). A resource the node has none of is left out.
-fn balanced_allocation(pod: &PodFacts<'_>, node: &NodeInfo, usage: &Usage) -> i64 {
-    let mut fractions = Vec::with_capacity(ResourceName::ALL.len());
+fn balanced_allocation(pod: &PodFacts<'_>, row: &Row) -> i64 {
+    let mut fractions = [0.0f64; ResourceName::ALL.len()];
+    let mut len = 0;
     for resource in ResourceName::ALL {
-        let capacity = node.allocatable.get(resource);
+        let capacity = row.allocatable.get(resource);
         if capacity == 0 {
             continue;
         }
-        let requested = usage
+        let requested = row
+            .usage
             .requests
             .get(resource)
             .saturating_add(pod.requests.get(resource));
-        fractions.push((requested as f64 / capacity as f64).min(1.0));
+        fractions[len] = (requested as f64 / capacity as f64).min(1.0);
+        len += 1;
     }
-    let std = match fractions.as_slice() {
+    let std = match &fractions[..len] {
         [a, b] => ((a - b) / 2.0).abs(),
         [] | [_] => 0.0,
         many => {
@@ -399,18 +557,16 @@ const IMAGE_MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
 /// scaled by the share of the cluster's nodes that have it (so an image on
 /// one node of many does not pull every pod there), then mapped onto 0–100
 /// between the thresholds.
-fn image_locality(
-    pod: &PodFacts<'_>,
-    node: &NodeInfo,
-    spread: &[usize],
-    total_nodes: usize,
-) -> i64 {
+fn image_locality(pod: &PodFacts<'_>, shares: &[f64], sizes: &[Option<i64>]) -> i64 {
     let mut sum: i64 = 0;
-    for (image, &holders) in pod.images.iter().zip(spread) {
-        if let Some(&size) = node.images.get(image) {
-            let share = holders as f64 / total_nodes as f64;
+    for (&share, size) in shares.iter().zip(sizes) {
+        if let Some(size) = *size {
             sum = sum.saturating_add((size as f64 * share) as i64);
         }
+    }
+    if sum < IMAGE_MIN_THRESHOLD {
+        // Below the threshold: 0 (most nodes hold none of the pod's images).
+        return 0;
     }
     let containers = i64::try_from(pod.images.len()).unwrap_or(i64::MAX);
     let max_threshold = IMAGE_MAX_CONTAINER_THRESHOLD.saturating_mul(containers);
@@ -419,9 +575,10 @@ fn image_locality(
     } else {
         sum.min(max_threshold)
     };
-    let span = max_threshold - IMAGE_MIN_THRESHOLD;
-    (i128::from(MAX_NODE_SCORE) * i128::from(clamped - IMAGE_MIN_THRESHOLD) / i128::from(span))
-        as i64
+    ratio(
+        clamped - IMAGE_MIN_THRESHOLD,
+        max_threshold - IMAGE_MIN_THRESHOLD,
+    )
 }
 
 /// The `maxSkew` of Kubernetes' default system constraint on
@@ -437,21 +594,6 @@ fn topology_normalizing_weight(domains: usize) -> f64 {
 
 /// PodTopologySpread's raw score for a node holding `count` replicas of the
 /// pod's deployment: `scoreForCount`, rounded as kube-scheduler rounds it.
-fn spread_score(count: usize, weight: f64) -> i64 {
+fn spread_score(count: u32, weight: f64) -> i64 {
     (count as f64 * weight + (HOSTNAME_MAX_SKEW - 1) as f64).round() as i64
-}
-
-/// PodTopologySpread's `NormalizeScore`: the fewest replicas gets 100.
-fn spread_normalize(raw: &[i64]) -> Vec<i64> {
-    let max = raw.iter().copied().max().unwrap_or(0);
-    let min = raw.iter().copied().min().unwrap_or(0);
-    raw.iter()
-        .map(|&s| {
-            if max == 0 {
-                MAX_NODE_SCORE
-            } else {
-                MAX_NODE_SCORE * (max + min - s) / max
-            }
-        })
-        .collect()
 }

@@ -2,8 +2,10 @@
 //! kube-scheduler's own tests expect (cases ported from its
 //! `pkg/scheduler/framework/plugins/*` tests where flotilla's pods can express
 //! them), then whole decisions: the unschedulable message, tie-breaking,
-//! the weighted totals and the explanation.
+//! the weighted totals and the explanation; then the cache kept between
+//! decisions.
 
+mod cache;
 mod decision;
 mod filters;
 mod scores;
@@ -11,8 +13,9 @@ mod scores;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::filters::Rejection;
-use super::input::{PodFacts, Usage};
+use super::cycle::Scratch;
+use super::filters::{Candidate, Rejection};
+use super::input::PodFacts;
 use super::{BoundPod, Decision, DeploymentRef, NodeInfo, Profile};
 use crate::api::meta::ObjectMeta;
 use crate::api::pod::{Container, Pod, PodSpec, ResourceList, ResourceRequirements};
@@ -109,8 +112,22 @@ fn rng() -> StdRng {
 
 /// Runs the filters alone, as kube-scheduler's plugin tests call `Filter`.
 fn filter(pod: &Pod, node: &NodeInfo) -> Result<(), Rejection> {
-    let facts = PodFacts::new(pod, None);
-    super::filters::run(&facts, node, &Usage::of(node))
+    let nodes = std::slice::from_ref(node);
+    let scratch = Scratch::new(pod, None, nodes);
+    let facts = PodFacts::new(pod, None, &scratch.ids);
+    let view = scratch.view(nodes, &facts);
+    let labels: Vec<Option<u32>> = view
+        .labels
+        .iter()
+        .map(|column| column.first().map(|&(_, value)| value))
+        .collect();
+    let candidate = Candidate {
+        node,
+        row: &view.rows[0],
+        ports: &view.ports[0],
+        labels: &labels,
+    };
+    super::filters::run(&facts, candidate)
 }
 
 /// The Kubernetes reason strings of a rejection, or an empty list.
