@@ -26,7 +26,7 @@ use crate::agent::protocol::messages::PodRecord;
 use crate::api::deployment::{Deployment, RollingUpdate, StrategyType};
 use crate::api::pod::Pod;
 use crate::api::status::{ConditionStatus, PodCondition, PodPhase, PodStatus};
-use crate::scheduler::{NodeInfo, Profile};
+use crate::scheduler::{Cache, NodeInfo, Profile};
 
 use super::naming;
 use super::world::{DeploymentState, PendingPod, Revision, World, bound, deployment_of};
@@ -274,7 +274,9 @@ fn delete(pod: &LivePod<'_>, reason: DeleteReason) -> Action {
 
 /// The scheduler over the pass's nodes, each placement counted before the next.
 struct Placer {
-    nodes: Vec<NodeInfo>,
+    /// Kept between placements so each counts the pods placed before it
+    /// without re-adding every bound pod's requests.
+    cache: Cache,
     profile: Profile,
 }
 
@@ -295,7 +297,10 @@ impl Placer {
                 info
             })
             .collect();
-        Placer { nodes, profile }
+        Placer {
+            cache: Cache::new(nodes),
+            profile,
+        }
     }
 }
 
@@ -311,20 +316,23 @@ fn place(
     let deployment = deployment_of(&pod);
     // The tie-break needs no secrecy; a fresh generator per pod keeps the
     // pass's rng for names.
-    let decision =
-        placer
-            .profile
-            .schedule(&pod, deployment.as_ref(), &placer.nodes, &mut rand::rng());
+    let decision = placer.cache.schedule(
+        &placer.profile,
+        &pod,
+        deployment.as_ref(),
+        &mut rand::rng(),
+    );
     let message = decision.message();
     match decision.chosen {
         Some(index) => {
-            placer.nodes[index].pods.push(bound(&pod));
+            placer.cache.bind(index, bound(&pod));
             pod.metadata
                 .annotations
                 .insert(SCHEDULING_ANNOTATION.to_string(), decision.to_string());
-            pod.spec.node_name = placer.nodes[index].name.clone();
+            let node = placer.cache.nodes()[index].name.clone();
+            pod.spec.node_name = node.clone();
             actions.push(Action::Bind {
-                node: placer.nodes[index].name.clone(),
+                node,
                 pod,
                 was_pending: pending.is_some(),
                 message,
