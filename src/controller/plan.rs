@@ -26,7 +26,7 @@ use crate::agent::protocol::messages::PodRecord;
 use crate::api::deployment::{Deployment, RollingUpdate, StrategyType};
 use crate::api::pod::Pod;
 use crate::api::status::{ConditionStatus, PodCondition, PodPhase, PodStatus};
-use crate::scheduler::{Cache, NodeInfo, Profile};
+use crate::scheduler::{Cache, Profile};
 
 use super::naming;
 use super::world::{DeploymentState, PendingPod, Revision, World, bound, deployment_of};
@@ -316,12 +316,10 @@ fn place(
     let deployment = deployment_of(&pod);
     // The tie-break needs no secrecy; a fresh generator per pod keeps the
     // pass's rng for names.
-    let decision = placer.cache.schedule(
-        &placer.profile,
-        &pod,
-        deployment.as_ref(),
-        &mut rand::rng(),
-    );
+    let decision =
+        placer
+            .cache
+            .schedule(&placer.profile, &pod, deployment.as_ref(), &mut rand::rng());
     let message = decision.message();
     match decision.chosen {
         Some(index) => {

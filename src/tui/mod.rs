@@ -1,2 +1,5 @@
 //! The console: ratatui views over a snapshot of cluster state. It reads state
-//! and sends actions; it never calls SSH or the agent itself. (Issue 7 fills it.)
+//! and sends actions; it never calls SSH or the agent itself.
+
+pub mod keymap;
+pub mod theme;
