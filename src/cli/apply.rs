@@ -14,17 +14,14 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::control::{Control, reconcile_until, with_control};
-use super::deployments::CREATED_ANNOTATION;
 use super::get::{DEFAULT_TIMEOUT, parse_timeout};
-use crate::api::deployment::Deployment;
 use crate::api::manifest::{LoadReport, LoadedObject, Object, load_paths};
-use crate::api::pod::Pod;
 use crate::config::paths::{Dirs, cluster_file_path};
-use crate::controller::naming;
 use crate::controller::plan::{Action, PlanOptions, SCHEDULING_ANNOTATION, available, plan};
 use crate::controller::run::ControllerOptions;
 use crate::controller::status::counts;
-use crate::controller::world::{DeploymentState, KIND_DEPLOYMENT, KIND_POD, PendingPod, World};
+use crate::controller::world::{DeploymentState, PendingPod, World};
+use crate::controller::{naming, ops};
 
 #[derive(clap::Args, Debug)]
 pub struct ApplyArgs {
@@ -86,8 +83,8 @@ async fn apply(
     let world = control.controller.read_world().await?;
     for object in objects {
         let verdict = match object {
-            Object::Pod(pod) => write_pod(control, &world, pod).await?,
-            Object::Deployment(d) => write_deployment(control, d).await?,
+            Object::Pod(pod) => ops::write_pod(control.store(), &world, pod).await?,
+            Object::Deployment(d) => ops::write_deployment(control.store(), d).await?,
         };
         println!("{}/{} {verdict}", resource(object), object.name());
     }
@@ -144,78 +141,6 @@ fn settled(world: &World, object: &Object) -> bool {
             }),
         Object::Deployment(d) => counts(world, d).rolled_out(),
     }
-}
-
-/// Pods cannot change in place (as in Kubernetes): the same spec again is
-/// `unchanged`, a different one is refused.
-async fn write_pod(control: &Control, world: &World, pod: &Pod) -> anyhow::Result<&'static str> {
-    let (namespace, name) = (&pod.metadata.namespace, &pod.metadata.name);
-    let placed = world
-        .nodes
-        .iter()
-        .flat_map(|n| n.pods.iter().map(move |r| (n.name.as_str(), r)))
-        .find(|(_, r)| &r.pod.metadata.namespace == namespace && &r.pod.metadata.name == name);
-    if let Some((node, record)) = placed {
-        if record.pod.spec.containers == pod.spec.containers {
-            return Ok("unchanged");
-        }
-        bail!(
-            "pod {name:?} already runs on {node} with a different spec, and a pod cannot be changed in place; delete it first (`flotilla delete pod {name}`) or use a Deployment"
-        );
-    }
-    let pending = PendingPod {
-        pod: pod.clone(),
-        status: Default::default(),
-    };
-    let existing = world
-        .pending
-        .iter()
-        .find(|p| &p.pod.metadata.namespace == namespace && &p.pod.metadata.name == name);
-    if existing.is_some_and(|p| p.pod == *pod) {
-        return Ok("unchanged");
-    }
-    control
-        .store()
-        .put(KIND_POD, namespace, name, serde_json::to_value(&pending)?)
-        .await?;
-    Ok(if existing.is_some() {
-        "configured"
-    } else {
-        "created"
-    })
-}
-
-async fn write_deployment(
-    control: &Control,
-    deployment: &Deployment,
-) -> anyhow::Result<&'static str> {
-    let (namespace, name) = (&deployment.metadata.namespace, &deployment.metadata.name);
-    let current = control
-        .store()
-        .get(KIND_DEPLOYMENT, namespace, name)
-        .await?
-        .and_then(|r| r.object);
-    // The creation time stays that of the first apply.
-    let created = current
-        .as_ref()
-        .and_then(|o| o["metadata"]["annotations"][CREATED_ANNOTATION].as_str())
-        .map_or_else(|| chrono::Utc::now().to_rfc3339(), str::to_string);
-    let mut deployment = deployment.clone();
-    deployment
-        .metadata
-        .annotations
-        .insert(CREATED_ANNOTATION.to_string(), created);
-    let wanted = serde_json::to_value(&deployment)?;
-    let verdict = match current {
-        Some(object) if object == wanted => return Ok("unchanged"),
-        Some(_) => "configured",
-        None => "created",
-    };
-    control
-        .store()
-        .update(KIND_DEPLOYMENT, namespace, name, |_| Ok(wanted.clone()))
-        .await?;
-    Ok(verdict)
 }
 
 /// What happened to the pods of `objects`, from the passes' actions.

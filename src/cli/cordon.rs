@@ -13,10 +13,9 @@ use super::control::{Control, reconcile_until, with_control};
 use super::get::{DEFAULT_TIMEOUT, parse_timeout};
 use crate::agent::protocol::messages::PodRef;
 use crate::config::paths::Dirs;
-use crate::controller::naming;
 use crate::controller::run::ControllerOptions;
 use crate::controller::status::counts;
-use crate::controller::world::{KIND_NODE, NodeFlags};
+use crate::controller::{naming, ops};
 
 #[derive(clap::Args, Debug)]
 pub struct CordonArgs {
@@ -69,31 +68,13 @@ pub fn cordon(
 
 /// Sets the flag; false when it already had that value.
 async fn set_cordon(control: &Control, node: &str, unschedulable: bool) -> anyhow::Result<bool> {
-    if control.snapshot().node(node).is_none() {
-        let known: Vec<String> = control
-            .snapshot()
-            .nodes
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
-        bail!(
-            "nodes {node:?} not found; the cluster file has {}",
-            known.join(", ")
-        );
-    }
-    let mut changed = false;
-    control
-        .store()
-        .update(KIND_NODE, "", node, |current| {
-            let mut flags: NodeFlags = current
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default();
-            changed = flags.unschedulable != unschedulable;
-            flags.unschedulable = unschedulable;
-            serde_json::to_value(&flags).map_err(|e| e.to_string())
-        })
-        .await?;
-    Ok(changed)
+    let known: Vec<String> = control
+        .snapshot()
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+    Ok(ops::set_cordon(control.store(), &known, node, unschedulable).await?)
 }
 
 pub fn drain(

@@ -17,14 +17,14 @@ use super::get::{DEFAULT_TIMEOUT, OutputFormat, parse_timeout};
 use super::table::{GET_PADDING, age, align};
 use crate::api::deployment::Deployment;
 use crate::config::paths::Dirs;
-use crate::controller::naming;
 use crate::controller::run::ControllerOptions;
 use crate::controller::status::{DeploymentCounts, counts};
 use crate::controller::world::{KIND_DEPLOYMENT, World};
+use crate::controller::{naming, ops};
 
 /// When a deployment was first applied (flotilla's stand-in for
 /// `metadata.creationTimestamp`).
-pub const CREATED_ANNOTATION: &str = "flotilla.io/created";
+pub use crate::controller::ops::CREATED_ANNOTATION;
 
 #[derive(clap::Args, Debug)]
 pub struct ScaleArgs {
@@ -258,17 +258,8 @@ pub fn scale(
         args.timeout,
         ControllerOptions::default(),
         async |control| {
-            let replicas = args.replicas;
-            control
-                .store()
-                .update(KIND_DEPLOYMENT, &namespace, &name, |current| {
-                    let mut object = current.cloned().ok_or_else(|| {
-                        format!("deployments.apps {name:?} not found in namespace {namespace:?}")
-                    })?;
-                    object["spec"]["replicas"] = json!(replicas);
-                    Ok(object)
-                })
-                .await?;
+            let replicas = i64::from(args.replicas);
+            ops::scale(control.store(), &namespace, &name, |_| replicas).await?;
             println!("deployment.apps/{name} scaled");
             let outcome =
                 reconcile_until(control, Duration::from_secs(30), true, |_| false).await?;

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod events;
 pub mod lease;
 pub mod naming;
+pub mod ops;
 pub mod plan;
 pub mod replicated;
 pub mod run;
