@@ -10,7 +10,7 @@ use serde_json::json;
 use super::*;
 use crate::api::status::{ContainerState, ContainerStateRunning, ContainerStatus};
 use crate::controller::world::{NodeFlags, NodeState};
-use crate::scheduler::Allocatable;
+use crate::scheduler::{Allocatable, NodeInfo};
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
