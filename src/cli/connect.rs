@@ -137,7 +137,7 @@ pub async fn watch(
 }
 
 /// The fleet of sessions to every node of `cluster`.
-fn start(cluster: &ClusterConfig, dirs: &Dirs) -> anyhow::Result<Fleet> {
+pub fn start(cluster: &ClusterConfig, dirs: &Dirs) -> anyhow::Result<Fleet> {
     let context = TargetContext::from_env(dirs)?;
     let cache = DigestCache::in_dir(&dirs.cache);
     let binary = Arc::new(AgentBinary::locate(Some(&cache))?);

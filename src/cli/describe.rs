@@ -100,18 +100,64 @@ async fn store_events(
         .list(ControllerEvent::KIND, Some(namespace))
         .await
         .unwrap_or_default();
-    records
+    let events: Vec<ControllerEvent> = records
         .into_iter()
         .filter_map(|r| serde_json::from_value::<ControllerEvent>(r.object?).ok())
-        .filter(|e| e.involved_object.kind == kind && e.involved_object.name == name)
+        .collect();
+    events_of(&events, namespace, kind, name)
+}
+
+/// The controller's events about one object.
+fn events_of(
+    events: &[ControllerEvent],
+    namespace: &str,
+    kind: &str,
+    name: &str,
+) -> Vec<EventLine> {
+    events
+        .iter()
+        .filter(|e| {
+            e.involved_object.kind == kind
+                && e.involved_object.name == name
+                && (e.involved_object.namespace == namespace
+                    || e.involved_object.namespace.is_empty())
+        })
         .map(|e| EventLine {
             time: e.time,
             type_: e.type_,
-            reason: e.reason,
+            reason: e.reason.clone(),
             from: format!("controller {}", e.source),
-            message: e.message,
+            message: e.message.clone(),
         })
         .collect()
+}
+
+/// `describe pod` for the console, from what it already holds.
+pub fn pod_description(
+    world: &World,
+    snapshot: &ClusterSnapshot,
+    events: &[ControllerEvent],
+    namespace: &str,
+    name: &str,
+) -> Option<String> {
+    let events = events_of(events, namespace, "Pod", name);
+    pod_text(world, snapshot, namespace, name, events)
+}
+
+/// `describe deployment` for the console, from what it already holds.
+pub fn deployment_description(
+    world: &World,
+    events: &[ControllerEvent],
+    namespace: &str,
+    name: &str,
+) -> Option<String> {
+    let deployment = world
+        .deployments
+        .iter()
+        .map(|s| &s.deployment)
+        .find(|d| d.metadata.namespace == namespace && d.metadata.name == name)?;
+    let events = events_of(events, namespace, "Deployment", name);
+    Some(deployment_text(world, deployment, events))
 }
 
 fn pod_text(

@@ -23,8 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::cluster_file;
-use crate::config::paths::{Dirs, cluster_file_path};
+use crate::config::paths::Dirs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +35,16 @@ pub struct Cli {
     /// The cluster file (default: FLOTILLA_CLUSTER, else ~/.config/flotilla/cluster.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub cluster: Option<PathBuf>,
+
+    /// The console's colour theme (dark, light, high-contrast, or one in the config dir's themes/).
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
+    /// The console changes nothing: every key that would is off, and it never reconciles.
+    #[arg(long)]
+    pub readonly: bool,
+    /// A directory of manifests for the console's Manifests view (`a` applies one); repeatable.
+    #[arg(long = "manifests", value_name = "DIR")]
+    pub manifests: Vec<PathBuf>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -107,24 +116,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     match cli.command {
-        None => {
-            // Until the console exists: read the cluster file the console would
-            // use and say what it holds.
-            let path = cluster_file_path(cli.cluster, &dirs);
-            let cluster = cluster_file::load(&path)?;
-            println!(
-                "cluster \"{}\" ({}): {} node{}",
-                cluster.name,
-                path.display(),
-                cluster.nodes.len(),
-                if cluster.nodes.len() == 1 { "" } else { "s" }
-            );
-            for node in &cluster.nodes {
-                println!("  {:<12} {}", node.name, node.address);
-            }
-            println!("the console is not built yet; `flotilla demo status` shows the demo cluster");
-            Ok(ExitCode::SUCCESS)
-        }
+        None => crate::tui::run::run(
+            crate::tui::run::ConsoleOptions {
+                theme: cli.theme,
+                readonly: cli.readonly,
+                manifests: cli.manifests,
+                fps: 0,
+            },
+            cli.cluster,
+            &dirs,
+        ),
         Some(Command::Apply(args)) => apply::run(&args, cli.cluster, &dirs),
         Some(Command::Demo(args)) => demo::run(args, &dirs),
         Some(Command::Get(args)) => get::get(&args, cli.cluster, &dirs),

@@ -1,5 +1,13 @@
 //! The console: ratatui views over a snapshot of cluster state. It reads state
-//! and sends actions; it never calls SSH or the agent itself.
+//! and sends actions; it never calls SSH or the agent itself: the backend
+//! does, off the draw loop.
 
+pub mod app;
+pub mod backend;
+pub mod draw;
 pub mod keymap;
+pub mod logpane;
+pub mod manifests;
+pub mod model;
+pub mod run;
 pub mod theme;

@@ -1,0 +1,161 @@
+//! The console's loop: owns the terminal (raw mode, alternate screen,
+//! restored on quit, panic, SIGTERM and SIGHUP), turns terminal events,
+//! snapshots and backend replies into state changes, and redraws when
+//! something changed, at most `fps` times a second, and not at all while
+//! nothing does.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use ratatui::DefaultTerminal;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::app::App;
+use super::backend::Backend;
+use super::draw::draw;
+use super::keymap::Keymap;
+use super::model::{ConsoleData, LeaseView};
+use super::theme::Theme;
+use crate::cluster::ClusterState;
+use crate::config::cluster_file;
+use crate::config::paths::{Dirs, cluster_file_path};
+
+/// The console's command-line choices.
+#[derive(Clone, Debug, Default)]
+pub struct ConsoleOptions {
+    pub theme: Option<String>,
+    pub readonly: bool,
+    pub manifests: Vec<PathBuf>,
+    /// Frames a second at most.
+    pub fps: u32,
+}
+
+/// The default frame cap.
+pub const DEFAULT_FPS: u32 = 30;
+
+/// `flotilla` with no verb: the console on the cluster file.
+pub fn run(
+    options: ConsoleOptions,
+    cluster: Option<PathBuf>,
+    dirs: &Dirs,
+) -> anyhow::Result<ExitCode> {
+    let path = cluster_file_path(cluster, dirs);
+    let config = cluster_file::load(&path)?;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let theme = if no_color {
+        Theme::no_color()
+    } else {
+        match options.theme.as_deref() {
+            None | Some("dark") => Theme::dark(),
+            Some(other) => anyhow::bail!("theme {other:?} not found; the built-in one is dark"),
+        }
+    };
+    let mut keymap = Keymap::default();
+    keymap.readonly = options.readonly;
+    let state = ClusterState::new(&config);
+    let data = ConsoleData {
+        snapshot: state.snapshot(),
+        world: None,
+        store_events: Arc::default(),
+        manifests: Arc::default(),
+        lease: LeaseView::Unknown,
+    };
+    let mut app = App::new(data, theme, keymap);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        // Installs a panic hook that restores the terminal first.
+        let mut terminal = ratatui::init();
+        // The first frame, before any node is reached.
+        let first = terminal.draw(|f| draw(f, &mut app)).map(drop);
+        let started = first.map_err(anyhow::Error::from).and_then(|()| {
+            Backend::start(&config, dirs, options.manifests.clone(), options.readonly)
+        });
+        let mut backend = match started {
+            Ok(backend) => backend,
+            Err(err) => {
+                ratatui::restore();
+                return Err(err);
+            }
+        };
+        let fps = if options.fps == 0 {
+            DEFAULT_FPS
+        } else {
+            options.fps.clamp(1, 60)
+        };
+        let result = event_loop(&mut terminal, &mut app, &mut backend, fps).await;
+        ratatui::restore();
+        backend.stop().await;
+        result.map(|()| ExitCode::SUCCESS)
+    })
+}
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    app: &mut App,
+    backend: &mut Backend,
+    fps: u32,
+) -> anyhow::Result<()> {
+    let frame_every = Duration::from_secs(1) / fps;
+    let mut last_draw = Instant::now();
+    let mut events = EventStream::new();
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    // Ages and messages change with time alone.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    app.set_snapshot(Arc::clone(&backend.snapshots.borrow_and_update()));
+    loop {
+        if app.quit {
+            return Ok(());
+        }
+        let due = app.dirty || app.panes.iter().any(|(_, p)| p.dirty());
+        let draw_at = tokio::time::Instant::from_std(last_draw + frame_every);
+        tokio::select! {
+            _ = tokio::time::sleep_until(draw_at), if due => {
+                terminal.draw(|f| draw(f, app)).context("drawing the console")?;
+                app.dirty = false;
+                last_draw = Instant::now();
+            }
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
+                    for request in app.on_key(key) {
+                        let _ = backend.requests.send(request);
+                    }
+                }
+                Some(Ok(Event::Resize(..))) => app.dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(err).context("reading the terminal"),
+                None => return Ok(()),
+            },
+            changed = backend.snapshots.changed() => {
+                if changed.is_ok() {
+                    let snapshot = Arc::clone(&backend.snapshots.borrow_and_update());
+                    app.set_snapshot(snapshot);
+                }
+            }
+            reply = backend.replies.recv() => {
+                if let Some(reply) = reply {
+                    app.on_reply(reply);
+                    // Take what else is waiting: one frame for a burst of logs.
+                    while let Ok(more) = backend.replies.try_recv() {
+                        app.on_reply(more);
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                app.expire_message();
+                app.data_changed();
+            }
+            _ = terminate.recv() => return Ok(()),
+            _ = hangup.recv() => return Ok(()),
+        }
+    }
+}
