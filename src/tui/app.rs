@@ -185,6 +185,8 @@ pub struct App {
     pub page: usize,
     /// Requests made while handling a key, sent with its result.
     pending: Vec<Request>,
+    /// Ages are worked out at this time instead of the clock's (tests).
+    pub fixed_now: Option<chrono::DateTime<Utc>>,
 }
 
 /// Commands of `:` mode, for completion.
@@ -218,6 +220,7 @@ impl App {
             dirty: true,
             page: 20,
             pending: Vec::new(),
+            fixed_now: None,
         }
     }
 
@@ -246,7 +249,7 @@ impl App {
     /// built, keeping the selection on the same object.
     pub fn refresh(&mut self) {
         let generation = self.generation;
-        let now = Utc::now();
+        let now = self.fixed_now.unwrap_or_else(Utc::now);
         let namespace = self.namespace.clone();
         let data = &self.data;
         let screen = self.stack.last_mut().expect("a screen");

@@ -344,7 +344,7 @@ fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
         "any key closes this",
         theme.style(Role::Muted),
     ));
-    let popup = centered(area, 76, lines.len() as u16 + 2);
+    let popup = centered(area, 96, lines.len() as u16 + 2);
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).block(

@@ -402,6 +402,9 @@ impl Keymap {
 
     /// The first key of `action`, spelled, for hints ("l logs").
     pub fn hint(&self, action: Action) -> Option<String> {
-        self.keys_of(action).first().map(Key::to_string)
+        self.keys_of(action)
+            .iter()
+            .map(Key::to_string)
+            .min_by_key(|k| (k.chars().count(), k.clone()))
     }
 }

@@ -5,9 +5,14 @@
 pub mod app;
 pub mod backend;
 pub mod draw;
+#[doc(hidden)]
+pub mod fixture;
 pub mod keymap;
 pub mod logpane;
 pub mod manifests;
 pub mod model;
 pub mod run;
 pub mod theme;
+
+#[cfg(test)]
+mod tests;
