@@ -2,8 +2,19 @@
 //! status) rather than per-widget colours, so a theme file says what things
 //! mean and every view follows. Views ask [`Theme::style`] for a role; a
 //! status string maps to its role through [`status_role`].
+//!
+//! Themes are TOML files, one key per role (`accent = { fg = "cyan",
+//! modifiers = ["bold"] }`, or `text = "#c0c0c0"` for a foreground alone).
+//! The shipped ones (`themes/*.toml`) are compiled in, so the console looks
+//! right with nothing installed; a file of the same name in the user's theme
+//! directory (`<config_dir>/themes`) takes precedence, and a role it leaves
+//! out keeps the shipped theme's style (dark's, for a new name). `NO_COLOR`
+//! beats every choice ([`choose`]).
+
+use std::path::{Path, PathBuf};
 
 use ratatui::style::{Color, Modifier, Style};
+use toml::de::{DeTable, DeValue};
 
 /// What a piece of the screen means. A theme gives each a style.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +67,31 @@ impl Role {
         Role::StatusUnknown,
         Role::StatusTerminating,
     ];
+
+    /// The key of the role in a theme file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Accent => "accent",
+            Role::Text => "text",
+            Role::Muted => "muted",
+            Role::Border => "border",
+            Role::Highlight => "highlight",
+            Role::Selection => "selection",
+            Role::Ok => "ok",
+            Role::Warn => "warn",
+            Role::Error => "error",
+            Role::StatusRunning => "status_running",
+            Role::StatusPending => "status_pending",
+            Role::StatusSucceeded => "status_succeeded",
+            Role::StatusFailed => "status_failed",
+            Role::StatusUnknown => "status_unknown",
+            Role::StatusTerminating => "status_terminating",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == name)
+    }
 }
 
 /// A set of styles by role.
@@ -137,6 +173,333 @@ impl Default for Theme {
     fn default() -> Self {
         Theme::dark()
     }
+}
+
+/// The themes compiled into the binary, by name; the first is the default.
+const SHIPPED: [(&str, &str); 3] = [
+    ("dark", include_str!("../../themes/dark.toml")),
+    ("light", include_str!("../../themes/light.toml")),
+    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+];
+
+/// The theme used when neither `--theme` nor the config file names one.
+pub const DEFAULT_THEME: &str = "dark";
+
+/// What goes wrong choosing or reading a theme. Each says which file and
+/// what to change, since the operator meets these before the console opens.
+#[derive(Debug, thiserror::Error)]
+pub enum ThemeError {
+    #[error("{}", unknown_theme_message(name, available, user_file.as_deref()))]
+    Unknown {
+        name: String,
+        available: Vec<String>,
+        /// Where a user theme of this name would be read from.
+        user_file: Option<PathBuf>,
+    },
+    #[error(
+        "theme name {name:?} is not valid: use letters, digits, '-' and '_' (theme NAME is the file themes/NAME.toml)"
+    )]
+    BadName { name: String },
+    #[error("cannot read the theme file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("theme file {file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("theme file {file}, line {line}, {key}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+fn unknown_theme_message(name: &str, available: &[String], user_file: Option<&Path>) -> String {
+    let mut message = format!(
+        "no theme named {name:?}: choose one of {}",
+        available.join(", ")
+    );
+    if let Some(path) = user_file {
+        message.push_str(&format!(", or write your own as {}", path.display()));
+    }
+    message
+}
+
+/// `NO_COLOR` as <https://no-color.org> defines it: set and not empty.
+pub fn no_color_env() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// The theme to use. `NO_COLOR` wins over any choice, since the operator set
+/// it to say colour is unwanted everywhere; then `--theme`, then the config
+/// file's `theme`, then [`DEFAULT_THEME`].
+pub fn choose(
+    cli_theme: Option<&str>,
+    config_theme: Option<&str>,
+    user_dir: Option<&Path>,
+    no_color: bool,
+) -> Result<Theme, ThemeError> {
+    if no_color {
+        return Ok(Theme::no_color());
+    }
+    let name = cli_theme.or(config_theme).unwrap_or(DEFAULT_THEME);
+    Theme::load(name, user_dir)
+}
+
+/// The names of every theme: the shipped ones first, then the user's own
+/// (`*.toml` in `user_dir`), sorted, each once.
+pub fn available(user_dir: Option<&Path>) -> Vec<String> {
+    let mut names: Vec<String> = SHIPPED.iter().map(|(n, _)| n.to_string()).collect();
+    let mut own: Vec<String> = user_dir
+        .and_then(|dir| std::fs::read_dir(dir).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            if path.extension()? != "toml" {
+                return None;
+            }
+            let stem = path.file_stem()?.to_str()?.to_string();
+            valid_name(&stem).then_some(stem)
+        })
+        .filter(|n| !names.contains(n))
+        .collect();
+    own.sort();
+    own.dedup();
+    names.extend(own);
+    names
+}
+
+/// Theme names become file names, so nothing that could leave the theme
+/// directory (`../x`, `/etc/x`) is accepted.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn shipped(name: &str) -> Option<&'static str> {
+    SHIPPED.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+impl Theme {
+    /// The theme `name`: the user's `user_dir/NAME.toml` if there is one
+    /// (`user_dir` is the theme directory, `<config_dir>/themes`), else the
+    /// shipped theme. A user file need not set every role: the rest come
+    /// from the shipped theme of the same name, or from dark.
+    pub fn load(name: &str, user_dir: Option<&Path>) -> Result<Theme, ThemeError> {
+        if !valid_name(name) {
+            return Err(ThemeError::BadName {
+                name: name.to_string(),
+            });
+        }
+        let shipped_text = shipped(name);
+        let base = || match shipped_text {
+            Some(text) => Theme::dark().overlay(name, &shipped_label(name), text),
+            None => Ok(Theme::dark()),
+        };
+        let user_file = user_dir.map(|dir| dir.join(format!("{name}.toml")));
+        if let Some(path) = &user_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => return base()?.overlay(name, &path.display().to_string(), &text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(ThemeError::Read {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        match shipped_text {
+            Some(_) => base(),
+            None => Err(ThemeError::Unknown {
+                name: name.to_string(),
+                available: available(user_dir),
+                user_file,
+            }),
+        }
+    }
+
+    /// A theme from the text of a theme file; roles it leaves out are dark's.
+    pub fn from_toml(name: &str, text: &str) -> Result<Theme, ThemeError> {
+        Theme::dark().overlay(name, name, text)
+    }
+
+    /// This theme, renamed, with the roles `text` sets replaced.
+    fn overlay(mut self, name: &str, file: &str, text: &str) -> Result<Theme, ThemeError> {
+        for (role, style) in parse_roles(file, text)? {
+            self.set(role, style);
+        }
+        self.name = name.to_string();
+        Ok(self)
+    }
+}
+
+fn shipped_label(name: &str) -> String {
+    format!("themes/{name}.toml (built in)")
+}
+
+/// The roles a theme file sets, in file order. `file` names it in errors.
+fn parse_roles(file: &str, text: &str) -> Result<Vec<(Role, Style)>, ThemeError> {
+    let table = DeTable::parse(text).map_err(|e| ThemeError::Syntax {
+        file: file.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let mut roles = Vec::new();
+    for (key, value) in table.get_ref() {
+        let invalid = |at: usize, key: String, message: String| ThemeError::Invalid {
+            file: file.to_string(),
+            line: line_of(text, at),
+            key,
+            message,
+        };
+        let Some(role) = Role::from_name(key.get_ref()) else {
+            let names: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+            return Err(invalid(
+                key.span().start,
+                key.get_ref().to_string(),
+                format!("unknown role; the roles are {}", names.join(", ")),
+            ));
+        };
+        let style = parse_style(value.get_ref(), value.span().start).map_err(|e| {
+            let key = match e.field {
+                Some(field) => format!("{}.{field}", role.name()),
+                None => role.name().to_string(),
+            };
+            invalid(e.at, key, e.message)
+        })?;
+        roles.push((role, style));
+    }
+    Ok(roles)
+}
+
+/// A problem inside one style, before it knows its file.
+struct StyleError {
+    at: usize,
+    field: Option<&'static str>,
+    message: String,
+}
+
+const STYLE_SHAPE: &str = "a style is a colour (\"cyan\", \"#rrggbb\", 0-255) or a table like { fg = \"cyan\", bg = \"reset\", modifiers = [\"bold\"] }";
+
+fn parse_style(value: &DeValue<'_>, at: usize) -> Result<Style, StyleError> {
+    let fail = |at, field, message: String| StyleError { at, field, message };
+    match value {
+        DeValue::Table(table) => {
+            let mut style = Style::new();
+            for (key, value) in table {
+                let at = value.span().start;
+                match key.get_ref().as_ref() {
+                    "fg" => {
+                        style.fg = Some(parse_color(value.get_ref()).map_err(|m| fail(at, Some("fg"), m))?)
+                    }
+                    "bg" => {
+                        style.bg = Some(parse_color(value.get_ref()).map_err(|m| fail(at, Some("bg"), m))?)
+                    }
+                    "modifiers" => {
+                        style = style.add_modifier(
+                            parse_modifiers(value.get_ref())
+                                .map_err(|(at, m)| fail(at.unwrap_or(value.span().start), Some("modifiers"), m))?,
+                        )
+                    }
+                    other => {
+                        return Err(fail(
+                            key.span().start,
+                            None,
+                            format!("unknown field {other:?}: a style has fg, bg and modifiers"),
+                        ));
+                    }
+                }
+            }
+            Ok(style)
+        }
+        DeValue::String(_) | DeValue::Integer(_) => parse_color(value)
+            .map(|c| Style::new().fg(c))
+            .map_err(|m| fail(at, None, m)),
+        other => Err(fail(
+            at,
+            None,
+            format!("found a {}: {STYLE_SHAPE}", other.type_str()),
+        )),
+    }
+}
+
+const COLOR_HELP: &str = "use a name (black, red, green, yellow, blue, magenta, cyan, gray, dark_gray, light_red, light_green, light_yellow, light_blue, light_magenta, light_cyan, white, reset), \"#rrggbb\", or an index 0-255";
+
+fn parse_color(value: &DeValue<'_>) -> Result<Color, String> {
+    match value {
+        DeValue::String(s) => s
+            .parse::<Color>()
+            .map_err(|_| format!("unknown colour {s:?}: {COLOR_HELP}")),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .ok()
+            .and_then(|n| u8::try_from(n).ok())
+            .map(Color::Indexed)
+            .ok_or_else(|| format!("colour index {i} is out of range: {COLOR_HELP}")),
+        other => Err(format!("found a {} for a colour: {COLOR_HELP}", other.type_str())),
+    }
+}
+
+const MODIFIERS: [(&str, Modifier); 9] = [
+    ("bold", Modifier::BOLD),
+    ("dim", Modifier::DIM),
+    ("italic", Modifier::ITALIC),
+    ("underlined", Modifier::UNDERLINED),
+    ("slow_blink", Modifier::SLOW_BLINK),
+    ("rapid_blink", Modifier::RAPID_BLINK),
+    ("reversed", Modifier::REVERSED),
+    ("hidden", Modifier::HIDDEN),
+    ("crossed_out", Modifier::CROSSED_OUT),
+];
+
+/// Errors carry the offending element's position when there is one.
+fn parse_modifiers(value: &DeValue<'_>) -> Result<Modifier, (Option<usize>, String)> {
+    let names = || {
+        MODIFIERS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let DeValue::Array(items) = value else {
+        return Err((
+            None,
+            format!("modifiers is a list, like [\"bold\"], of: {}", names()),
+        ));
+    };
+    let mut modifiers = Modifier::empty();
+    for item in items.iter() {
+        let found = item
+            .get_ref()
+            .as_str()
+            .and_then(|name| MODIFIERS.iter().find(|(n, _)| *n == name));
+        match found {
+            Some((_, m)) => modifiers |= *m,
+            None => {
+                return Err((
+                    Some(item.span().start),
+                    format!("unknown modifier {}: use {}", describe(item.get_ref()), names()),
+                ));
+            }
+        }
+    }
+    Ok(modifiers)
+}
+
+fn describe(value: &DeValue<'_>) -> String {
+    match value.as_str() {
+        Some(s) => format!("{s:?}"),
+        None => format!("(a {})", value.type_str()),
+    }
+}
+
+/// The 1-based line of byte offset `at`, for messages.
+pub(crate) fn line_of(text: &str, at: usize) -> usize {
+    text.get(..at).unwrap_or(text).matches('\n').count() + 1
 }
 
 /// The role of a status or reason as Kubernetes writes it (pod phases,
