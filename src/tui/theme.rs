@@ -529,3 +529,277 @@ pub fn status_role(status: &str) -> Role {
         _ => Role::Text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The RGB a colour shows as in xterm's default palette: the shipped
+    /// themes use ANSI names and indexes, so their contrast is judged there.
+    fn xterm_rgb(color: Color) -> Option<(u8, u8, u8)> {
+        const ANSI: [(u8, u8, u8); 16] = [
+            (0, 0, 0),
+            (205, 0, 0),
+            (0, 205, 0),
+            (205, 205, 0),
+            (0, 0, 238),
+            (205, 0, 205),
+            (0, 205, 205),
+            (229, 229, 229),
+            (127, 127, 127),
+            (255, 0, 0),
+            (0, 255, 0),
+            (255, 255, 0),
+            (92, 92, 255),
+            (255, 0, 255),
+            (0, 255, 255),
+            (255, 255, 255),
+        ];
+        let index = match color {
+            Color::Reset => return None,
+            Color::Rgb(r, g, b) => return Some((r, g, b)),
+            Color::Black => 0,
+            Color::Red => 1,
+            Color::Green => 2,
+            Color::Yellow => 3,
+            Color::Blue => 4,
+            Color::Magenta => 5,
+            Color::Cyan => 6,
+            Color::Gray => 7,
+            Color::DarkGray => 8,
+            Color::LightRed => 9,
+            Color::LightGreen => 10,
+            Color::LightYellow => 11,
+            Color::LightBlue => 12,
+            Color::LightMagenta => 13,
+            Color::LightCyan => 14,
+            Color::White => 15,
+            Color::Indexed(i) => i,
+        };
+        Some(match index {
+            0..=15 => ANSI[index as usize],
+            16..=231 => {
+                let level = |v: u8| if v == 0 { 0 } else { 55 + 40 * v };
+                let i = index - 16;
+                (level(i / 36), level((i / 6) % 6), level(i % 6))
+            }
+            _ => {
+                let v = 8 + 10 * (index - 232);
+                (v, v, v)
+            }
+        })
+    }
+
+    /// WCAG 2 contrast ratio.
+    fn contrast(a: (u8, u8, u8), b: (u8, u8, u8)) -> f64 {
+        let lum = |(r, g, b): (u8, u8, u8)| {
+            let lin = |c: u8| {
+                let c = f64::from(c) / 255.0;
+                if c <= 0.03928 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+        };
+        let (x, y) = (lum(a), lum(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    /// Each role's foreground against its background, or against `page`
+    /// (the terminal's background) when it sets none.
+    fn worst_contrast(theme: &Theme, page: (u8, u8, u8)) -> Vec<(Role, f64)> {
+        Role::ALL
+            .into_iter()
+            .map(|role| {
+                let style = theme.style(role);
+                let fg = style.fg.and_then(xterm_rgb).expect("every role sets fg");
+                let bg = style.bg.and_then(xterm_rgb).unwrap_or(page);
+                (role, contrast(fg, bg))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_shipped_theme_sets_every_role_in_its_file() {
+        for (name, text) in SHIPPED {
+            let roles: Vec<Role> = parse_roles(name, text)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .into_iter()
+                .map(|(r, _)| r)
+                .collect();
+            for role in Role::ALL {
+                assert!(roles.contains(&role), "{name}.toml does not set {}", role.name());
+            }
+            let theme = Theme::load(name, None).unwrap();
+            assert_eq!(theme.name, name);
+        }
+    }
+
+    #[test]
+    fn the_dark_file_looks_like_theme_dark() {
+        assert_eq!(Theme::load("dark", None).unwrap(), Theme::dark());
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(Role::from_name(role.name()), Some(role));
+        }
+        assert_eq!(Role::from_name("Accent"), None);
+    }
+
+    #[test]
+    fn light_theme_text_is_dark_enough_for_white() {
+        let light = Theme::load("light", None).unwrap();
+        let text = light.style(Role::Text).fg.unwrap();
+        assert!(
+            !matches!(
+                text,
+                Color::White
+                    | Color::Gray
+                    | Color::Yellow
+                    | Color::LightRed
+                    | Color::LightGreen
+                    | Color::LightYellow
+                    | Color::LightBlue
+                    | Color::LightMagenta
+                    | Color::LightCyan
+                    | Color::Reset
+            ),
+            "light text is {text:?}"
+        );
+        for (role, ratio) in worst_contrast(&light, (255, 255, 255)) {
+            assert!(ratio >= 4.5, "light {}: contrast {ratio:.2} on white", role.name());
+        }
+    }
+
+    #[test]
+    fn high_contrast_has_no_grey_and_reads_on_black() {
+        let hc = Theme::load("high-contrast", None).unwrap();
+        for role in Role::ALL {
+            let style = hc.style(role);
+            for color in [style.fg, style.bg].into_iter().flatten() {
+                assert!(
+                    !matches!(color, Color::DarkGray | Color::Gray | Color::Indexed(_) | Color::Rgb(..)),
+                    "high-contrast {} uses {color:?}",
+                    role.name()
+                );
+            }
+        }
+        assert!(hc.style(Role::Text).add_modifier.contains(Modifier::BOLD));
+        for (role, ratio) in worst_contrast(&hc, (0, 0, 0)) {
+            assert!(ratio >= 4.5, "high-contrast {}: contrast {ratio:.2}", role.name());
+        }
+    }
+
+    #[test]
+    fn a_partial_user_theme_inherits_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mine.toml"), "text = \"#c0c0c0\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("light.toml"),
+            "accent = { fg = 21, modifiers = [\"italic\", \"bold\"] }\n",
+        )
+        .unwrap();
+
+        let mine = Theme::load("mine", Some(dir.path())).unwrap();
+        assert_eq!(mine.name, "mine");
+        assert_eq!(mine.style(Role::Text), Style::new().fg(Color::Rgb(0xc0, 0xc0, 0xc0)));
+        let dark = Theme::dark();
+        for role in Role::ALL.into_iter().filter(|r| *r != Role::Text) {
+            assert_eq!(mine.style(role), dark.style(role), "{}", role.name());
+        }
+
+        // A user file with a shipped name builds on that shipped theme.
+        let light = Theme::load("light", Some(dir.path())).unwrap();
+        let shipped = Theme::load("light", None).unwrap();
+        assert_eq!(
+            light.style(Role::Accent),
+            Style::new()
+                .fg(Color::Indexed(21))
+                .add_modifier(Modifier::ITALIC | Modifier::BOLD)
+        );
+        assert_eq!(light.style(Role::Text), shipped.style(Role::Text));
+
+        assert_eq!(
+            available(Some(dir.path())),
+            ["dark", "light", "high-contrast", "mine"]
+        );
+    }
+
+    #[test]
+    fn a_bad_colour_names_the_file_line_role_and_spellings() {
+        let text = "text = \"gray\"\naccent = { fg = \"cyann\" }\n";
+        let err = Theme::from_toml("mine", text).unwrap_err().to_string();
+        for needle in ["mine", "line 2", "accent.fg", "\"cyann\"", "#rrggbb", "0-255"] {
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+        let err = Theme::from_toml("mine", "muted = 256").unwrap_err().to_string();
+        assert!(err.contains("out of range"), "{err}");
+        let err = Theme::from_toml("mine", "muted = { bg = \"red\", modifiers = [\"blod\"] }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"blod\"") && err.contains("crossed_out"), "{err}");
+        let err = Theme::from_toml("mine", "muted = { colour = \"red\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"colour\"") && err.contains("fg, bg and modifiers"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_role_lists_the_roles() {
+        let err = Theme::from_toml("mine", "# mine\n\nacent = \"red\"\n")
+            .unwrap_err()
+            .to_string();
+        for needle in ["line 3", "acent", "unknown role", "accent", "status_terminating"] {
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_toml_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.toml");
+        std::fs::write(&path, "text = \"gray\"\naccent = {\n").unwrap();
+        let err = Theme::load("broken", Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_theme_lists_the_available_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mine.toml"), "").unwrap();
+        let err = Theme::load("solarized", Some(dir.path())).unwrap_err();
+        assert!(matches!(err, ThemeError::Unknown { .. }));
+        let err = err.to_string();
+        for needle in [
+            "\"solarized\"",
+            "dark, light, high-contrast, mine",
+            &dir.path().join("solarized.toml").display().to_string(),
+        ] {
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+        assert!(matches!(
+            Theme::load("../../etc/passwd", Some(dir.path())),
+            Err(ThemeError::BadName { .. })
+        ));
+    }
+
+    #[test]
+    fn no_color_wins_then_cli_then_config_then_dark() {
+        assert_eq!(
+            choose(Some("light"), Some("high-contrast"), None, true).unwrap(),
+            Theme::no_color()
+        );
+        // Even a theme that does not exist: colour is off, nothing to load.
+        assert_eq!(choose(Some("nope"), None, None, true).unwrap(), Theme::no_color());
+        let name = |cli, config| choose(cli, config, None, false).unwrap().name;
+        assert_eq!(name(Some("light"), Some("high-contrast")), "light");
+        assert_eq!(name(None, Some("high-contrast")), "high-contrast");
+        assert_eq!(name(None, None), "dark");
+        assert!(choose(Some("nope"), None, None, false).is_err());
+    }
+}
