@@ -156,7 +156,10 @@ mod tests {
         assert_eq!(config.theme, None);
         assert!(!config.readonly);
         assert_eq!(config.refresh_fps, 30);
-        assert_eq!(config.frame_interval(), Duration::from_millis(33) + Duration::from_nanos(333_333));
+        assert_eq!(
+            config.frame_interval(),
+            Duration::from_millis(33) + Duration::from_nanos(333_333)
+        );
         assert!(config.manifests.is_empty());
     }
 
@@ -180,7 +183,9 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_an_error_with_its_line() {
-        let err = parse("theme = \"light\"\nreadonyl = true\n").unwrap_err().to_string();
+        let err = parse("theme = \"light\"\nreadonyl = true\n")
+            .unwrap_err()
+            .to_string();
         for needle in ["console.toml", "line 2", "readonyl", "readonly"] {
             assert!(err.contains(needle), "{needle:?} not in: {err}");
         }
@@ -191,8 +196,13 @@ mod tests {
         assert_eq!(parse("refresh_fps = 1").unwrap().refresh_fps, 1);
         assert_eq!(parse("refresh_fps = 60").unwrap().refresh_fps, 60);
         for bad in ["0", "61", "-5", "99999999999"] {
-            let err = parse(&format!("\nrefresh_fps = {bad}")).unwrap_err().to_string();
-            assert!(err.contains("line 2") && err.contains("1 to 60"), "{bad}: {err}");
+            let err = parse(&format!("\nrefresh_fps = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("line 2") && err.contains("1 to 60"),
+                "{bad}: {err}"
+            );
         }
         assert!(parse("refresh_fps = \"fast\"").is_err());
     }

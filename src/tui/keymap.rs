@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use toml::de::{DeTable, DeValue};
 
-use super::theme::line_of;
+use super::theme::{a, line_of};
 
 /// How keys are spelled, for error messages.
 pub const KEY_SPELLINGS: &str = "k, K, ?, space, ctrl-d, alt-x, enter, esc, tab, backtab, backspace, delete, up, down, left, right, pgup, pgdn, home, end, f1 to f24";
@@ -507,7 +507,7 @@ fn parse(file: &str, text: &str) -> Result<Keymap, KeymapError> {
             return Err(invalid(
                 section.span().start,
                 format!(
-                    "{:?}: the keymap file holds one table, [keys], of action = \"key\" or [\"key\", ...]",
+                    "{:?} is outside [keys]: the keymap file holds one table, [keys], of action = \"key\" or [\"key\", ...]",
                     section.get_ref()
                 ),
             ));
@@ -540,9 +540,9 @@ fn parse(file: &str, text: &str) -> Result<Keymap, KeymapError> {
                     return Err(invalid(
                         value.span().start,
                         format!(
-                            "{}: found a {}; write a key, \"k\", or a list of keys, [\"k\", \"ctrl-k\"], or [] to unbind it",
+                            "{}: found {}; write a key, \"k\", or a list of keys, [\"k\", \"ctrl-k\"], or [] to unbind it",
                             action.name(),
-                            other.type_str()
+                            a(other)
                         ),
                     ));
                 }
@@ -550,43 +550,51 @@ fn parse(file: &str, text: &str) -> Result<Keymap, KeymapError> {
             let mut keys = Vec::new();
             for item in items {
                 let at = item.span().start;
-                let key = item.get_ref().as_str().and_then(Key::parse).ok_or_else(|| {
-                    let shown = match item.get_ref().as_str() {
-                        Some(s) => format!("{s:?}"),
-                        None => format!("a {}", item.get_ref().type_str()),
-                    };
-                    invalid(
-                        at,
-                        format!(
-                            "{}: {shown} is not a key; keys are written like {KEY_SPELLINGS}",
-                            action.name()
-                        ),
-                    )
-                })?;
+                let key = item
+                    .get_ref()
+                    .as_str()
+                    .and_then(Key::parse)
+                    .ok_or_else(|| {
+                        let shown = match item.get_ref().as_str() {
+                            Some(s) => format!("{s:?}"),
+                            None => a(item.get_ref()),
+                        };
+                        invalid(
+                            at,
+                            format!(
+                                "{}: {shown} is not a key; keys are written like {KEY_SPELLINGS}",
+                                action.name()
+                            ),
+                        )
+                    })?;
                 keys.push((key, line_of(text, at)));
             }
             wanted.push((action, keys));
         }
     }
 
+    // In file order, so a conflict names the earlier line first.
+    let mut written: Vec<(usize, Key, Action)> = wanted
+        .iter()
+        .flat_map(|(action, keys)| keys.iter().map(|&(key, line)| (line, key, *action)))
+        .collect();
+    written.sort_by_key(|&(line, ..)| line);
     let mut owner: HashMap<Key, (Action, usize)> = HashMap::new();
-    for (action, keys) in &wanted {
-        for &(key, line) in keys {
-            match owner.get(&key) {
-                Some(&(other, other_line)) if other != *action => {
-                    return Err(KeymapError::Invalid {
-                        file: file.to_string(),
-                        line,
-                        message: format!(
-                            "key \"{key}\" is bound to both {} (line {other_line}) and {} (line {line}); a key can do one thing, so remove one",
-                            other.name(),
-                            action.name()
-                        ),
-                    });
-                }
-                _ => {
-                    owner.insert(key, (*action, line));
-                }
+    for (line, key, action) in written {
+        match owner.get(&key) {
+            Some(&(other, other_line)) if other != action => {
+                return Err(KeymapError::Invalid {
+                    file: file.to_string(),
+                    line,
+                    message: format!(
+                        "key \"{key}\" is bound to both {} (line {other_line}) and {} (line {line}); a key can do one thing, so remove one",
+                        other.name(),
+                        action.name()
+                    ),
+                });
+            }
+            _ => {
+                owner.insert(key, (action, line));
             }
         }
     }
@@ -650,7 +658,11 @@ mod tests {
     fn the_defaults_bind_each_key_once_and_every_action() {
         let bindings = default_bindings();
         let keymap = Keymap::default();
-        assert_eq!(keymap.by_key.len(), bindings.len(), "a default key is bound twice");
+        assert_eq!(
+            keymap.by_key.len(),
+            bindings.len(),
+            "a default key is bound twice"
+        );
         assert_eq!(keymap.unbound(), []);
     }
 
@@ -676,7 +688,8 @@ mod tests {
 
     #[test]
     fn a_binding_replaces_the_actions_defaults() {
-        let keymap = Keymap::from_toml("[keys]\nlogs = \"L\"\nkill = [\"K\", \"ctrl-k\"]\n").unwrap();
+        let keymap =
+            Keymap::from_toml("[keys]\nlogs = \"L\"\nkill = [\"K\", \"ctrl-k\"]\n").unwrap();
         assert_eq!(keymap.action(&press("L")), Some(Action::Logs));
         assert_eq!(keymap.action(&press("l")), None);
         assert_eq!(spelled(&keymap, Action::Kill), ["K", "ctrl-k"]);
@@ -713,7 +726,11 @@ mod tests {
         let err = Keymap::from_toml("[keys]\nlogs = \"z\"\nkill = [\"K\", \"z\"]\n")
             .unwrap_err()
             .to_string();
-        for needle in ["keymap.toml", "\"z\"", "logs", "kill", "line 2", "line 3"] {
+        for needle in [
+            "keymap.toml",
+            "\"z\"",
+            "both logs (line 2) and kill (line 3)",
+        ] {
             assert!(err.contains(needle), "{needle:?} not in: {err}");
         }
         // The same key twice for one action is harmless.
@@ -729,7 +746,11 @@ mod tests {
                 let found = keymap.by_key.get(&key).copied();
                 let got = keymap.action(&KeyEvent::new(
                     key.code,
-                    if key.ctrl { KeyModifiers::CONTROL } else { KeyModifiers::empty() },
+                    if key.ctrl {
+                        KeyModifiers::CONTROL
+                    } else {
+                        KeyModifiers::empty()
+                    },
                 ));
                 if action.mutates() {
                     assert_eq!(got, None, "{key} ({}) under readonly", action.name());
@@ -745,18 +766,32 @@ mod tests {
 
     #[test]
     fn errors_name_the_action_or_key_and_list_the_choices() {
-        let err = Keymap::from_toml("[keys]\n\nkil = \"k\"\n").unwrap_err().to_string();
+        let err = Keymap::from_toml("[keys]\n\nkil = \"k\"\n")
+            .unwrap_err()
+            .to_string();
         for needle in ["line 3", "\"kil\"", "previous-match", "close-pane"] {
             assert!(err.contains(needle), "{needle:?} not in: {err}");
         }
-        let err = Keymap::from_toml("[keys]\nkill = \"ctrl+k\"\n").unwrap_err().to_string();
+        let err = Keymap::from_toml("[keys]\nkill = \"ctrl+k\"\n")
+            .unwrap_err()
+            .to_string();
         for needle in ["line 2", "kill", "\"ctrl+k\"", "ctrl-d", "pgdn"] {
             assert!(err.contains(needle), "{needle:?} not in: {err}");
         }
-        let err = Keymap::from_toml("[keys]\nkill = 3\n").unwrap_err().to_string();
-        assert!(err.contains("kill") && err.contains("[]"), "{err}");
-        let err = Keymap::from_toml("[bindings]\nkill = \"k\"\n").unwrap_err().to_string();
-        assert!(err.contains("[bindings]") && err.contains("[keys]"), "{err}");
+        let err = Keymap::from_toml("[keys]\nkill = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kill: found an integer") && err.contains("[]"),
+            "{err}"
+        );
+        let err = Keymap::from_toml("[bindings]\nkill = \"k\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[bindings]") && err.contains("[keys]"),
+            "{err}"
+        );
         let err = Keymap::from_toml("kill = \"k\"\n").unwrap_err().to_string();
         assert!(err.contains("[keys]"), "{err}");
     }
@@ -772,6 +807,9 @@ mod tests {
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(err.contains("line 2"), "{err}");
         std::fs::write(&path, "[keys]\nlogs = \"L\"\n").unwrap();
-        assert_eq!(Keymap::load(&path).unwrap().hint(Action::Logs).as_deref(), Some("L"));
+        assert_eq!(
+            Keymap::load(&path).unwrap().hint(Action::Logs).as_deref(),
+            Some("L")
+        );
     }
 }

@@ -179,7 +179,10 @@ impl Default for Theme {
 const SHIPPED: [(&str, &str); 3] = [
     ("dark", include_str!("../../themes/dark.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
 ];
 
 /// The theme used when neither `--theme` nor the config file names one.
@@ -395,16 +398,19 @@ fn parse_style(value: &DeValue<'_>, at: usize) -> Result<Style, StyleError> {
                 let at = value.span().start;
                 match key.get_ref().as_ref() {
                     "fg" => {
-                        style.fg = Some(parse_color(value.get_ref()).map_err(|m| fail(at, Some("fg"), m))?)
+                        style.fg = Some(
+                            parse_color(value.get_ref()).map_err(|m| fail(at, Some("fg"), m))?,
+                        )
                     }
                     "bg" => {
-                        style.bg = Some(parse_color(value.get_ref()).map_err(|m| fail(at, Some("bg"), m))?)
+                        style.bg = Some(
+                            parse_color(value.get_ref()).map_err(|m| fail(at, Some("bg"), m))?,
+                        )
                     }
                     "modifiers" => {
-                        style = style.add_modifier(
-                            parse_modifiers(value.get_ref())
-                                .map_err(|(at, m)| fail(at.unwrap_or(value.span().start), Some("modifiers"), m))?,
-                        )
+                        style = style.add_modifier(parse_modifiers(value.get_ref()).map_err(
+                            |(at, m)| fail(at.unwrap_or(value.span().start), Some("modifiers"), m),
+                        )?)
                     }
                     other => {
                         return Err(fail(
@@ -420,11 +426,7 @@ fn parse_style(value: &DeValue<'_>, at: usize) -> Result<Style, StyleError> {
         DeValue::String(_) | DeValue::Integer(_) => parse_color(value)
             .map(|c| Style::new().fg(c))
             .map_err(|m| fail(at, None, m)),
-        other => Err(fail(
-            at,
-            None,
-            format!("found a {}: {STYLE_SHAPE}", other.type_str()),
-        )),
+        other => Err(fail(at, None, format!("found {}: {STYLE_SHAPE}", a(other)))),
     }
 }
 
@@ -440,7 +442,7 @@ fn parse_color(value: &DeValue<'_>) -> Result<Color, String> {
             .and_then(|n| u8::try_from(n).ok())
             .map(Color::Indexed)
             .ok_or_else(|| format!("colour index {i} is out of range: {COLOR_HELP}")),
-        other => Err(format!("found a {} for a colour: {COLOR_HELP}", other.type_str())),
+        other => Err(format!("found {} for a colour: {COLOR_HELP}", a(other))),
     }
 }
 
@@ -482,7 +484,11 @@ fn parse_modifiers(value: &DeValue<'_>) -> Result<Modifier, (Option<usize>, Stri
             None => {
                 return Err((
                     Some(item.span().start),
-                    format!("unknown modifier {}: use {}", describe(item.get_ref()), names()),
+                    format!(
+                        "unknown modifier {}: use {}",
+                        describe(item.get_ref()),
+                        names()
+                    ),
                 ));
             }
         }
@@ -493,8 +499,19 @@ fn parse_modifiers(value: &DeValue<'_>) -> Result<Modifier, (Option<usize>, Stri
 fn describe(value: &DeValue<'_>) -> String {
     match value.as_str() {
         Some(s) => format!("{s:?}"),
-        None => format!("(a {})", value.type_str()),
+        None => format!("({})", a(value)),
     }
+}
+
+/// "a string", "an array": the type of a value, for messages.
+pub(crate) fn a(value: &DeValue<'_>) -> String {
+    let kind = value.type_str();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
 }
 
 /// The 1-based line of byte offset `at`, for messages.
@@ -630,7 +647,11 @@ mod tests {
                 .map(|(r, _)| r)
                 .collect();
             for role in Role::ALL {
-                assert!(roles.contains(&role), "{name}.toml does not set {}", role.name());
+                assert!(
+                    roles.contains(&role),
+                    "{name}.toml does not set {}",
+                    role.name()
+                );
             }
             let theme = Theme::load(name, None).unwrap();
             assert_eq!(theme.name, name);
@@ -671,7 +692,11 @@ mod tests {
             "light text is {text:?}"
         );
         for (role, ratio) in worst_contrast(&light, (255, 255, 255)) {
-            assert!(ratio >= 4.5, "light {}: contrast {ratio:.2} on white", role.name());
+            assert!(
+                ratio >= 4.5,
+                "light {}: contrast {ratio:.2} on white",
+                role.name()
+            );
         }
     }
 
@@ -682,7 +707,10 @@ mod tests {
             let style = hc.style(role);
             for color in [style.fg, style.bg].into_iter().flatten() {
                 assert!(
-                    !matches!(color, Color::DarkGray | Color::Gray | Color::Indexed(_) | Color::Rgb(..)),
+                    !matches!(
+                        color,
+                        Color::DarkGray | Color::Gray | Color::Indexed(_) | Color::Rgb(..)
+                    ),
                     "high-contrast {} uses {color:?}",
                     role.name()
                 );
@@ -690,7 +718,11 @@ mod tests {
         }
         assert!(hc.style(Role::Text).add_modifier.contains(Modifier::BOLD));
         for (role, ratio) in worst_contrast(&hc, (0, 0, 0)) {
-            assert!(ratio >= 4.5, "high-contrast {}: contrast {ratio:.2}", role.name());
+            assert!(
+                ratio >= 4.5,
+                "high-contrast {}: contrast {ratio:.2}",
+                role.name()
+            );
         }
     }
 
@@ -706,7 +738,10 @@ mod tests {
 
         let mine = Theme::load("mine", Some(dir.path())).unwrap();
         assert_eq!(mine.name, "mine");
-        assert_eq!(mine.style(Role::Text), Style::new().fg(Color::Rgb(0xc0, 0xc0, 0xc0)));
+        assert_eq!(
+            mine.style(Role::Text),
+            Style::new().fg(Color::Rgb(0xc0, 0xc0, 0xc0))
+        );
         let dark = Theme::dark();
         for role in Role::ALL.into_iter().filter(|r| *r != Role::Text) {
             assert_eq!(mine.style(role), dark.style(role), "{}", role.name());
@@ -733,19 +768,34 @@ mod tests {
     fn a_bad_colour_names_the_file_line_role_and_spellings() {
         let text = "text = \"gray\"\naccent = { fg = \"cyann\" }\n";
         let err = Theme::from_toml("mine", text).unwrap_err().to_string();
-        for needle in ["mine", "line 2", "accent.fg", "\"cyann\"", "#rrggbb", "0-255"] {
+        for needle in [
+            "mine",
+            "line 2",
+            "accent.fg",
+            "\"cyann\"",
+            "#rrggbb",
+            "0-255",
+        ] {
             assert!(err.contains(needle), "{needle:?} not in: {err}");
         }
-        let err = Theme::from_toml("mine", "muted = 256").unwrap_err().to_string();
+        let err = Theme::from_toml("mine", "muted = 256")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("out of range"), "{err}");
         let err = Theme::from_toml("mine", "muted = { bg = \"red\", modifiers = [\"blod\"] }")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("\"blod\"") && err.contains("crossed_out"), "{err}");
+        assert!(
+            err.contains("\"blod\"") && err.contains("crossed_out"),
+            "{err}"
+        );
         let err = Theme::from_toml("mine", "muted = { colour = \"red\" }")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("\"colour\"") && err.contains("fg, bg and modifiers"), "{err}");
+        assert!(
+            err.contains("\"colour\"") && err.contains("fg, bg and modifiers"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -753,7 +803,13 @@ mod tests {
         let err = Theme::from_toml("mine", "# mine\n\nacent = \"red\"\n")
             .unwrap_err()
             .to_string();
-        for needle in ["line 3", "acent", "unknown role", "accent", "status_terminating"] {
+        for needle in [
+            "line 3",
+            "acent",
+            "unknown role",
+            "accent",
+            "status_terminating",
+        ] {
             assert!(err.contains(needle), "{needle:?} not in: {err}");
         }
     }
@@ -763,7 +819,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("broken.toml");
         std::fs::write(&path, "text = \"gray\"\naccent = {\n").unwrap();
-        let err = Theme::load("broken", Some(dir.path())).unwrap_err().to_string();
+        let err = Theme::load("broken", Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }
@@ -795,7 +853,10 @@ mod tests {
             Theme::no_color()
         );
         // Even a theme that does not exist: colour is off, nothing to load.
-        assert_eq!(choose(Some("nope"), None, None, true).unwrap(), Theme::no_color());
+        assert_eq!(
+            choose(Some("nope"), None, None, true).unwrap(),
+            Theme::no_color()
+        );
         let name = |cli, config| choose(cli, config, None, false).unwrap().name;
         assert_eq!(name(Some("light"), Some("high-contrast")), "light");
         assert_eq!(name(None, Some("high-contrast")), "high-contrast");
