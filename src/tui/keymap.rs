@@ -2,11 +2,43 @@
 //! (k9s's where k9s has them), and may be rebound in the keymap file
 //! (`keymap.toml` in the config dir). The app asks [`Keymap::action`] for a
 //! key and never matches raw keys itself, so a rebinding reaches every view.
+//!
+//! The file is one table, `[keys]`, of `action-name = "key"` or
+//! `= ["key", "key"]`. Naming an action replaces its default keys; `= []`
+//! leaves it unbound. A key the file gives one action is taken from whichever
+//! action had it by default (that action keeps its other keys), but a key the
+//! file itself gives two actions is an error: only the operator can say which
+//! was meant.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use toml::de::{DeTable, DeValue};
+
+use super::theme::{a, line_of};
+
+/// How keys are spelled, for error messages.
+pub const KEY_SPELLINGS: &str = "k, K, ?, space, ctrl-d, alt-x, enter, esc, tab, backtab, backspace, delete, up, down, left, right, pgup, pgdn, home, end, f1 to f24";
+
+/// What is wrong with the keymap file; each names the file and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum KeymapError {
+    #[error("cannot read the keymap file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("keymap file {file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("keymap file {file}, line {line}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
+}
 
 /// A console action a key can be bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -245,9 +277,12 @@ impl Key {
             }
         }
         let mut chars = rest.chars();
+        // Named keys are matched whatever their case (`Enter`, `PgDn`, `F1`);
+        // a single character keeps its case, since `k` and `K` differ.
+        let named = rest.to_ascii_lowercase();
         key.code = match (chars.next(), chars.next()) {
             (Some(c), None) => KeyCode::Char(if key.ctrl { c.to_ascii_lowercase() } else { c }),
-            _ => match rest {
+            _ => match named.as_str() {
                 "enter" => KeyCode::Enter,
                 "esc" => KeyCode::Esc,
                 "tab" => KeyCode::Tab,
@@ -263,7 +298,10 @@ impl Key {
                 "pgdn" => KeyCode::PageDown,
                 "home" => KeyCode::Home,
                 "end" => KeyCode::End,
-                f if f.starts_with('f') => KeyCode::F(f[1..].parse().ok()?),
+                f if f.starts_with('f') => match f[1..].parse() {
+                    Ok(n @ 1..=24) => KeyCode::F(n),
+                    _ => return None,
+                },
                 _ => return None,
             },
         };
@@ -396,7 +434,9 @@ impl Keymap {
             .filter(|(_, a)| **a == action)
             .map(|(k, _)| *k)
             .collect();
-        keys.sort_by_key(|k| k.to_string());
+        // Unmodified keys first, so hints show `k` rather than `ctrl-k`;
+        // then by spelling, so the order is the same every run.
+        keys.sort_by_key(|k| (k.ctrl || k.alt, k.to_string()));
         keys
     }
 
@@ -406,5 +446,373 @@ impl Keymap {
             .iter()
             .map(Key::to_string)
             .min_by_key(|k| (k.chars().count(), k.clone()))
+    }
+
+    /// Help's rows: each action that has a key, its keys joined by ", ",
+    /// in [`Action::ALL`]'s order. Under `readonly` the mutating actions are
+    /// left out, since their keys do nothing.
+    pub fn help_rows(&self) -> Vec<(String, Action)> {
+        Action::ALL
+            .into_iter()
+            .filter(|a| !(self.readonly && a.mutates()))
+            .filter_map(|a| {
+                let keys = self.keys_of(a);
+                (!keys.is_empty()).then(|| {
+                    let spelled: Vec<String> = keys.iter().map(Key::to_string).collect();
+                    (spelled.join(", "), a)
+                })
+            })
+            .collect()
+    }
+
+    /// Actions no key reaches, so the console can warn about a keymap file
+    /// that unbinds `quit` or steals its only key.
+    pub fn unbound(&self) -> Vec<Action> {
+        Action::ALL
+            .into_iter()
+            .filter(|a| !self.by_key.values().any(|b| b == a))
+            .collect()
+    }
+
+    /// The keymap file at `path` over the defaults; no file means the defaults.
+    pub fn load(path: &Path) -> Result<Keymap, KeymapError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => parse(&path.display().to_string(), &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Keymap::default()),
+            Err(source) => Err(KeymapError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// The defaults overlaid by the text of a keymap file.
+    pub fn from_toml(text: &str) -> Result<Keymap, KeymapError> {
+        parse("keymap.toml", text)
+    }
+}
+
+/// Parses keymap-file text over the defaults; `file` names it in errors.
+fn parse(file: &str, text: &str) -> Result<Keymap, KeymapError> {
+    let invalid = |at: usize, message: String| KeymapError::Invalid {
+        file: file.to_string(),
+        line: line_of(text, at),
+        message,
+    };
+    let doc = DeTable::parse(text).map_err(|e| KeymapError::Syntax {
+        file: file.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    // Each action the file names, with its keys and where each was written.
+    let mut wanted: Vec<(Action, Vec<(Key, usize)>)> = Vec::new();
+    for (section, value) in doc.get_ref() {
+        let DeValue::Table(keys) = value.get_ref() else {
+            return Err(invalid(
+                section.span().start,
+                format!(
+                    "{:?} is outside [keys]: the keymap file holds one table, [keys], of action = \"key\" or [\"key\", ...]",
+                    section.get_ref()
+                ),
+            ));
+        };
+        if section.get_ref() != "keys" {
+            return Err(invalid(
+                section.span().start,
+                format!(
+                    "unknown table [{}]: the keymap file holds one table, [keys]",
+                    section.get_ref()
+                ),
+            ));
+        }
+        for (name, value) in keys {
+            let Some(action) = Action::from_name(name.get_ref()) else {
+                let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+                return Err(invalid(
+                    name.span().start,
+                    format!(
+                        "unknown action {:?}; the actions are {}",
+                        name.get_ref(),
+                        names.join(", ")
+                    ),
+                ));
+            };
+            let items = match value.get_ref() {
+                DeValue::String(_) => std::slice::from_ref(value),
+                DeValue::Array(items) => &items[..],
+                other => {
+                    return Err(invalid(
+                        value.span().start,
+                        format!(
+                            "{}: found {}; write a key, \"k\", or a list of keys, [\"k\", \"ctrl-k\"], or [] to unbind it",
+                            action.name(),
+                            a(other)
+                        ),
+                    ));
+                }
+            };
+            let mut keys = Vec::new();
+            for item in items {
+                let at = item.span().start;
+                let key = item
+                    .get_ref()
+                    .as_str()
+                    .and_then(Key::parse)
+                    .ok_or_else(|| {
+                        let shown = match item.get_ref().as_str() {
+                            Some(s) => format!("{s:?}"),
+                            None => a(item.get_ref()),
+                        };
+                        invalid(
+                            at,
+                            format!(
+                                "{}: {shown} is not a key; keys are written like {KEY_SPELLINGS}",
+                                action.name()
+                            ),
+                        )
+                    })?;
+                keys.push((key, line_of(text, at)));
+            }
+            wanted.push((action, keys));
+        }
+    }
+
+    // In file order, so a conflict names the earlier line first.
+    let mut written: Vec<(usize, Key, Action)> = wanted
+        .iter()
+        .flat_map(|(action, keys)| keys.iter().map(|&(key, line)| (line, key, *action)))
+        .collect();
+    written.sort_by_key(|&(line, ..)| line);
+    let mut owner: HashMap<Key, (Action, usize)> = HashMap::new();
+    for (line, key, action) in written {
+        match owner.get(&key) {
+            Some(&(other, other_line)) if other != action => {
+                return Err(KeymapError::Invalid {
+                    file: file.to_string(),
+                    line,
+                    message: format!(
+                        "key \"{key}\" is bound to both {} (line {other_line}) and {} (line {line}); a key can do one thing, so remove one",
+                        other.name(),
+                        action.name()
+                    ),
+                });
+            }
+            _ => {
+                owner.insert(key, (action, line));
+            }
+        }
+    }
+
+    let mut keymap = Keymap::default();
+    // Every named action loses its defaults before any binding, so a key
+    // moved from one named action to another is not then unbound.
+    for (action, _) in &wanted {
+        keymap.unbind(*action);
+    }
+    for (action, keys) in &wanted {
+        for &(key, _) in keys {
+            keymap.bind(key, *action);
+        }
+    }
+    Ok(keymap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn press(spelled: &str) -> KeyEvent {
+        let key = Key::parse(spelled).unwrap();
+        let mut modifiers = KeyModifiers::empty();
+        if key.ctrl {
+            modifiers |= KeyModifiers::CONTROL;
+        }
+        if key.alt {
+            modifiers |= KeyModifiers::ALT;
+        }
+        if matches!(key.code, KeyCode::Char(c) if c.is_ascii_uppercase()) {
+            modifiers |= KeyModifiers::SHIFT;
+        }
+        KeyEvent::new(key.code, modifiers)
+    }
+
+    fn spelled(keymap: &Keymap, action: Action) -> Vec<String> {
+        keymap.keys_of(action).iter().map(Key::to_string).collect()
+    }
+
+    #[test]
+    fn every_default_key_round_trips_through_its_spelling() {
+        for (key, action) in default_bindings() {
+            let text = key.to_string();
+            assert_eq!(Key::parse(&text), Some(key), "{text} ({})", action.name());
+        }
+        for text in KEY_SPELLINGS.trim_end_matches(", f1 to f24").split(", ") {
+            let key = Key::parse(text).unwrap_or_else(|| panic!("{text} does not parse"));
+            assert_eq!(key.to_string(), text);
+        }
+        assert_eq!(Key::parse("f24").unwrap().to_string(), "f24");
+        assert_eq!(Key::parse("PgDn"), Key::parse("pgdn"));
+        assert_eq!(Key::parse("ctrl-D"), Some(Key::ctrl('d')));
+        for bad in ["", "ctrl-", "f0", "f25", "fx", "ctrl+k", "pageup2"] {
+            assert_eq!(Key::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_defaults_bind_each_key_once_and_every_action() {
+        let bindings = default_bindings();
+        let keymap = Keymap::default();
+        assert_eq!(
+            keymap.by_key.len(),
+            bindings.len(),
+            "a default key is bound twice"
+        );
+        assert_eq!(keymap.unbound(), []);
+    }
+
+    #[test]
+    fn terminal_events_find_their_action() {
+        let keymap = Keymap::default();
+        assert_eq!(keymap.action(&press("G")), Some(Action::Bottom));
+        assert_eq!(keymap.action(&press("ctrl-d")), Some(Action::Delete));
+        assert_eq!(keymap.action(&press("k")), Some(Action::Kill));
+        assert_eq!(keymap.action(&press("z")), None);
+    }
+
+    #[test]
+    fn hints_and_help_prefer_the_plain_key() {
+        let keymap = Keymap::default();
+        assert_eq!(keymap.hint(Action::Kill).as_deref(), Some("k"));
+        let rows = keymap.help_rows();
+        assert_eq!(rows.len(), Action::ALL.len());
+        assert!(rows.contains(&("k, ctrl-k".to_string(), Action::Kill)));
+        assert!(rows.contains(&("down, j".to_string(), Action::Down)));
+        assert_eq!(rows[0].1, Action::Up);
+    }
+
+    #[test]
+    fn a_binding_replaces_the_actions_defaults() {
+        let keymap =
+            Keymap::from_toml("[keys]\nlogs = \"L\"\nkill = [\"K\", \"ctrl-k\"]\n").unwrap();
+        assert_eq!(keymap.action(&press("L")), Some(Action::Logs));
+        assert_eq!(keymap.action(&press("l")), None);
+        assert_eq!(spelled(&keymap, Action::Kill), ["K", "ctrl-k"]);
+        assert_eq!(keymap.action(&press("k")), None);
+        // Untouched actions keep their defaults.
+        assert_eq!(spelled(&keymap, Action::Describe), ["d"]);
+    }
+
+    #[test]
+    fn an_empty_list_unbinds() {
+        let keymap = Keymap::from_toml("[keys]\nkill = []\n").unwrap();
+        assert_eq!(keymap.keys_of(Action::Kill), []);
+        assert_eq!(keymap.action(&press("k")), None);
+        assert_eq!(keymap.action(&press("ctrl-k")), None);
+        assert_eq!(keymap.unbound(), [Action::Kill]);
+        assert!(!keymap.help_rows().iter().any(|(_, a)| *a == Action::Kill));
+    }
+
+    #[test]
+    fn a_stolen_key_moves_and_the_other_action_keeps_the_rest() {
+        let keymap = Keymap::from_toml("[keys]\nlogs = \"j\"\nhelp = [\"q\", \"?\"]\n").unwrap();
+        assert_eq!(keymap.action(&press("j")), Some(Action::Logs));
+        assert_eq!(spelled(&keymap, Action::Down), ["down"]);
+        assert_eq!(keymap.action(&press("q")), Some(Action::Help));
+        assert_eq!(spelled(&keymap, Action::Back), ["esc"]);
+        // Stealing from an action the file also rebinds leaves no trace of it.
+        let keymap = Keymap::from_toml("[keys]\nlogs = \"k\"\nkill = \"K\"\n").unwrap();
+        assert_eq!(keymap.action(&press("k")), Some(Action::Logs));
+        assert_eq!(spelled(&keymap, Action::Kill), ["K"]);
+    }
+
+    #[test]
+    fn one_key_for_two_actions_in_the_file_is_an_error() {
+        let err = Keymap::from_toml("[keys]\nlogs = \"z\"\nkill = [\"K\", \"z\"]\n")
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "keymap.toml",
+            "\"z\"",
+            "both logs (line 2) and kill (line 3)",
+        ] {
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+        // The same key twice for one action is harmless.
+        assert!(Keymap::from_toml("[keys]\nkill = [\"k\", \"k\"]\n").is_ok());
+    }
+
+    #[test]
+    fn readonly_blocks_mutating_actions_only() {
+        let mut keymap = Keymap::from_toml("[keys]\ndrain = \"D\"\n").unwrap();
+        keymap.readonly = true;
+        for action in Action::ALL {
+            for key in keymap.keys_of(action) {
+                let found = keymap.by_key.get(&key).copied();
+                let got = keymap.action(&KeyEvent::new(
+                    key.code,
+                    if key.ctrl {
+                        KeyModifiers::CONTROL
+                    } else {
+                        KeyModifiers::empty()
+                    },
+                ));
+                if action.mutates() {
+                    assert_eq!(got, None, "{key} ({}) under readonly", action.name());
+                } else {
+                    assert_eq!(got, found, "{key}");
+                }
+            }
+        }
+        assert_eq!(keymap.action(&press("D")), None);
+        assert_eq!(keymap.action(&press("l")), Some(Action::Logs));
+        assert!(keymap.help_rows().iter().all(|(_, a)| !a.mutates()));
+    }
+
+    #[test]
+    fn errors_name_the_action_or_key_and_list_the_choices() {
+        let err = Keymap::from_toml("[keys]\n\nkil = \"k\"\n")
+            .unwrap_err()
+            .to_string();
+        for needle in ["line 3", "\"kil\"", "previous-match", "close-pane"] {
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+        let err = Keymap::from_toml("[keys]\nkill = \"ctrl+k\"\n")
+            .unwrap_err()
+            .to_string();
+        for needle in ["line 2", "kill", "\"ctrl+k\"", "ctrl-d", "pgdn"] {
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+        let err = Keymap::from_toml("[keys]\nkill = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kill: found an integer") && err.contains("[]"),
+            "{err}"
+        );
+        let err = Keymap::from_toml("[bindings]\nkill = \"k\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[bindings]") && err.contains("[keys]"),
+            "{err}"
+        );
+        let err = Keymap::from_toml("kill = \"k\"\n").unwrap_err().to_string();
+        assert!(err.contains("[keys]"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_the_defaults_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keymap.toml");
+        let keymap = Keymap::load(&path).unwrap();
+        assert_eq!(keymap.by_key, Keymap::default().by_key);
+        std::fs::write(&path, "[keys]\nlogs = \n").unwrap();
+        let err = Keymap::load(&path).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        std::fs::write(&path, "[keys]\nlogs = \"L\"\n").unwrap();
+        assert_eq!(
+            Keymap::load(&path).unwrap().hint(Action::Logs).as_deref(),
+            Some("L")
+        );
     }
 }

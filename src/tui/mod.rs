@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod config;
 pub mod draw;
 #[doc(hidden)]
 pub mod fixture;
