@@ -17,10 +17,11 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::app::App;
 use super::backend::Backend;
+use super::config::{ConsoleConfig, ConsoleFiles};
 use super::draw::draw;
 use super::keymap::Keymap;
 use super::model::{ConsoleData, LeaseView};
-use super::theme::Theme;
+use super::theme::{choose, no_color_env};
 use crate::cluster::ClusterState;
 use crate::config::cluster_file;
 use crate::config::paths::{Dirs, cluster_file_path};
@@ -31,12 +32,9 @@ pub struct ConsoleOptions {
     pub theme: Option<String>,
     pub readonly: bool,
     pub manifests: Vec<PathBuf>,
-    /// Frames a second at most.
+    /// Frames a second at most; 0: console.toml's `refresh_fps`.
     pub fps: u32,
 }
-
-/// The default frame cap.
-pub const DEFAULT_FPS: u32 = 30;
 
 /// `flotilla` with no verb: the console on the cluster file.
 pub fn run(
@@ -46,17 +44,25 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let path = cluster_file_path(cluster, dirs);
     let config = cluster_file::load(&path)?;
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let theme = if no_color {
-        Theme::no_color()
+    let files = ConsoleFiles::in_dir(&dirs.config);
+    let settings = ConsoleConfig::load(&files.console)?;
+    let theme = choose(
+        options.theme.as_deref(),
+        settings.theme.as_deref(),
+        Some(&files.themes),
+        no_color_env(),
+    )?;
+    let mut keymap = Keymap::load(&files.keymap)?;
+    keymap.readonly = options.readonly || settings.readonly;
+    let unbound = keymap.unbound();
+    let mut manifests = options.manifests.clone();
+    manifests.extend(settings.manifests.iter().cloned());
+    let readonly = keymap.readonly;
+    let fps = if options.fps == 0 {
+        settings.refresh_fps
     } else {
-        match options.theme.as_deref() {
-            None | Some("dark") => Theme::dark(),
-            Some(other) => anyhow::bail!("theme {other:?} not found; the built-in one is dark"),
-        }
+        options.fps
     };
-    let mut keymap = Keymap::default();
-    keymap.readonly = options.readonly;
     let state = ClusterState::new(&config);
     let data = ConsoleData {
         snapshot: state.snapshot(),
@@ -66,6 +72,17 @@ pub fn run(
         lease: LeaseView::Unknown,
     };
     let mut app = App::new(data, theme, keymap);
+    if !unbound.is_empty() {
+        let names: Vec<&str> = unbound.iter().map(|a| a.name()).collect();
+        app.message(
+            format!(
+                "{}: no key for {}",
+                files.keymap.display(),
+                names.join(", ")
+            ),
+            true,
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,9 +92,9 @@ pub fn run(
         let mut terminal = ratatui::init();
         // The first frame, before any node is reached.
         let first = terminal.draw(|f| draw(f, &mut app)).map(drop);
-        let started = first.map_err(anyhow::Error::from).and_then(|()| {
-            Backend::start(&config, dirs, options.manifests.clone(), options.readonly)
-        });
+        let started = first
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Backend::start(&config, dirs, manifests, readonly));
         let mut backend = match started {
             Ok(backend) => backend,
             Err(err) => {
@@ -85,11 +102,7 @@ pub fn run(
                 return Err(err);
             }
         };
-        let fps = if options.fps == 0 {
-            DEFAULT_FPS
-        } else {
-            options.fps.clamp(1, 60)
-        };
+        let fps = fps.clamp(1, 60);
         let result = event_loop(&mut terminal, &mut app, &mut backend, fps).await;
         ratatui::restore();
         backend.stop().await;

@@ -85,7 +85,8 @@ fn assert_snapshot(name: &str, buffer: &Buffer) {
         )
     });
     assert_eq!(
-        actual, expected,
+        actual,
+        expected,
         "screen differs from {}: review, and if right, UPDATE_SNAPSHOTS=1",
         path.display()
     );
@@ -109,7 +110,11 @@ fn nodes_view_matches_its_snapshot_with_statuses_coloured() {
     let buffer = render(&mut app, 120, 16);
     assert_snapshot("nodes", &buffer);
     let (x, y) = find(&buffer, "Unreachable").expect("node3 is shown unreachable");
-    assert_eq!(buffer[(x, y)].fg, Color::Magenta, "unreachable has its role");
+    assert_eq!(
+        buffer[(x, y)].fg,
+        Color::Magenta,
+        "unreachable has its role"
+    );
     // node1's row is selected (selection style); node2's is not.
     let (x, y) = find(&buffer, "node2  Ready").expect("node2 is Ready");
     assert_eq!(buffer[(x + 7, y)].fg, Color::Green, "Ready is green");
@@ -156,7 +161,12 @@ fn help_lists_every_key_of_the_view() {
     let buffer = render(&mut app, 100, 40);
     assert_snapshot("help-pods", &buffer);
     let text = text_of(&buffer);
-    for needle in ["kill the pod", "delete (asks first)", "logs in a pane", "follow on/off"] {
+    for needle in [
+        "kill the pod",
+        "delete (asks first)",
+        "logs in a pane",
+        "follow on/off",
+    ] {
         assert!(text.contains(needle), "help lacks {needle:?}");
     }
     app.on_key(ch('x'));
@@ -172,7 +182,10 @@ fn k_kills_the_selected_pod_at_once() {
     let requests = app.on_key(ch('k'));
     match requests.as_slice() {
         [Request::Kill { namespace, name }] => {
-            assert_eq!((namespace.as_str(), name.as_str()), ("default", "web-00002"));
+            assert_eq!(
+                (namespace.as_str(), name.as_str()),
+                ("default", "web-00002")
+            );
         }
         other => panic!("expected one kill, got {other:?}"),
     }
@@ -187,7 +200,10 @@ fn delete_asks_first_and_the_default_answer_is_cancel() {
     assert!(matches!(app.mode, Mode::Confirm { yes: false, .. }));
     let buffer = render(&mut app, 100, 24);
     assert_snapshot("confirm-delete", &buffer);
-    assert!(app.on_key(key(KeyCode::Enter)).is_empty(), "Enter on Cancel");
+    assert!(
+        app.on_key(key(KeyCode::Enter)).is_empty(),
+        "Enter on Cancel"
+    );
     assert!(matches!(app.mode, Mode::Normal));
     app.on_key(ctrl('d'));
     app.on_key(key(KeyCode::Right));
@@ -227,7 +243,10 @@ fn node_keys_cordon_uncordon_and_drain_after_asking() {
     ));
     assert!(matches!(
         app.on_key(ch('u')).as_slice(),
-        [Request::Cordon { unschedulable: false, .. }]
+        [Request::Cordon {
+            unschedulable: false,
+            ..
+        }]
     ));
     assert!(app.on_key(ch('r')).is_empty(), "drain asks first");
     assert!(matches!(
@@ -292,7 +311,11 @@ fn filter_takes_a_substring_or_a_regex_and_a_bad_regex_says_why() {
     let (text, error, _) = app.footer.clone().expect("a message");
     assert!(error && text.contains("regex parse error"), "{text}");
     app.refresh();
-    assert_eq!(app.screen().table.rows.len(), 2, "the previous filter stays");
+    assert_eq!(
+        app.screen().table.rows.len(),
+        2,
+        "the previous filter stays"
+    );
 }
 
 #[test]
@@ -326,7 +349,11 @@ fn manifests_view_lists_each_object_and_a_applies_it() {
         .iter()
         .find(|r| r.cells[0].text.ends_with("broken.yaml"))
         .expect("the broken file is listed");
-    assert!(broken.cells[4].text.contains("broken.yaml"), "{:?}", broken.cells[4]);
+    assert!(
+        broken.cells[4].text.contains("broken.yaml"),
+        "{:?}",
+        broken.cells[4]
+    );
     let deployment = rows
         .iter()
         .position(|r| r.cells[1].text == "Deployment")
