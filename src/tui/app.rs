@@ -277,7 +277,11 @@ impl App {
             View::Describe { .. } => Table::default(),
         };
         if let Some(filter) = &screen.filter {
-            table.rows.retain(|r| filter.matches(&r.cells));
+            let keep: Vec<bool> = (0..table.rows.len())
+                .map(|i| filter.matches(&table.cells(i)))
+                .collect();
+            let mut keep = keep.into_iter();
+            table.rows.retain(|_| keep.next().unwrap_or(false));
         }
         if let Some(key) = kept
             && let Some(i) = table.rows.iter().position(|r| r.key == key)

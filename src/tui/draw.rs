@@ -179,14 +179,16 @@ fn draw_body(frame: &mut Frame, app: &mut App, area: Rect) {
     screen.offset = screen
         .offset
         .min(screen.table.rows.len().saturating_sub(height));
-    let visible =
-        &screen.table.rows[screen.offset..(screen.offset + height).min(screen.table.rows.len())];
+    let end = (screen.offset + height).min(screen.table.rows.len());
+    let visible: Vec<std::borrow::Cow<[super::model::Cell]>> = (screen.offset..end)
+        .map(|i| screen.table.cells(i))
+        .collect();
     // Widths from the header and the visible rows: cheap, and the columns
     // fit what is on screen.
     let columns = screen.table.headers.len();
     let mut widths: Vec<usize> = screen.table.headers.iter().map(|h| h.width()).collect();
-    for row in visible {
-        for (w, cell) in widths.iter_mut().zip(&row.cells) {
+    for cells in &visible {
+        for (w, cell) in widths.iter_mut().zip(cells.iter()) {
             *w = (*w).max(cell.text.width().min(MAX_COLUMN));
         }
     }
@@ -207,10 +209,9 @@ fn draw_body(frame: &mut Frame, app: &mut App, area: Rect) {
     let rows: Vec<Row> = visible
         .iter()
         .enumerate()
-        .map(|(i, row)| {
+        .map(|(i, cells)| {
             let selected = screen.offset + i == screen.selected;
-            let cells: Vec<ratatui::widgets::Cell> = row
-                .cells
+            let cells: Vec<ratatui::widgets::Cell> = cells
                 .iter()
                 .map(|c| {
                     let style = if selected {

@@ -102,11 +102,46 @@ pub struct Row {
     pub cells: Vec<Cell>,
 }
 
+/// Makes a row's cells from its key, for tables whose rows are formatted
+/// only when shown.
+pub type Formatter = Arc<dyn Fn(&RowKey) -> Vec<Cell> + Send + Sync>;
+
 /// A view's table.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct Table {
     pub headers: Vec<&'static str>,
     pub rows: Vec<Row>,
+    /// Set when the rows hold only keys: their cells come from here.
+    pub formatter: Option<Formatter>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("headers", &self.headers)
+            .field("rows", &self.rows.len())
+            .field("lazy", &self.formatter.is_some())
+            .finish()
+    }
+}
+
+impl Table {
+    fn new(headers: Vec<&'static str>, rows: Vec<Row>) -> Table {
+        Table {
+            headers,
+            rows,
+            formatter: None,
+        }
+    }
+
+    /// Row `i`'s cells, made now if the table is lazy.
+    pub fn cells(&self, i: usize) -> std::borrow::Cow<'_, [Cell]> {
+        let row = &self.rows[i];
+        match &self.formatter {
+            Some(format) if row.cells.is_empty() => std::borrow::Cow::Owned(format(&row.key)),
+            _ => std::borrow::Cow::Borrowed(&row.cells),
+        }
+    }
 }
 
 /// Where a pod list is narrowed to.
@@ -215,12 +250,12 @@ pub fn nodes_table(data: &ConsoleData, now: DateTime<Utc>) -> Table {
             }
         })
         .collect();
-    Table {
-        headers: vec![
+    Table::new(
+        vec![
             "NAME", "STATUS", "CPU", "MEM", "DISK", "PODS", "AGE", "LABELS", "TAINTS",
         ],
         rows,
-    }
+    )
 }
 
 /// Every pod the agents report, and those waiting for a node.
@@ -259,12 +294,15 @@ fn pending_records(data: &ConsoleData) -> Vec<PodRecord> {
 }
 
 /// NAME READY STATUS RESTARTS CPU MEM NODE AGE (NAMESPACE first when all).
+///
+/// Thousands of pods: the rows hold only their keys, and the cells of a
+/// row are made when it is drawn (or filtered), from the same snapshot.
 pub fn pods_table(data: &ConsoleData, scope: &PodScope, now: DateTime<Utc>) -> Table {
-    let pending = pending_records(data);
+    let pending = Arc::new(pending_records(data));
     let mut rows = Vec::new();
     let placed = all_pods(data);
     let waiting = pending.iter().map(|r| ("", true, r));
-    for (node, reachable, record) in placed.into_iter().chain(waiting) {
+    for (node, _, record) in placed.into_iter().chain(waiting) {
         let meta = &record.pod.metadata;
         if scope
             .namespace
@@ -278,72 +316,106 @@ pub fn pods_table(data: &ConsoleData, scope: &PodScope, now: DateTime<Utc>) -> T
         {
             continue;
         }
-        let status = &record.status;
-        let stats = data
-            .snapshot
-            .node(node)
-            .and_then(|n| n.stats_of(&status_uid(record)));
-        let (cpu, memory) = stats.map_or((None, None), |s| {
-            let cpu: Option<u64> = s
-                .containers
-                .iter()
-                .map(|c| c.cpu_millicores)
-                .try_fold(0, |sum, c| c.map(|c| sum + c));
-            let memory: u64 = s.containers.iter().map(|c| c.memory_bytes).sum();
-            (cpu, Some(memory))
-        });
-        let mut cells = Vec::with_capacity(9);
-        if scope.namespace.is_none() {
-            cells.push(Cell::new(&meta.namespace, Role::Muted));
-        }
-        let status_text = if reachable {
-            status.display_status()
-        } else {
-            "Unknown".into()
-        };
-        let restarts: i32 = status
-            .container_statuses
-            .iter()
-            .map(|c| c.restart_count)
-            .sum();
-        cells.extend([
-            Cell::text(&meta.name),
-            Cell::text(format!(
-                "{}/{}",
-                status.ready_containers(),
-                record.pod.spec.containers.len()
-            )),
-            Cell::status(status_text),
-            Cell::new(
-                restarts.to_string(),
-                if restarts > 0 { Role::Warn } else { Role::Text },
-            ),
-            Cell::text(cpu.map_or_else(|| "-".into(), |m| format!("{m}m"))),
-            Cell::text(memory.map_or_else(|| "-".into(), |b| format!("{}Mi", b / (1024 * 1024)))),
-            Cell::text(if node.is_empty() { "<none>" } else { node }),
-            Cell::new(age(status.start_time, now), Role::Muted),
-        ]);
         rows.push(Row {
             key: RowKey::Pod {
                 namespace: meta.namespace.clone(),
                 name: meta.name.clone(),
                 node: node.to_string(),
             },
-            cells,
+            cells: Vec::new(),
         });
     }
     let mut headers = Vec::new();
-    if scope.namespace.is_none() {
+    let show_namespace = scope.namespace.is_none();
+    if show_namespace {
         headers.push("NAMESPACE");
     }
     headers.extend([
         "NAME", "READY", "STATUS", "RESTARTS", "CPU", "MEM", "NODE", "AGE",
     ]);
-    Table { headers, rows }
+    let snapshot = Arc::clone(&data.snapshot);
+    let formatter: Formatter = Arc::new(move |key: &RowKey| {
+        let RowKey::Pod {
+            namespace,
+            name,
+            node,
+        } = key
+        else {
+            return Vec::new();
+        };
+        let view = snapshot.node(node);
+        let record = match view {
+            Some(view) => view.pod(namespace, name),
+            None => pending
+                .iter()
+                .find(|r| r.pod.metadata.namespace == *namespace && r.pod.metadata.name == *name),
+        };
+        let Some(record) = record else {
+            return Vec::new();
+        };
+        let reachable = view.is_none_or(|v| v.status != NodeStatus::Unreachable);
+        let stats = view.and_then(|v| v.stats_of(&record.uid));
+        pod_cells(record, node, reachable, stats, show_namespace, now)
+    });
+    Table {
+        headers,
+        rows,
+        formatter: Some(formatter),
+    }
 }
 
-fn status_uid(record: &PodRecord) -> String {
-    record.uid.clone()
+/// One pod's row.
+fn pod_cells(
+    record: &PodRecord,
+    node: &str,
+    reachable: bool,
+    stats: Option<&crate::agent::protocol::messages::PodStats>,
+    show_namespace: bool,
+    now: DateTime<Utc>,
+) -> Vec<Cell> {
+    let meta = &record.pod.metadata;
+    let status = &record.status;
+    let (cpu, memory) = stats.map_or((None, None), |s| {
+        let cpu: Option<u64> = s
+            .containers
+            .iter()
+            .map(|c| c.cpu_millicores)
+            .try_fold(0, |sum, c| c.map(|c| sum + c));
+        let memory: u64 = s.containers.iter().map(|c| c.memory_bytes).sum();
+        (cpu, Some(memory))
+    });
+    let mut cells = Vec::with_capacity(9);
+    if show_namespace {
+        cells.push(Cell::new(&meta.namespace, Role::Muted));
+    }
+    let status_text = if reachable {
+        status.display_status()
+    } else {
+        "Unknown".into()
+    };
+    let restarts: i32 = status
+        .container_statuses
+        .iter()
+        .map(|c| c.restart_count)
+        .sum();
+    cells.extend([
+        Cell::text(&meta.name),
+        Cell::text(format!(
+            "{}/{}",
+            status.ready_containers(),
+            record.pod.spec.containers.len()
+        )),
+        Cell::status(status_text),
+        Cell::new(
+            restarts.to_string(),
+            if restarts > 0 { Role::Warn } else { Role::Text },
+        ),
+        Cell::text(cpu.map_or_else(|| "-".into(), |m| format!("{m}m"))),
+        Cell::text(memory.map_or_else(|| "-".into(), |b| format!("{}Mi", b / (1024 * 1024)))),
+        Cell::text(if node.is_empty() { "<none>" } else { node }),
+        Cell::new(age(status.start_time, now), Role::Muted),
+    ]);
+    cells
 }
 
 /// NAME READY UP-TO-DATE AVAILABLE STATUS AGE.
@@ -405,7 +477,7 @@ pub fn deployments_table(data: &ConsoleData, namespace: Option<&str>, now: DateT
         headers.push("NAMESPACE");
     }
     headers.extend(["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "ROLLOUT", "AGE"]);
-    Table { headers, rows }
+    Table::new(headers, rows)
 }
 
 /// The containers of one pod: NAME IMAGE STATE REASON EXIT RESTARTS CPU MEM.
@@ -414,16 +486,10 @@ pub fn containers_table(data: &ConsoleData, namespace: &str, pod: &str, node: &s
         "NAME", "IMAGE", "STATE", "REASON", "EXIT", "RESTARTS", "CPU", "MEM",
     ];
     let Some(view) = data.snapshot.node(node) else {
-        return Table {
-            headers,
-            rows: Vec::new(),
-        };
+        return Table::new(headers, Vec::new());
     };
     let Some(record) = view.pod(namespace, pod) else {
-        return Table {
-            headers,
-            rows: Vec::new(),
-        };
+        return Table::new(headers, Vec::new());
     };
     let stats = view.stats_of(&record.uid);
     let rows = record
@@ -488,7 +554,7 @@ pub fn containers_table(data: &ConsoleData, namespace: &str, pod: &str, node: &s
             }
         })
         .collect();
-    Table { headers, rows }
+    Table::new(headers, rows)
 }
 
 /// One line of the Events view.
@@ -555,10 +621,10 @@ pub fn events_table(data: &ConsoleData, now: DateTime<Utc>) -> Table {
             ],
         })
         .collect();
-    Table {
-        headers: vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+    Table::new(
+        vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         rows,
-    }
+    )
 }
 
 /// FILE KIND NAME REPLICAS VALID.
@@ -581,10 +647,7 @@ pub fn manifests_table(data: &ConsoleData) -> Table {
             ],
         })
         .collect();
-    Table {
-        headers: vec!["FILE", "KIND", "NAME", "REPLICAS", "VALID"],
-        rows,
-    }
+    Table::new(vec!["FILE", "KIND", "NAME", "REPLICAS", "VALID"], rows)
 }
 
 /// The header's cluster figures: nodes Ready/total, CPU and memory in use
