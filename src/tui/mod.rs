@@ -2,4 +2,5 @@
 //! and sends actions; it never calls SSH or the agent itself.
 
 pub mod keymap;
+pub mod logpane;
 pub mod theme;
