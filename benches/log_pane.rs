@@ -27,13 +27,17 @@ use ratatui::layout::Rect;
 
 fn record(i: usize) -> LogRecord {
     let len = 80 + (i * 7919) % 41;
-    let mut text = if i % 5 == 0 {
+    let mut text = if i.is_multiple_of(5) {
         format!("\x1b[32m{i:08} INFO\x1b[0m \x1b[1mGET\x1b[22m /api/v1/items?page={i} ")
     } else {
         format!("{i:08} level=info msg=\"request served\" path=/api/v1/items id={i} ")
     };
     while text.len() < len {
-        text.push_str(if i % 97 == 0 { "error " } else { "lorem " });
+        text.push_str(if i.is_multiple_of(97) {
+            "error "
+        } else {
+            "lorem "
+        });
     }
     text.truncate(len);
     LogRecord {
@@ -100,7 +104,13 @@ fn render(c: &mut Criterion) {
     drop(pane);
 
     let long: String = (0..100_000)
-        .map(|i| if i % 10 == 9 { ' ' } else { (b'a' + (i % 26) as u8) as char })
+        .map(|i| {
+            if i % 10 == 9 {
+                ' '
+            } else {
+                (b'a' + (i % 26) as u8) as char
+            }
+        })
         .collect();
     for wrap in [false, true] {
         let mut pane = LogPane::new("long", LogPane::DEFAULT_CAPACITY);
@@ -142,13 +152,7 @@ fn memory_report() {
     for i in 0..100_000 {
         let mut text = format!("{i:08} level=info msg=\"request served\" ");
         text.extend(std::iter::repeat_n('x', 120 - text.len()));
-        pane.push(
-            Some(&source),
-            LogRecord {
-                text,
-                ..record(i)
-            },
-        );
+        pane.push(Some(&source), LogRecord { text, ..record(i) });
     }
     let after = vm_rss_kib().unwrap_or(0);
     println!(
