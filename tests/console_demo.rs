@@ -128,7 +128,7 @@ fn apply_run_log_kill_and_quit_in_a_real_terminal() {
         .filter_map(|(k, v)| Some(format!("{}='{}'", k.to_str()?, v?.to_str()?)))
         .collect();
     let shell = format!(
-        "env {} FLOTILLA_AGENT_BINARY='{}' '{}' --cluster '{}' --manifests '{}'; echo \"EXITED rc=$?\"; stty -a | tr ' ' '\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' '; echo; sleep 600",
+        "env {} FLOTILLA_AGENT_BINARY='{}' '{}' --cluster '{}' --manifests '{}'; echo \"EXITED rc=$?\"; echo \"MODES $(stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' ')END\"; sleep 600",
         envs.join(" "),
         agent.display(),
         env!("CARGO_BIN_EXE_flotilla"),
@@ -186,11 +186,11 @@ fn apply_run_log_kill_and_quit_in_a_real_terminal() {
     tmux.keys(&["q"]);
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("the console exited", Duration::from_secs(20), |s| {
-        s.contains("EXITED rc=")
+        s.contains("EXITED rc=") && s.contains("END")
     });
     assert!(screen.contains("EXITED rc=0"), "{screen}");
     assert!(
-        screen.contains("icanon") && screen.contains("echo") && !screen.contains("-icanon"),
+        screen.contains("MODES icanon echo END"),
         "the terminal is restored (canonical mode, echo on):\n{screen}"
     );
     assert!(
