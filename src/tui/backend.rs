@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::manifests::{ManifestEntry, scan};
 use super::model::LeaseView;
-use crate::agent::protocol::messages::{LogRecord, LogsQuery, PodRef};
+use crate::agent::protocol::messages::{LogRecord, LogsQuery, PodRef, StatsQuery};
 use crate::api::manifest::Object;
 use crate::cli::control::LEASE_TTL;
 use crate::cluster::ClusterSnapshot;
@@ -287,6 +287,7 @@ impl Worker {
                 }
                 Err(err) => tracing::debug!("console read: {err}"),
             }
+            self.read_pod_stats().await;
             match self.store.list(ControllerEvent::KIND, None).await {
                 Ok(records) => {
                     let events: Vec<ControllerEvent> = records
@@ -300,6 +301,33 @@ impl Worker {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(READ_EVERY) => {}
+            }
+        }
+    }
+
+    /// Each connected node's pod figures (CPU, memory) for the tables.
+    async fn read_pod_stats(&self) {
+        let nodes = self.node_names();
+        let asks = nodes.iter().filter_map(|node| {
+            let client = self.fleet.client(node)?;
+            Some(async move {
+                let stats = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    client.pod_stats(&StatsQuery::default()),
+                )
+                .await;
+                (node, stats)
+            })
+        });
+        for (node, stats) in futures_util::future::join_all(asks).await {
+            match stats {
+                Ok(Ok(list)) => {
+                    if let Ok(writer) = self.state.node(node) {
+                        writer.pod_stats(list);
+                    }
+                }
+                Ok(Err(err)) => tracing::debug!("pod figures of {node}: {err}"),
+                Err(_) => tracing::debug!("pod figures of {node}: no answer in 5s"),
             }
         }
     }
