@@ -598,7 +598,7 @@ pub fn event_lines(data: &ConsoleData) -> Vec<EventLine> {
             message: e.message.clone(),
         }))
         .collect();
-    lines.sort_by(|a, b| b.time.cmp(&a.time));
+    lines.sort_by_key(|e| std::cmp::Reverse(e.time));
     lines
 }
 
