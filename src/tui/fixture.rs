@@ -101,7 +101,12 @@ fn pod(i: usize, started: DateTime<Utc>) -> PodRecord {
         pod: Pod::new(
             ObjectMeta {
                 name: format!("web-{i:05}"),
-                namespace: if i.is_multiple_of(4) { "kube" } else { "default" }.into(),
+                namespace: if i.is_multiple_of(4) {
+                    "kube"
+                } else {
+                    "default"
+                }
+                .into(),
                 ..Default::default()
             },
             PodSpec {
