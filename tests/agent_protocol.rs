@@ -973,7 +973,9 @@ async fn a_slow_stream_consumer_overflows_alone() {
         .logs(&LogsQuery::new(&PodRef::new("default", "flood")))
         .await
         .unwrap();
-    // Not reading it, the buffer overflows; other calls still work meanwhile.
+    // Not reading it, the buffer fills; the connection waits a moment for
+    // room (STREAM_STALL), then cancels that stream alone, and other calls
+    // work again.
     tokio::time::sleep(Duration::from_millis(300)).await;
     client.node_facts().await.unwrap();
     let mut items = 0;

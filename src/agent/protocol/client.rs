@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::Stream;
 use serde::Serialize;
@@ -92,7 +93,8 @@ pub struct ClientOptions {
     pub versions: Vec<String>,
     /// The longest reply line read ([`MAX_REPLY_LINE`]).
     pub max_line: usize,
-    /// Items a stream holds for a slow consumer before it is cancelled.
+    /// Items a stream holds for a slow consumer; when full, the connection
+    /// waits up to [`STREAM_STALL`] for room before cancelling the stream.
     pub stream_buffer: usize,
 }
 
@@ -177,7 +179,9 @@ impl Shared {
         }
     }
 
-    fn route(&self, reply: Reply) {
+    /// Delivers a reply. A stream item whose consumer's buffer is full is
+    /// handed back, to be waited for by [`read_loop`].
+    fn route(&self, reply: Reply) -> Option<Stalled> {
         match reply {
             Reply::Event { event } => match serde_json::from_value::<Notice>(event) {
                 Ok(notice) => {
@@ -204,17 +208,16 @@ impl Shared {
             Reply::Stream { id, item } => {
                 let mut state = self.lock();
                 let Some(Pending::Stream(slot)) = state.pending.get(&id) else {
-                    return; // a cancelled stream's last items
+                    return None; // a cancelled stream's last items
                 };
                 match slot.items.try_send(item) {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        if let Some(Pending::Stream(slot)) = state.pending.remove(&id) {
-                            let _ = slot.end.set(StreamEnd::Overflow);
-                        }
-                        drop(state);
-                        tracing::warn!(id, "a stream's consumer fell behind; cancelling it");
-                        self.cancel_soon(id);
+                    Err(mpsc::error::TrySendError::Full(item)) => {
+                        return Some(Stalled {
+                            id,
+                            items: slot.items.clone(),
+                            item,
+                        });
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => {
                         state.pending.remove(&id);
@@ -222,6 +225,23 @@ impl Shared {
                 }
             }
         }
+        None
+    }
+
+    /// Waits up to [`STREAM_STALL`] for a stream's consumer to make room
+    /// (a burst of log lines outruns a consumer that does keep up), and
+    /// cancels the stream when it does not. Other replies on this
+    /// connection wait meanwhile, which is why the wait is short.
+    async fn deliver_stalled(&self, stalled: Stalled) {
+        let Stalled { id, items, item } = stalled;
+        if items.send_timeout(item, STREAM_STALL).await.is_ok() {
+            return;
+        }
+        if let Some(Pending::Stream(slot)) = self.take_stream(id) {
+            let _ = slot.end.set(StreamEnd::Overflow);
+        }
+        tracing::warn!(id, "a stream's consumer fell behind; cancelling it");
+        self.cancel_soon(id);
     }
 
     fn take_stream(&self, id: RequestId) -> Option<Pending> {
@@ -250,6 +270,17 @@ impl Shared {
             (None, _) => tracing::debug!(id, "a reply for no waiting call"),
         }
     }
+}
+
+/// How long a stream's full buffer may hold up the connection before the
+/// stream is cancelled as read too slowly.
+const STREAM_STALL: Duration = Duration::from_secs(2);
+
+/// A stream item waiting for room in its consumer's buffer.
+struct Stalled {
+    id: RequestId,
+    items: mpsc::Sender<Value>,
+    item: Value,
 }
 
 fn cancel_request(id: RequestId, target: RequestId) -> Request {
@@ -598,7 +629,11 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: LineReader<R>, shared: Arc<
         match reader.next_line().await {
             None => break "the agent closed the connection".to_string(),
             Some(Ok(line)) => match Reply::decode(&line) {
-                Ok(reply) => shared.route(reply),
+                Ok(reply) => {
+                    if let Some(stalled) = shared.route(reply) {
+                        shared.deliver_stalled(stalled).await;
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "ignoring an unreadable line from the agent"),
             },
             Some(Err(e @ LineError::TooLarge { .. })) => {
