@@ -18,6 +18,7 @@ pub mod pod_verbs;
 pub mod pods;
 pub mod table;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -116,6 +117,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     match cli.command {
+        None if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) => {
+            // A script or a pipe: say what the console would open, and how.
+            let path = crate::config::paths::cluster_file_path(cli.cluster, &dirs);
+            let cluster = crate::config::cluster_file::load(&path)?;
+            println!(
+                "cluster \"{}\" ({}): {} node{}",
+                cluster.name,
+                path.display(),
+                cluster.nodes.len(),
+                if cluster.nodes.len() == 1 { "" } else { "s" }
+            );
+            for node in &cluster.nodes {
+                println!("  {:<12} {}", node.name, node.address);
+            }
+            eprintln!(
+                "the console needs a terminal: run `flotilla` in one (or use a verb: `flotilla get nodes`)"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         None => crate::tui::run::run(
             crate::tui::run::ConsoleOptions {
                 theme: cli.theme,
