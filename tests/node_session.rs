@@ -112,6 +112,7 @@ async fn a_session_follows_its_agent_through_a_crash_and_back() {
             floor: Duration::from_millis(50),
             healthy_after: Duration::from_secs(60),
         },
+        replay_events: false,
     };
     let task = session::spawn(
         "n1".into(),
@@ -224,4 +225,72 @@ async fn a_session_follows_its_agent_through_a_crash_and_back() {
     task.await.unwrap();
     node.run(&["rm", "-f", "sleeper"]).assert_ok();
     node.assert_clean();
+}
+
+/// Events from before a session started reach it only when it asks for the
+/// replay (the console does; a verb that reads and exits does not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_replays_the_agents_past_events_only_when_asked() {
+    let mut node = Node::new("replay");
+    node.serve();
+    // Created through the daemon, so its events are in the agent's history.
+    let stream = tokio::net::UnixStream::connect(node.socket())
+        .await
+        .expect("connect to the agent socket");
+    let client = Client::connect(stream, ClientOptions::default())
+        .await
+        .expect("hello");
+    let pod: flotilla::api::Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "before", "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "main", "image": node.image,
+                "imagePullPolicy": "IfNotPresent", "command": ["sleep", "600"]}],
+        },
+    }))
+    .expect("a valid pod");
+    client.create_pod(pod).await.expect("create the pod");
+    let mut counts = Vec::new();
+    for replay_events in [false, true] {
+        let recorder = Arc::new(Recorder::default());
+        let cancel = CancellationToken::new();
+        let task = session::spawn(
+            "n1".into(),
+            Arc::new(UnixConnector {
+                socket: node.socket(),
+            }),
+            recorder.clone(),
+            SessionOptions {
+                interval: Duration::from_millis(200),
+                replay_events,
+                ..SessionOptions::default()
+            },
+            cancel.clone(),
+        );
+        recorder
+            .wait_for("the pod listed", |seen| {
+                seen.iter().any(|s| matches!(s, Seen::Pods(1)))
+            })
+            .await;
+        // A few more rounds for any replayed event to arrive.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        counts.push(
+            recorder
+                .seen()
+                .iter()
+                .filter(|s| matches!(s, Seen::Event))
+                .count(),
+        );
+        cancel.cancel();
+        let _ = task.await;
+    }
+    assert_eq!(counts[0], 0, "no replay asked: only new events");
+    assert!(counts[1] > 0, "replay asked: the pod's past events");
+    let gone = flotilla::agent::protocol::messages::PodRef::new("default", "before");
+    client
+        .delete_pod(&gone, Some(0))
+        .await
+        .expect("delete the pod");
 }

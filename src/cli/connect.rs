@@ -138,15 +138,19 @@ pub async fn watch(
 
 /// The fleet of sessions to every node of `cluster`.
 pub fn start(cluster: &ClusterConfig, dirs: &Dirs) -> anyhow::Result<Fleet> {
+    start_with(cluster, dirs, SessionOptions::default())
+}
+
+/// [`start`] with the sessions' options (the console replays events).
+pub fn start_with(
+    cluster: &ClusterConfig,
+    dirs: &Dirs,
+    options: SessionOptions,
+) -> anyhow::Result<Fleet> {
     let context = TargetContext::from_env(dirs)?;
     let cache = DigestCache::in_dir(&dirs.cache);
     let binary = Arc::new(AgentBinary::locate(Some(&cache))?);
-    Ok(Fleet::start(
-        cluster,
-        &context,
-        binary,
-        SessionOptions::default(),
-    ))
+    Ok(Fleet::start(cluster, &context, binary, options))
 }
 
 /// Resolves at the first SIGINT or SIGTERM, which then end a watch cleanly

@@ -142,6 +142,10 @@ pub struct SessionOptions {
     /// The longest an agent call may take before the agent counts as failed.
     pub call_timeout: Duration,
     pub reconnect: ReconnectPolicy,
+    /// On the first connection, replay the events the agent still holds
+    /// (the console shows what happened before it opened), not only new
+    /// ones. A verb that reads and exits has no use for them.
+    pub replay_events: bool,
 }
 
 impl Default for SessionOptions {
@@ -153,6 +157,7 @@ impl Default for SessionOptions {
             // milliseconds, or under a second on a slow link.
             call_timeout: Duration::from_secs(5),
             reconnect: ReconnectPolicy::default(),
+            replay_events: false,
         }
     }
 }
@@ -242,7 +247,9 @@ async fn serve_connection<S: NodeSink>(
     let mut last_seq: Option<u64> = None;
     let filter = EventFilter {
         namespace: None,
-        since: sink.events_since(node),
+        since: sink
+            .events_since(node)
+            .or(options.replay_events.then_some(0)),
     };
     let mut events = match timed(deadline, client.subscribe_events(&filter)).await {
         Ok(stream) => Some(stream),

@@ -156,7 +156,11 @@ impl Backend {
         manifest_dirs: Vec<PathBuf>,
         readonly: bool,
     ) -> anyhow::Result<Backend> {
-        let fleet = crate::cli::connect::start(config, dirs)?;
+        let options = crate::ssh::session::SessionOptions {
+            replay_events: true,
+            ..Default::default()
+        };
+        let fleet = crate::cli::connect::start_with(config, dirs, options)?;
         let cancel = CancellationToken::new();
         let (requests, mut request_rx) = mpsc::unbounded_channel();
         let (reply_tx, replies) = mpsc::unbounded_channel();
