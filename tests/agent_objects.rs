@@ -384,7 +384,9 @@ async fn the_lease_goes_to_one_holder_and_is_held_back_after_a_restart() {
 
     // Once it has passed, grants resume, terms going on from the record.
     tokio::time::sleep(Duration::from_millis(details.remaining_ms)).await;
-    let grant = client.acquire_lease("console-c", 1000).await.unwrap();
+    // A TTL long enough that a busy machine cannot let it lapse before the
+    // release below (with 1 s it did, and the release found nothing held).
+    let grant = client.acquire_lease("console-c", 10_000).await.unwrap();
     assert_eq!((grant.term, grant.renewed), (3, false));
     assert!(restarted.elapsed() >= Duration::from_millis(details.remaining_ms));
     assert!(client.release_lease("console-c").await.unwrap().released);
