@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::affinity::Affinity;
+use super::affinity::{Affinity, NodeAffinity, NodeSelector, PreferredSchedulingTerm};
 use super::image::default_pull_policy;
 use super::meta::ObjectMeta;
 use super::node::Toleration;
@@ -105,6 +105,25 @@ impl PodSpec {
                 0 => None,
                 port => Some((port, p.protocol)),
             })
+    }
+
+    /// The node affinity's required selector, if any.
+    pub fn required_node_selector(&self) -> Option<&NodeSelector> {
+        self.node_affinity()?
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()
+    }
+
+    /// The node affinity's preferred terms (none when absent).
+    pub fn preferred_node_terms(&self) -> &[PreferredSchedulingTerm] {
+        self.node_affinity().map_or(&[], |na| {
+            na.preferred_during_scheduling_ignored_during_execution
+                .as_slice()
+        })
+    }
+
+    fn node_affinity(&self) -> Option<&NodeAffinity> {
+        self.affinity.as_ref()?.node_affinity.as_ref()
     }
 }
 

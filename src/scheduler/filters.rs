@@ -362,14 +362,7 @@ fn taint_toleration(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {
 }
 
 fn required_node_affinity<'a>(pod: &PodFacts<'a>) -> Option<&'a NodeSelector> {
-    pod.spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| {
-            na.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
+    pod.spec.required_node_selector()
 }
 
 fn node_affinity(pod: &PodFacts<'_>, node: &NodeInfo) -> Vec<Reason> {

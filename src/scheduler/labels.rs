@@ -15,7 +15,7 @@
 //! debug builds check every compiled answer against them.
 
 use crate::api::pod::PodSpec;
-use crate::api::{NodeSelector, NodeSelectorOperator, NodeSelectorTerm, PreferredSchedulingTerm};
+use crate::api::{NodeSelectorOperator, NodeSelectorTerm};
 
 use super::input::{IdMap, NodeInfo};
 
@@ -69,22 +69,13 @@ impl LabelIds {
 /// they first appear: the slots of its [`Selection`].
 pub(super) fn pod_keys(spec: &PodSpec) -> Vec<&str> {
     let mut all: Vec<&str> = spec.node_selector.keys().map(String::as_str).collect();
-    if let Some(affinity) = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-    {
-        let required = affinity
-            .required_during_scheduling_ignored_during_execution
-            .iter()
-            .flat_map(|s| &s.node_selector_terms);
-        let preferred = affinity
-            .preferred_during_scheduling_ignored_during_execution
-            .iter()
-            .map(|p| &p.preference);
-        for term in required.chain(preferred) {
-            all.extend(term.match_expressions.iter().map(|r| r.key.as_str()));
-        }
+    let required = spec
+        .required_node_selector()
+        .into_iter()
+        .flat_map(|s| &s.node_selector_terms);
+    let preferred = spec.preferred_node_terms().iter().map(|p| &p.preference);
+    for term in required.chain(preferred) {
+        all.extend(term.match_expressions.iter().map(|r| r.key.as_str()));
     }
     let mut keys: Vec<&str> = Vec::with_capacity(all.len());
     for key in all {
@@ -143,26 +134,15 @@ impl<'a> Selection<'a> {
             .iter()
             .map(|(k, v)| Some((slot(k), ids.value(v)?)))
             .collect::<Option<Vec<_>>>();
-        let node_affinity = spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref());
-        let required = node_affinity
-            .and_then(|na| {
-                na.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .map(|selector| {
-                selector
-                    .node_selector_terms
-                    .iter()
-                    .map(|t| compile_term(t, ids, &slot))
-                    .collect()
-            });
-        let preferred = node_affinity
-            .map_or(&[][..], |na| {
-                &na.preferred_during_scheduling_ignored_during_execution
-            })
+        let required = spec.required_node_selector().map(|selector| {
+            selector
+                .node_selector_terms
+                .iter()
+                .map(|t| compile_term(t, ids, &slot))
+                .collect()
+        });
+        let preferred = spec
+            .preferred_node_terms()
             .iter()
             .filter(|t| t.weight != 0)
             .map(|t| (i64::from(t.weight), compile_term(&t.preference, ids, &slot)))
@@ -295,26 +275,13 @@ fn admits_as_written(spec: &PodSpec, node: &NodeInfo) -> bool {
         .iter()
         .all(|(key, value)| node.labels.get(key) == Some(value))
         && spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| {
-                na.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .is_none_or(|selector: &NodeSelector| selector.matches(&node.labels, &node.name))
+            .required_node_selector()
+            .is_none_or(|selector| selector.matches(&node.labels, &node.name))
 }
 
 /// NodeAffinity's raw score as the api states it.
 fn preference_as_written(spec: &PodSpec, node: &NodeInfo) -> i64 {
-    let preferred: &[PreferredSchedulingTerm] = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .map_or(&[], |na| {
-            &na.preferred_during_scheduling_ignored_during_execution
-        });
-    preferred
+    spec.preferred_node_terms()
         .iter()
         .filter(|t| t.weight != 0 && t.preference.matches(&node.labels, &node.name))
         .map(|t| i64::from(t.weight))

@@ -460,14 +460,7 @@ fn intolerable_prefer_no_schedule(pod: &PodFacts<'_>, node: &NodeInfo) -> i64 {
 }
 
 fn preferred_terms<'a>(pod: &PodFacts<'a>) -> &'a [PreferredSchedulingTerm] {
-    pod.spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .map_or(&[], |na| {
-            na.preferred_during_scheduling_ignored_during_execution
-                .as_slice()
-        })
+    pod.spec.preferred_node_terms()
 }
 
 /// NodeResourcesFit's score: cpu and memory weighted 1:1, each counting the
