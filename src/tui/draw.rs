@@ -281,7 +281,6 @@ fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
         format!("{} — keys", view.title()),
         theme.style(Role::Accent),
     )];
-    let mut shown = Vec::new();
     let groups: [(&str, &[Action]); 3] = [
         ("this view", view.actions()),
         (
@@ -316,27 +315,17 @@ fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
             ],
         ),
     ];
+    // The keymap's rows (bound actions, mutating ones gone under
+    // --readonly), grouped as the operator looks for them.
+    let rows = app.keymap.help_rows();
     for (group, actions) in groups {
         lines.push(Line::styled(format!("{group}:"), theme.style(Role::Muted)));
         for action in actions {
-            if shown.contains(&(group, *action)) || (app.keymap.readonly && action.mutates()) {
+            let Some((keys, _)) = rows.iter().find(|(_, a)| a == action) else {
                 continue;
-            }
-            shown.push((group, *action));
-            let keys: Vec<String> = app
-                .keymap
-                .keys_of(*action)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            if keys.is_empty() {
-                continue;
-            }
+            };
             lines.push(Line::from(vec![
-                Span::styled(
-                    format!("  {:<16}", keys.join(", ")),
-                    theme.style(Role::Accent),
-                ),
+                Span::styled(format!("  {keys:<16}"), theme.style(Role::Accent)),
                 Span::styled(action.description(), theme.style(Role::Text)),
             ]));
         }
