@@ -565,7 +565,10 @@ impl App {
                         .unwrap_or_else(|e| format!("cannot read {}: {e}", entry.path.display()));
                     self.push(View::Describe {
                         title: entry.file.clone(),
-                        lines: text.lines().map(model::printable).collect(),
+                        lines: text
+                            .lines()
+                            .map(|l| model::printable(l.to_string()))
+                            .collect(),
                     });
                 }
             }
@@ -642,7 +645,7 @@ impl App {
                 let title = format!("Describe {}", key_name(&key));
                 let lines = text
                     .lines()
-                    .map(|l| model::printable(&l.replace('\t', "  ")))
+                    .map(|l| model::printable(l.to_string()))
                     .collect();
                 self.push(View::Describe { title, lines });
             }

@@ -78,9 +78,8 @@ impl Cell {
     /// Text from the cluster may hold anything (an event's message comes
     /// from a container): control characters never reach the terminal.
     pub fn new(text: impl Into<String>, role: Role) -> Cell {
-        let text = text.into();
         Cell {
-            text: printable(&text),
+            text: printable(text.into()),
             role,
         }
     }
@@ -672,17 +671,19 @@ pub fn cluster_summary(snapshot: &ClusterSnapshot) -> (usize, usize, Option<f64>
     (ready, snapshot.nodes.len(), cpu, memory)
 }
 
-/// `text` with every control character (C0, DEL, C1; ESC included) shown
-/// as `�` and tabs as spaces, so nothing in it can drive the terminal.
-pub fn printable(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_string();
+/// Text from the cluster as the console shows it: control characters,
+/// bidirectional overrides and the like written as visible escapes (`\x1b`),
+/// the command line's rule ([`crate::cli::table::escape`]); tabs become
+/// spaces first, since describe output uses them for layout. Clean text is
+/// returned as it is.
+pub fn printable(text: String) -> String {
+    let text = if text.contains('\t') {
+        text.replace('\t', "  ")
+    } else {
+        text
+    };
+    match crate::cli::table::escape(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
     }
-    text.chars()
-        .map(|c| match c {
-            '\t' => ' ',
-            c if c.is_control() => '\u{fffd}',
-            c => c,
-        })
-        .collect()
 }
