@@ -7,15 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::bail;
-use futures_util::future::join_all;
 
 use super::control::{Control, reconcile_until, with_control};
 use super::get::{DEFAULT_TIMEOUT, parse_timeout};
-use crate::agent::protocol::messages::PodRef;
 use crate::config::paths::Dirs;
+use crate::controller::ops;
 use crate::controller::run::ControllerOptions;
 use crate::controller::status::counts;
-use crate::controller::{naming, ops};
 
 #[derive(clap::Args, Debug)]
 pub struct CordonArgs {
@@ -93,41 +91,16 @@ pub fn drain(
             set_cordon(control, node, true).await?;
             println!("node/{node} cordoned");
             let world = control.controller.read_world().await?;
-            let Some(state) = world.nodes.iter().find(|n| n.name == node) else {
-                bail!("nodes {node:?} not found");
-            };
-            if !state.listed {
-                bail!(
-                    "node {node} is not connected, so its pods cannot be evicted; see `flotilla get nodes`"
-                );
-            }
-            let unmanaged: Vec<String> = state
-                .pods
-                .iter()
-                .filter(|r| naming::owner(&r.pod).is_none())
-                .map(|r| format!("{}/{}", r.pod.metadata.namespace, r.pod.metadata.name))
-                .collect();
-            if !unmanaged.is_empty() && !args.force {
-                bail!(
-                    "cannot delete pods that no deployment manages (use --force to override): {}",
-                    unmanaged.join(", ")
-                );
-            }
+            let pods = ops::drain_plan(&world, node, args.force)?;
             let client = control
                 .fleet
                 .client(node)
                 .ok_or_else(|| anyhow::anyhow!("node {node} is not connected"))?;
-            let evictions = state.pods.iter().map(|r| {
-                let pod = PodRef::new(&r.pod.metadata.namespace, &r.pod.metadata.name);
+            for pod in &pods {
                 println!("evicting pod {}/{}", pod.namespace, pod.name);
-                let client = client.clone();
-                async move {
-                    let result = client.delete_pod(&pod, args.grace_period).await;
-                    (pod, result)
-                }
-            });
+            }
             let mut failed = false;
-            for (pod, result) in join_all(evictions).await {
+            for (pod, result) in ops::evict(&client, pods, args.grace_period).await {
                 match result {
                     Ok(()) => println!("pod/{} evicted", pod.name),
                     Err(err) => {

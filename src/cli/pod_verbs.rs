@@ -77,16 +77,6 @@ pub struct LogsArgs {
     pub timeout: Duration,
 }
 
-/// The nodes whose agents report the pod, in cluster-file order.
-fn holders(snapshot: &ClusterSnapshot, namespace: &str, name: &str) -> Vec<String> {
-    snapshot
-        .nodes
-        .iter()
-        .filter(|node| node.pod(namespace, name).is_some())
-        .map(|node| node.name.clone())
-        .collect()
-}
-
 /// kubectl's NotFound, saying which nodes could not be asked.
 pub(super) fn not_found(snapshot: &ClusterSnapshot, namespace: &str, name: &str) -> anyhow::Error {
     let silent: Vec<&str> = snapshot
@@ -160,7 +150,7 @@ pub fn delete(
         dirs,
         args.timeout,
         async |fleet, snapshot| {
-            if !holders(snapshot, namespace, name).is_empty() {
+            if !snapshot.holders(namespace, name).is_empty() {
                 return Ok(false);
             }
             let store = ReplicatedStore::new(std::sync::Arc::new(fleet.handle()));
@@ -207,7 +197,7 @@ fn on_every_copy(
     request: impl AsyncFn(&Client, &PodRef) -> Result<(), ClientError>,
 ) -> anyhow::Result<ExitCode> {
     with_fleet(cluster, dirs, wait, async |fleet, snapshot| {
-        let nodes = holders(snapshot, namespace, name);
+        let nodes = snapshot.holders(namespace, name);
         if nodes.is_empty() {
             return Err(not_found(snapshot, namespace, name));
         }
@@ -232,7 +222,7 @@ pub fn logs(
     }
     let (namespace, name) = (&args.namespace, &args.pod);
     with_fleet(cluster, dirs, args.timeout, async |fleet, snapshot| {
-        let nodes = holders(snapshot, namespace, name);
+        let nodes = snapshot.holders(namespace, name);
         let Some(node) = nodes.first() else {
             return Err(not_found(snapshot, namespace, name));
         };

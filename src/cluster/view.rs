@@ -37,6 +37,16 @@ impl ClusterSnapshot {
         self.nodes.iter().map(Arc::as_ref).find(|n| n.name == name)
     }
 
+    /// The nodes whose agents report the pod (more than one while a stale
+    /// copy awaits fencing), in cluster-file order.
+    pub fn holders(&self, namespace: &str, name: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|node| node.pod(namespace, name).is_some())
+            .map(|node| node.name.clone())
+            .collect()
+    }
+
     /// How many nodes have `status`.
     pub fn count(&self, status: NodeStatus) -> usize {
         self.nodes.iter().filter(|n| n.status == status).count()

@@ -5,8 +5,13 @@
 
 use serde_json::json;
 
+use futures_util::future::join_all;
+
+use super::naming;
 use super::replicated::{ReplicatedStore, StoreError};
 use super::world::{KIND_DEPLOYMENT, KIND_NODE, KIND_POD, NodeFlags, PendingPod, World};
+use crate::agent::protocol::client::{Client, ClientError};
+use crate::agent::protocol::messages::PodRef;
 use crate::api::deployment::Deployment;
 use crate::api::pod::Pod;
 
@@ -23,6 +28,15 @@ pub enum OpsError {
     PodChanged { name: String, node: String },
     #[error("node {node:?} not found; the cluster file has {known}")]
     UnknownNode { node: String, known: String },
+    #[error("nodes {0:?} not found")]
+    NodeNotListed(String),
+    #[error("node {0} is not connected, so its pods cannot be evicted; see `flotilla get nodes`")]
+    NodeNotConnected(String),
+    #[error(
+        "cannot delete pods that no deployment manages (use --force to override): {}",
+        .0.join(", ")
+    )]
+    Unmanaged(Vec<String>),
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: String,
@@ -164,4 +178,46 @@ pub async fn set_cordon(
         })
         .await?;
     Ok(changed)
+}
+
+/// The pods a drain of `node` evicts: all of them, once the node's agent
+/// answered this pass; pods no deployment manages only with `force` (no one
+/// would recreate them), as kubectl drain.
+pub fn drain_plan(world: &World, node: &str, force: bool) -> Result<Vec<PodRef>, OpsError> {
+    let state = world
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .ok_or_else(|| OpsError::NodeNotListed(node.to_string()))?;
+    if !state.listed {
+        return Err(OpsError::NodeNotConnected(node.to_string()));
+    }
+    let unmanaged: Vec<String> = state
+        .pods
+        .iter()
+        .filter(|r| naming::owner(&r.pod).is_none())
+        .map(|r| format!("{}/{}", r.pod.metadata.namespace, r.pod.metadata.name))
+        .collect();
+    if !unmanaged.is_empty() && !force {
+        return Err(OpsError::Unmanaged(unmanaged));
+    }
+    Ok(state
+        .pods
+        .iter()
+        .map(|r| PodRef::new(&r.pod.metadata.namespace, &r.pod.metadata.name))
+        .collect())
+}
+
+/// Deletes `pods` on `client`'s node together, each with `grace` (or its
+/// own period); each pod's outcome.
+pub async fn evict(
+    client: &Client,
+    pods: Vec<PodRef>,
+    grace: Option<u64>,
+) -> Vec<(PodRef, Result<(), ClientError>)> {
+    join_all(pods.into_iter().map(|pod| async move {
+        let result = client.delete_pod(&pod, grace).await;
+        (pod, result)
+    }))
+    .await
 }

@@ -393,37 +393,34 @@ impl Worker {
         }
     }
 
-    /// Cordons, then deletes the node's pods (each with its own grace
-    /// period); their deployments replace them elsewhere.
+    /// Cordons, then evicts the node's pods as `flotilla drain` does
+    /// (refusing pods no deployment manages); their deployments replace
+    /// them elsewhere.
     async fn drain(&self, node: &str) -> Reply {
         if let Err(err) = ops::set_cordon(&self.store, &self.node_names(), node, true).await {
             return Reply::error(format!("node/{node}: {err}"));
         }
+        let plan = match self.reader.read_world().await {
+            Ok(world) => ops::drain_plan(&world, node, false).map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        let pods = match plan {
+            Ok(pods) => pods,
+            Err(err) => return Reply::error(format!("node/{node} cordoned, not drained: {err}")),
+        };
         let Some(client) = self.fleet.client(node) else {
             return Reply::error(format!(
-                "node/{node} cordoned, but it is not connected: its pods cannot be evicted now"
+                "node/{node} cordoned, not drained: it is not connected"
             ));
         };
-        let pods: Vec<PodRef> = self
-            .state
-            .snapshot()
-            .node(node)
-            .map(|n| {
-                n.pods
-                    .iter()
-                    .filter(|r| !r.status.phase.is_terminal())
-                    .map(|r| PodRef::new(&r.pod.metadata.namespace, &r.pod.metadata.name))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut failed = Vec::new();
-        for pod in &pods {
-            if let Err(err) = client.delete_pod(pod, None).await {
-                failed.push(format!("{}: {err}", pod.name));
-            }
-        }
+        let count = pods.len();
+        let failed: Vec<String> = ops::evict(&client, pods, None)
+            .await
+            .into_iter()
+            .filter_map(|(pod, result)| result.err().map(|e| format!("{}: {e}", pod.name)))
+            .collect();
         if failed.is_empty() {
-            Reply::ok(format!("node/{node} drained ({} pods evicted)", pods.len()))
+            Reply::ok(format!("node/{node} drained ({count} pods evicted)"))
         } else {
             Reply::error(format!("node/{node}: not evicted: {}", failed.join("; ")))
         }
@@ -432,13 +429,7 @@ impl Worker {
     /// Kill or delete on every node holding the pod; a pod waiting for a
     /// node is removed from the store instead.
     async fn on_every_copy(&self, namespace: &str, name: &str, done: &str, delete: bool) -> Reply {
-        let snapshot = self.state.snapshot();
-        let nodes: Vec<String> = snapshot
-            .nodes
-            .iter()
-            .filter(|n| n.pod(namespace, name).is_some())
-            .map(|n| n.name.clone())
-            .collect();
+        let nodes = self.state.snapshot().holders(namespace, name);
         if nodes.is_empty() {
             if delete {
                 return match self.store.delete(KIND_POD, namespace, name).await {
