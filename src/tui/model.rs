@@ -257,20 +257,18 @@ pub fn nodes_table(data: &ConsoleData, now: DateTime<Utc>) -> Table {
     )
 }
 
-/// Every pod the agents report, and those waiting for a node.
-fn all_pods(data: &ConsoleData) -> Vec<(&str, bool, &PodRecord)> {
-    let mut pods: Vec<(&str, bool, &PodRecord)> = data
+/// Every pod the agents report, with its node, sorted by namespace, name
+/// and node.
+fn all_pods(data: &ConsoleData) -> Vec<(&str, &PodRecord)> {
+    let mut pods: Vec<(&str, &PodRecord)> = data
         .snapshot
         .nodes
         .iter()
-        .flat_map(|n| {
-            let reachable = n.status != NodeStatus::Unreachable;
-            n.pods.iter().map(move |r| (n.name.as_str(), reachable, r))
-        })
+        .flat_map(|n| n.pods.iter().map(move |r| (n.name.as_str(), r)))
         .collect();
     // Unstable: the key (namespace, name, node) is unique, and it needs no buffer.
     pods.sort_unstable_by(|a, b| {
-        let (ma, mb) = (&a.2.pod.metadata, &b.2.pod.metadata);
+        let (ma, mb) = (&a.1.pod.metadata, &b.1.pod.metadata);
         (&ma.namespace, &ma.name, a.0).cmp(&(&mb.namespace, &mb.name, b.0))
     });
     pods
@@ -301,8 +299,8 @@ pub fn pods_table(data: &ConsoleData, scope: &PodScope, now: DateTime<Utc>) -> T
     let pending = Arc::new(pending_records(data));
     let mut rows = Vec::new();
     let placed = all_pods(data);
-    let waiting = pending.iter().map(|r| ("", true, r));
-    for (node, _, record) in placed.into_iter().chain(waiting) {
+    let waiting = pending.iter().map(|r| ("", r));
+    for (node, record) in placed.into_iter().chain(waiting) {
         let meta = &record.pod.metadata;
         if scope
             .namespace
