@@ -212,9 +212,8 @@ impl Backend {
             replies: reply_tx,
             manifest_dirs,
         });
-        let _ = worker
-            .replies
-            .send(Reply::Manifests(Arc::new(scan(&worker.manifest_dirs))));
+        // Read and parsed off the draw loop, like every later rescan.
+        let _ = requests.send(Request::RescanManifests);
         tasks.push(tokio::spawn(Arc::clone(&worker).read_loop(cancel.clone())));
         let serve_cancel = cancel.clone();
         tasks.push(tokio::spawn(async move {
@@ -365,7 +364,14 @@ impl Worker {
                 unschedulable,
             } => self.cordon(&node, unschedulable).await,
             Request::Drain { node } => self.drain(&node).await,
-            Request::RescanManifests => Reply::Manifests(Arc::new(scan(&self.manifest_dirs))),
+            Request::RescanManifests => {
+                // Files to read and parse: not on a runtime worker.
+                let dirs = self.manifest_dirs.clone();
+                match tokio::task::spawn_blocking(move || scan(&dirs)).await {
+                    Ok(entries) => Reply::Manifests(Arc::new(entries)),
+                    Err(err) => Reply::error(format!("reading the manifests failed: {err}")),
+                }
+            }
             Request::Logs { .. } | Request::CloseLogs { .. } => return,
         };
         self.send(reply);
