@@ -262,12 +262,7 @@ impl Cache {
             nodes: &self.nodes,
             rows: &self.rows,
             ports: &self.ports,
-            labels: facts
-                .selection
-                .slots
-                .iter()
-                .map(|key| key.map_or(&[][..], |k| &self.label_columns[k as usize][..]))
-                .collect(),
+            labels: cycle::slot_columns(&facts, &self.label_columns),
             images: facts
                 .images
                 .iter()

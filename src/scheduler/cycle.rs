@@ -36,6 +36,20 @@ pub(super) struct View<'a> {
     pub replicas: &'a [(u32, u32)],
 }
 
+/// Per slot of the pod's selection, the column of that label key's values
+/// (empty for a key no node has).
+pub(super) fn slot_columns<'a>(
+    facts: &PodFacts<'_>,
+    columns: &'a [Column<u32>],
+) -> Vec<&'a [(u32, u32)]> {
+    facts
+        .selection
+        .slots
+        .iter()
+        .map(|key| key.map_or(&[][..], |k| &columns[k as usize][..]))
+        .collect()
+}
+
 /// Where the search starts and how many feasible nodes end it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Search {
@@ -318,12 +332,7 @@ impl Scratch {
             nodes,
             rows: &self.rows,
             ports: &self.ports,
-            labels: facts
-                .selection
-                .slots
-                .iter()
-                .map(|key| key.map_or(&[][..], |k| &self.labels[k as usize][..]))
-                .collect(),
+            labels: slot_columns(facts, &self.labels),
             images: self.images.iter().map(|c| &c[..]).collect(),
             replicas: &self.replicas,
         }
