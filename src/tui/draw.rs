@@ -334,16 +334,37 @@ fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
         "any key closes this",
         theme.style(Role::Muted),
     ));
-    let popup = centered(area, 96, lines.len() as u16 + 2);
-    frame.render_widget(Clear, popup);
+    let height = lines.len() as u16 + 2;
+    popup(
+        frame,
+        area,
+        (96, height),
+        (" help ", Role::Accent),
+        app,
+        lines,
+    );
+}
+
+/// `lines` in a bordered box of `size` over the middle of `area`, whatever
+/// was drawn there cleared first.
+fn popup(
+    frame: &mut Frame,
+    area: Rect,
+    (width, height): (u16, u16),
+    (title, border): (&str, Role),
+    app: &App,
+    lines: Vec<Line>,
+) {
+    let rect = centered(area, width, height);
+    frame.render_widget(Clear, rect);
     frame.render_widget(
         Paragraph::new(lines).block(
             Block::default()
                 .borders(Borders::ALL)
-                .border_style(theme.style(Role::Accent))
-                .title(" help "),
+                .border_style(app.theme.style(border))
+                .title(title),
         ),
-        popup,
+        rect,
     );
 }
 
@@ -373,15 +394,12 @@ fn draw_confirm(frame: &mut Frame, app: &App, area: Rect, prompt: &str, yes: boo
         ),
     ];
     let width = (prompt.width().max(56) + 4) as u16;
-    let popup = centered(area, width, 6);
-    frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(theme.style(Role::Warn))
-                .title(" confirm "),
-        ),
-        popup,
+    popup(
+        frame,
+        area,
+        (width, 6),
+        (" confirm ", Role::Warn),
+        app,
+        lines,
     );
 }
