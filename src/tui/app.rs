@@ -894,15 +894,11 @@ impl App {
                 self.screen_mut().selected = 0;
                 self.data_changed();
             }
-            KeyCode::Backspace => {
-                text.pop();
-                self.mode = Mode::Filter(text);
+            code => {
+                if edit(&mut text, code) {
+                    self.mode = Mode::Filter(text);
+                }
             }
-            KeyCode::Char(c) => {
-                text.push(c);
-                self.mode = Mode::Filter(text);
-            }
-            _ => {}
         }
     }
 
@@ -925,15 +921,11 @@ impl App {
                 self.mode = Mode::Normal;
                 return self.run_command(text.trim());
             }
-            KeyCode::Backspace => {
-                text.pop();
-                self.mode = Mode::Command(text);
+            code => {
+                if edit(&mut text, code) {
+                    self.mode = Mode::Command(text);
+                }
             }
-            KeyCode::Char(c) => {
-                text.push(c);
-                self.mode = Mode::Command(text);
-            }
-            _ => {}
         }
         Vec::new()
     }
@@ -949,12 +941,8 @@ impl App {
             "pods" | "pod" | "po" => View::Pods(PodScope::default()),
             "deploy" | "deployments" | "deployment" | "dp" => View::Deployments,
             "events" | "event" | "ev" => View::Events,
-            "manifests" | "manifest" | "mf" => {
-                self.stack.truncate(1);
-                self.stack[0] = Screen::new(View::Manifests);
-                self.data_changed();
-                return vec![Request::RescanManifests];
-            }
+            // Read again on the way in: files change under the console.
+            "manifests" | "manifest" | "mf" => View::Manifests,
             "containers" | "container" | "co" => match self.screen().selected_key().cloned() {
                 Some(RowKey::Pod {
                     namespace,
@@ -1000,11 +988,16 @@ impl App {
                 return Vec::new();
             }
         };
+        let rescan = view == View::Manifests;
         // A top-level view replaces the stack, as k9s's `:pods` does.
         self.stack.truncate(1);
         self.stack[0] = Screen::new(view);
         self.data_changed();
-        Vec::new()
+        if rescan {
+            vec![Request::RescanManifests]
+        } else {
+            Vec::new()
+        }
     }
 
     /// The header's facts: cluster, nodes, CPU, memory, lease, namespace.
@@ -1029,6 +1022,22 @@ impl App {
                 ""
             }
         )
+    }
+}
+
+/// Backspace or a typed character on the bottom line's text; whether the
+/// key was one of them.
+fn edit(text: &mut String, code: KeyCode) -> bool {
+    match code {
+        KeyCode::Backspace => {
+            text.pop();
+            true
+        }
+        KeyCode::Char(c) => {
+            text.push(c);
+            true
+        }
+        _ => false,
     }
 }
 
