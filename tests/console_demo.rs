@@ -46,6 +46,15 @@ impl Tmux {
         std::thread::sleep(Duration::from_millis(150));
     }
 
+    /// `:COMMAND` then Enter, typed a key at a time.
+    fn command(&self, command: &str) {
+        self.keys(&[":"]);
+        for c in command.chars() {
+            self.keys(&[&c.to_string()]);
+        }
+        self.keys(&["Enter"]);
+    }
+
     fn screen(&self) -> String {
         let out = Command::new("tmux")
             .args(["-L", &self.socket, "capture-pane", "-p", "-t", "0"])
@@ -143,11 +152,7 @@ fn apply_run_log_kill_and_quit_in_a_real_terminal() {
     });
 
     // `a` on the manifest: the footer says where it went.
-    tmux.keys(&[":"]);
-    for c in ["m", "a", "n", "i", "f", "e", "s", "t", "s"] {
-        tmux.keys(&[c]);
-    }
-    tmux.keys(&["Enter"]);
+    tmux.command("manifests");
     tmux.wait_for("the manifest listed", Duration::from_secs(10), |s| {
         row(s, "ticker.yaml").is_some_and(|r| r.contains("valid"))
     });
@@ -157,11 +162,7 @@ fn apply_run_log_kill_and_quit_in_a_real_terminal() {
     });
 
     // Its pod reaches Running.
-    tmux.keys(&[":"]);
-    for c in ["p", "o", "d", "s"] {
-        tmux.keys(&[c]);
-    }
-    tmux.keys(&["Enter"]);
+    tmux.command("pods");
     tmux.wait_for("ticker Running", Duration::from_secs(60), |s| {
         row(s, "ticker").is_some_and(|r| r.contains("Running"))
     });
