@@ -129,20 +129,31 @@ fn apply_run_log_kill_and_quit_in_a_real_terminal() {
     )
     .unwrap();
 
-    // The console, with the demo's directories, in a shell that reports how
-    // it ended and what the terminal's modes are afterwards.
+    // The manifest directory comes from a copy of the cluster file beside
+    // it (`[cluster] manifests`, relative to that file), as an operator
+    // sharing one cluster file would list them.
+    let listing_file = dir.path().join("cluster.toml");
+    let text = std::fs::read_to_string(&cluster_file).unwrap();
+    assert!(text.contains("[cluster]\n"), "{text}");
+    std::fs::write(
+        &listing_file,
+        text.replacen("[cluster]\n", "[cluster]\nmanifests = [\"manifests\"]\n", 1),
+    )
+    .unwrap();
+
+    // The console, in a shell that reports how it ended and what the
+    // terminal's modes are afterwards.
     let command = demo.command(&[]);
     let envs: Vec<String> = command
         .get_envs()
         .filter_map(|(k, v)| Some(format!("{}='{}'", k.to_str()?, v?.to_str()?)))
         .collect();
     let shell = format!(
-        "env {} FLOTILLA_AGENT_BINARY='{}' '{}' --cluster '{}' --manifests '{}'; echo \"EXITED rc=$?\"; echo \"MODES $(stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' ')END\"; sleep 600",
+        "env {} FLOTILLA_AGENT_BINARY='{}' '{}' --cluster '{}'; echo \"EXITED rc=$?\"; echo \"MODES $(stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' ')END\"; sleep 600",
         envs.join(" "),
         agent.display(),
         env!("CARGO_BIN_EXE_flotilla"),
-        cluster_file.display(),
-        manifests.display(),
+        listing_file.display(),
     );
     let tmux = Tmux::start(&shell, 140, 40);
 

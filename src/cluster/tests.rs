@@ -43,6 +43,7 @@ fn cluster(nodes: Vec<NodeConfig>) -> ClusterConfig {
         name: "demo".into(),
         nodes,
         registries: BTreeMap::new(),
+        manifests: Vec::new(),
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::api::node::Taint;
-use crate::config::paths::expand_tilde;
+use crate::config::paths::{config_relative, expand_tilde};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterFileError {
@@ -73,6 +73,9 @@ pub struct ClusterConfig {
     pub nodes: Vec<NodeConfig>,
     /// Keyed by `host[:port]`, as image references name registries.
     pub registries: BTreeMap<String, RegistryConfig>,
+    /// Directories of manifests the console lists (`[cluster] manifests`),
+    /// relative ones already taken from the cluster file's directory.
+    pub manifests: Vec<PathBuf>,
 }
 
 impl ClusterConfig {
@@ -106,6 +109,8 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawCluster {
     name: String,
+    #[serde(default)]
+    manifests: Vec<String>,
 }
 
 /// The fields of a node, each optional so `[defaults]` can use the same shape.
@@ -187,6 +192,13 @@ pub fn parse(path: &Path, text: &str) -> Result<ClusterConfig, ClusterFileError>
             nodes.push(node);
         }
     }
+    for (i, dir) in raw.cluster.manifests.iter().enumerate() {
+        if dir.trim().is_empty() {
+            problems.push(format!(
+                "cluster.manifests[{i}]: empty; name a directory of manifests (relative to this file, or absolute)"
+            ));
+        }
+    }
     for host in raw.registries.keys() {
         if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
             problems.push(format!(
@@ -200,11 +212,18 @@ pub fn parse(path: &Path, text: &str) -> Result<ClusterConfig, ClusterFileError>
             problems,
         });
     }
+    let base = path.parent().unwrap_or(Path::new(""));
     Ok(ClusterConfig {
         path: path.to_path_buf(),
         name: raw.cluster.name,
         nodes,
         registries: raw.registries,
+        manifests: raw
+            .cluster
+            .manifests
+            .iter()
+            .map(|dir| config_relative(base, dir))
+            .collect(),
     })
 }
 
@@ -379,6 +398,29 @@ insecure = true
         assert_eq!(config.nodes[1].user.as_deref(), Some("ops"));
         assert_eq!(config.nodes[1].port, None);
         assert_eq!(config.insecure_registries(), vec!["10.77.0.1:5000"]);
+    }
+
+    #[test]
+    fn manifest_directories_are_taken_from_the_cluster_files_directory() {
+        let text = "[cluster]\nname = \"c\"\nmanifests = [\"apps\", \"/srv/k8s\", \"~/mine\"]\n[[nodes]]\nname = \"a\"\naddress = \"x\"\n";
+        let config = parse(Path::new("/etc/flotilla/cluster.toml"), text).expect("valid");
+        assert_eq!(config.manifests[0], PathBuf::from("/etc/flotilla/apps"));
+        assert_eq!(config.manifests[1], PathBuf::from("/srv/k8s"));
+        assert!(
+            !config.manifests[2].starts_with("~") && config.manifests[2].ends_with("mine"),
+            "{:?}",
+            config.manifests[2]
+        );
+        assert!(
+            parse_text("[cluster]\nname = \"c\"\n[[nodes]]\nname = \"a\"\naddress = \"x\"\n")
+                .expect("valid")
+                .manifests
+                .is_empty()
+        );
+        let msg = problems(
+            "[cluster]\nname = \"c\"\nmanifests = [\" \"]\n[[nodes]]\nname = \"a\"\naddress = \"x\"\n",
+        );
+        assert!(msg.contains("cluster.manifests[0]"), "{msg}");
     }
 
     #[test]

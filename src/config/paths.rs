@@ -5,7 +5,7 @@
 //! `cache_dir` (`$XDG_CACHE_HOME/flotilla`) what is only there to save time
 //! (the agent binary's digest).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use directories::ProjectDirs;
 
@@ -62,6 +62,18 @@ pub fn cluster_file_path(flag: Option<PathBuf>, dirs: &Dirs) -> PathBuf {
             .map(PathBuf::from)
     })
     .unwrap_or_else(|| dirs.default_cluster_file())
+}
+
+/// A directory named in a config file: `~/` is the home directory and a
+/// relative path is taken from `base` (the file's own directory), so the
+/// file means the same from any working directory.
+pub fn config_relative(base: &Path, path: &str) -> PathBuf {
+    let expanded = expand_tilde(path);
+    if expanded.is_relative() {
+        base.join(expanded)
+    } else {
+        expanded
+    }
 }
 
 /// Expands a leading `~/` the way OpenSSH does for paths in config files.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::config::paths::expand_tilde;
+use crate::config::paths::config_relative;
 
 pub const CONSOLE_FILE_NAME: &str = "console.toml";
 pub const KEYMAP_FILE_NAME: &str = "keymap.toml";
@@ -123,12 +123,7 @@ impl ConsoleConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
         for dir in &mut config.manifests {
-            let expanded = expand_tilde(&dir.to_string_lossy());
-            *dir = if expanded.is_relative() {
-                base.join(expanded)
-            } else {
-                expanded
-            };
+            *dir = config_relative(base, &dir.to_string_lossy());
         }
         Ok(config)
     }

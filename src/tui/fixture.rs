@@ -145,6 +145,7 @@ pub fn cluster(nodes: usize, pods: usize) -> ConsoleData {
         name: "fixture".into(),
         nodes: (1..=nodes).map(node_config).collect(),
         registries: BTreeMap::new(),
+        manifests: Vec::new(),
     };
     let start = now() - Duration::minutes(10);
     // The figures arrive "now", covering the ten minutes before it.

@@ -55,8 +55,14 @@ pub fn run(
     let mut keymap = Keymap::load(&files.keymap)?;
     keymap.readonly = options.readonly || settings.readonly;
     let unbound = keymap.unbound();
+    // The command line's directories first, then the cluster file's, then
+    // the console file's; one directory named twice is listed once.
     let mut manifests = options.manifests.clone();
-    manifests.extend(settings.manifests.iter().cloned());
+    for dir in config.manifests.iter().chain(&settings.manifests) {
+        if !manifests.contains(dir) {
+            manifests.push(dir.clone());
+        }
+    }
     let readonly = keymap.readonly;
     let fps = if options.fps == 0 {
         settings.refresh_fps

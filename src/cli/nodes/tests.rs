@@ -175,6 +175,7 @@ fn fixture() -> (ClusterState, Arc<ManualClock>) {
             node5,
         ],
         registries: BTreeMap::new(),
+        manifests: Vec::new(),
     };
     let clock = Arc::new(ManualClock::new(t0()));
     let state = ClusterState::with_clock(&config, clock.clone(), StateOptions::default());

@@ -91,6 +91,7 @@ fn snapshot() -> Arc<ClusterSnapshot> {
             node_config("node3", "10.77.0.13"),
         ],
         registries: BTreeMap::new(),
+        manifests: Vec::new(),
     };
     let clock = Arc::new(ManualClock::new(t0()));
     let state = ClusterState::with_clock(&config, clock, StateOptions::default());
