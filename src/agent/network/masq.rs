@@ -1,0 +1,113 @@
+//! The one piece of cleanup the bridge plugin leaves to us: its per-pod
+//! masquerade chain when the pod's interface was already gone at DEL.
+//!
+//! bridge (containernetworking-plugins 1.1.x) learns which addresses to
+//! un-masquerade by deleting the pod's `eth0` inside the pod's namespace.
+//! When the namespace is already gone (the pod's sandbox was torn down
+//! first, the node rebooted, CNI_NETNS is empty) it releases the lease and
+//! returns success, but its `CNI-<hash>` nat chain and the POSTROUTING jump
+//! to it stay behind, one pair per pod, forever. We know the pod's address
+//! from the saved ADD result, so we remove them the way bridge would have.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use sha2::{Digest, Sha512};
+
+use super::NetworkError;
+
+/// The chain name libcni's `utils.FormatChainName` gives a pod:
+/// "CNI-" and the first 24 hex digits of SHA-512(network name + container id),
+/// 28 characters in all (iptables' limit is 28).
+pub(crate) fn chain_name(network: &str, container_id: &str) -> String {
+    let digest = Sha512::digest(format!("{network}{container_id}").as_bytes());
+    format!("CNI-{}", &hex::encode(digest)[..24])
+}
+
+/// The comment bridge tags each rule with (`utils.FormatComment`, Go's `%q`;
+/// Rust's `{:?}` quotes printable ASCII the same way, and container ids are
+/// restricted to `[A-Za-z0-9_.-]`).
+pub(crate) fn comment(network: &str, container_id: &str) -> String {
+    format!("name: {network:?} id: {container_id:?}")
+}
+
+/// Runs `iptables -w 10 -t nat ARGS`; `-w 10` waits up to 10 s for the
+/// xtables lock instead of failing at once or hanging forever.
+fn iptables(args: &[&str]) -> Result<std::process::Output, NetworkError> {
+    Command::new("iptables")
+        .args(["-w", "10", "-t", "nat"])
+        .args(args)
+        .output()
+        .map_err(|e| NetworkError::PluginFailed {
+            plugin: "bridge".into(),
+            command: "DEL".into(),
+            code: None,
+            message: format!(
+                "could not run iptables to remove the masquerade rules bridge left behind ({e}); \
+                 install iptables"
+            ),
+        })
+}
+
+/// Removes the pod's masquerade chain and the jump to it if they are still
+/// there; `Ok(false)` when there was nothing to do.
+pub(crate) fn remove_leftover(
+    network: &str,
+    container_id: &str,
+    pod_ip: Ipv4Addr,
+) -> Result<bool, NetworkError> {
+    let chain = chain_name(network, container_id);
+    // `-S CHAIN` fails when the chain does not exist: bridge cleaned up.
+    if !iptables(&["-S", &chain])?.status.success() {
+        return Ok(false);
+    }
+    let source = format!("{pod_ip}/32");
+    let comment = comment(network, container_id);
+    // Best effort: the jump may be gone while the chain is not (a
+    // half-finished earlier cleanup); the chain cannot go while it stays.
+    let _ = iptables(&[
+        "-D",
+        "POSTROUTING",
+        "-s",
+        &source,
+        "-m",
+        "comment",
+        "--comment",
+        &comment,
+        "-j",
+        &chain,
+    ])?;
+    for action in ["-F", "-X"] {
+        let out = iptables(&[action, &chain])?;
+        if !out.status.success() {
+            return Err(NetworkError::PluginFailed {
+                plugin: "bridge".into(),
+                command: "DEL".into(),
+                code: None,
+                message: format!(
+                    "removing the masquerade chain {chain} bridge left behind: iptables {action} \
+                     failed: {}; remove it by hand with `iptables -t nat -F {chain}; iptables -t nat \
+                     -X {chain}` after deleting the POSTROUTING rule that jumps to it",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_libcni() {
+        // Checked against the chain bridge 1.1.1 created for this pair.
+        assert_eq!(
+            chain_name("flotilla", "abc"),
+            "CNI-5cffcefea77784dc845210c5"
+        );
+        assert_eq!(chain_name("flotilla", "abc").len(), 28);
+        assert_eq!(comment("flotilla", "abc"), r#"name: "flotilla" id: "abc""#);
+    }
+}
