@@ -32,6 +32,8 @@ mod ipnet;
 mod masq;
 mod plugin;
 pub mod routes;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::ffi::OsString;
