@@ -14,8 +14,9 @@ use flotilla::agent::node::{DiskUsage, MetricsSeries, NodeFacts};
 use flotilla::agent::protocol::messages::{
     AcquireLease, CreatePod, DeletePod, Empty, Event, EventFilter, EventType, GetObject,
     LeaseGrant, LeaseReleased, LeaseState, ListObjects, ListPods, LogRecord, LogStream, LogsQuery,
-    MetricsQuery, Notice, ObjectList, ObjectRecord, PodList, PodRecord, PodRef, PodStats,
-    PodStatsList, PutObject, PutReply, ReleaseLease, StatsQuery, StopPod, WatchObjects,
+    MetricsQuery, NetworkSettings, NetworkState, Notice, ObjectList, ObjectRecord, PodList,
+    PodRecord, PodRef, PodStats, PodStatsList, PutObject, PutReply, ReleaseLease, StatsQuery,
+    StopPod, WatchObjects,
 };
 use flotilla::agent::protocol::{
     AgentService, BindError, Client, ClientError, ClientOptions, ErrorCode, PROTOCOL_VERSION,
@@ -129,6 +130,8 @@ impl AgentService for Fake {
             memory_bytes: 1 << 30,
             disk: DiskUsage::default(),
             boot_time: None,
+            pod_network: None,
+            addresses: Vec::new(),
         })
     }
 
@@ -318,6 +321,14 @@ impl AgentService for Fake {
 
     async fn lease_status(&self) -> ServiceResult<LeaseState> {
         Err(ServiceError::Internal("the fake grants no lease".into()))
+    }
+
+    async fn configure_network(&self, _: NetworkSettings) -> ServiceResult<NetworkState> {
+        Err(ServiceError::Internal("the fake has no pod network".into()))
+    }
+
+    async fn network_status(&self) -> ServiceResult<NetworkState> {
+        Ok(NetworkState::default())
     }
 }
 

@@ -20,6 +20,7 @@ use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
 use super::logs::{LogQuery, Streams, read_logs};
+use super::network::NetworkError;
 use super::node::{MetricsHandle, NodeFacts, Sampler, read_facts, spawn_sampler};
 use super::objects::store::{check_kind, check_namespace};
 use super::objects::{
@@ -31,9 +32,9 @@ use super::protocol::ErrorCode;
 use super::protocol::messages::{
     AcquireLease, ContainerStats, CreatePod, DeletePod, Empty, Event, EventFilter, EventType,
     GetObject, LeaseGrant, LeaseRefused, LeaseReleased, LeaseState, ListObjects, ListPods,
-    LogRecord, LogStream, LogsQuery, MetricsQuery, ObjectConflict, ObjectList, ObjectRecord,
-    PodList, PodRecord, PodRef, PodStats, PodStatsList, PutObject, PutReply, ReleaseLease,
-    StatsQuery, StopPod, WatchObjects,
+    LogRecord, LogStream, LogsQuery, MetricsQuery, NetworkSettings, NetworkState, ObjectConflict,
+    ObjectList, ObjectRecord, PodList, PodRecord, PodRef, PodStats, PodStatsList, PutObject,
+    PutReply, ReleaseLease, StatsQuery, StopPod, WatchObjects,
 };
 use super::protocol::server::{AgentService, ServiceError, ServiceResult, ServiceStream};
 
@@ -55,7 +56,13 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts the metrics sampler; the caller runs [`Daemon::reconcile_loop`] and the server.
+    /// Puts the node's pod routes back and releases the addresses of pods
+    /// that went while no agent ran.
     pub fn new(manager: PodManager, objects: ObjectStore, lease: LeaseKeeper) -> Arc<Daemon> {
+        if let Err(err) = manager.network().restore_routes() {
+            tracing::warn!(error = %err, "cannot restore the pod network's routes");
+        }
+        manager.sweep_network();
         let node_name = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
@@ -246,11 +253,18 @@ impl AgentService for Daemon {
     }
 
     async fn node_facts(&self) -> ServiceResult<NodeFacts> {
-        let root = self.manager.config().paths.root.clone();
-        tokio::task::spawn_blocking(move || read_facts(&root))
-            .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))?
-            .map_err(|e| ServiceError::Internal(e.to_string()))
+        let manager = self.manager.clone();
+        tokio::task::spawn_blocking(move || {
+            read_facts(&manager.config().paths.root).map(|mut facts| {
+                let network = manager.network().state();
+                facts.pod_network = network.settings;
+                facts.addresses = network.addresses;
+                facts
+            })
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
     async fn node_metrics(&self, query: MetricsQuery) -> ServiceResult<super::node::MetricsSeries> {
@@ -634,6 +648,20 @@ impl AgentService for Daemon {
             max_ttl_ms: millis_up(status.max_ttl),
             hold_back_ms: status.hold_back.map(millis_up),
         })
+    }
+
+    async fn configure_network(&self, settings: NetworkSettings) -> ServiceResult<NetworkState> {
+        self.blocking(move |m| {
+            m.network().configure(settings).map_err(|e| match e {
+                NetworkError::BadSettings(m) => PodError::Invalid(m),
+                other => PodError::Network(other.to_string()),
+            })
+        })
+        .await
+    }
+
+    async fn network_status(&self) -> ServiceResult<NetworkState> {
+        self.blocking(|m| Ok(m.network().state())).await
     }
 }
 

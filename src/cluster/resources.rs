@@ -211,6 +211,8 @@ mod tests {
                 free_bytes: disk / 2,
             },
             boot_time: None,
+            pod_network: None,
+            addresses: Vec::new(),
         }
     }
 

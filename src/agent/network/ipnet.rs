@@ -29,6 +29,19 @@ pub struct ParseIpv4NetError {
 }
 
 impl Ipv4Net {
+    /// A constant network (`prefix` must be at most 32).
+    pub const fn from_octets(octets: [u8; 4], prefix: u8) -> Ipv4Net {
+        Ipv4Net {
+            addr: Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]),
+            prefix,
+        }
+    }
+
+    /// Whether the two share any address.
+    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
+        self.contains(other.network().addr) || other.contains(self.network().addr)
+    }
+
     /// `None` when `prefix` is over 32.
     pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Net> {
         (prefix <= 32).then_some(Ipv4Net { addr, prefix })

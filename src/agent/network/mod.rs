@@ -30,6 +30,7 @@
 mod conf;
 mod ipnet;
 mod masq;
+pub mod node;
 mod plugin;
 pub mod routes;
 #[cfg(test)]
@@ -159,6 +160,9 @@ pub enum NetworkError {
     /// A container id, port or namespace path flotilla cannot hand to CNI.
     #[error("{0}")]
     InvalidInput(String),
+    /// Network settings from the controller that cannot be used.
+    #[error("{0}")]
+    BadSettings(String),
     /// CHECK for an id that has no saved ADD result.
     #[error("pod {container_id} has no network attachment on this node: ADD it first")]
     NotAttached { container_id: String },

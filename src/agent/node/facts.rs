@@ -29,6 +29,13 @@ pub struct NodeFacts {
     pub disk: DiskUsage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_time: Option<DateTime<Utc>>,
+    /// The node's pod network as last configured (`None` before), so a
+    /// controller that connects can tell whether it needs setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_network: Option<crate::agent::protocol::messages::NetworkSettings>,
+    /// The node's IPv4 addresses with prefix lengths (`10.77.0.11/24`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +113,8 @@ pub fn read_facts_from(root: &Path, sources: &FactSources) -> Result<NodeFacts, 
         boot_time: stat
             .boot_time
             .and_then(|secs| DateTime::from_timestamp(secs, 0)),
+        pod_network: None,
+        addresses: Vec::new(),
     })
 }
 

@@ -17,11 +17,13 @@ use nix::sys::signal::Signal;
 use super::PodError;
 use super::backoff::BackOffPolicy;
 use super::layout::AgentPaths;
+use super::network as pod_network;
 use super::record::{self, ContainerRecord, Desired, PodRecord};
 use super::shim::{self, ExitRecord, InstanceState, LaunchPlan};
 use crate::agent::cgroup::{self, Group, Hierarchy, Limits};
 use crate::agent::image::config::ImageConfig;
 use crate::agent::image::{self, PullOptions, Store};
+use crate::agent::network::{self, node::NodeNetwork};
 use crate::agent::runtime::{PodSandbox, SandboxSpec};
 use crate::api::status::ContainerStateTerminated;
 use crate::api::{Container, Pod, PullPolicy, RestartPolicy};
@@ -39,6 +41,8 @@ pub struct AgentConfig {
     pub insecure_registries: Vec<String>,
     pub log_max_bytes: u64,
     pub log_max_files: usize,
+    /// Where CNI plugins are looked for, in order.
+    pub cni_plugin_dirs: Vec<PathBuf>,
 }
 
 impl AgentConfig {
@@ -52,6 +56,7 @@ impl AgentConfig {
             insecure_registries: Vec::new(),
             log_max_bytes: 10 << 20,
             log_max_files: 5,
+            cni_plugin_dirs: network::node::default_plugin_dirs(root),
         })
     }
 }
@@ -71,6 +76,7 @@ pub struct PodManager {
     config: AgentConfig,
     cgroups: Hierarchy,
     store: Store,
+    network: NodeNetwork,
 }
 
 /// A pod annotation setting the pod's pids limit (default 4096).
@@ -85,10 +91,12 @@ impl PodManager {
         let store = Store::open(&config.paths.root)?.with_run_dir(&config.paths.run_dir);
         fs::create_dir_all(config.paths.pods_dir())
             .map_err(|e| PodError::io(&config.paths.pods_dir(), e))?;
+        let network = NodeNetwork::new(&config.paths.root, config.cni_plugin_dirs.clone());
         Ok(PodManager {
             config,
             cgroups,
             store,
+            network,
         })
     }
 
@@ -98,6 +106,17 @@ impl PodManager {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The node's pod network (its settings, routes and CNI state).
+    pub fn network(&self) -> &NodeNetwork {
+        &self.network
+    }
+
+    /// Releases pod addresses whose pods are gone (run at the agent's start).
+    pub fn sweep_network(&self) {
+        let live: Vec<String> = self.list().into_iter().map(|r| r.uid).collect();
+        pod_network::sweep(&self.network, &live);
     }
 
     pub fn list(&self) -> Vec<PodRecord> {
@@ -171,6 +190,8 @@ impl PodManager {
             desired: Desired::Running,
             paused: false,
             ephemeral,
+            network: None,
+            network_error: None,
         };
         record::save(&self.config.paths, &record).map_err(|e| PodError::io(&dir, e))?;
         let (events, started, _) = match self.reconcile_with(&uid, foreground) {
@@ -265,6 +286,8 @@ impl PodManager {
         }
         if record.desired == Desired::Running && !record.paused {
             let sandbox = self.ensure_sandbox(&record)?;
+            let netns = sandbox.dir().join("ns").join("net");
+            let attached = pod_network::attach(&self.network, &mut record, &netns, &mut events);
             let pod_group = self.pod_group(&record.uid)?;
             pod_group.create()?;
             let pids = record
@@ -278,7 +301,8 @@ impl PodManager {
                 pids_max: Some(pids),
                 ..Limits::default()
             })?;
-            for container in &containers {
+            // No container starts before its pod has its address.
+            for container in containers.iter().filter(|_| attached) {
                 let launch = if foreground {
                     Launch::Foreground(&mut prepared)
                 } else {
@@ -805,7 +829,13 @@ impl PodManager {
             }
         }
         pod_group.remove()?;
-        if let Ok(sandbox) = PodSandbox::open(&self.config.paths.sandboxes_dir(), &record.uid) {
+        let sandbox = PodSandbox::open(&self.config.paths.sandboxes_dir(), &record.uid).ok();
+        // Released before the sandbox goes, so the plugins still find the
+        // veth in its netns; a failure keeps the pod for the next attempt.
+        let netns = sandbox.as_ref().map(|s| s.dir().join("ns").join("net"));
+        pod_network::detach(&self.network, &record.uid, &record.pod, netns.as_deref())
+            .map_err(|e| PodError::Network(e.to_string()))?;
+        if let Some(sandbox) = sandbox {
             sandbox.destroy()?;
         }
         let dir = self.config.paths.pod_dir(&record.uid);

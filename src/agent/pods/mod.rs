@@ -9,12 +9,14 @@
 //! shim.rs     the per-container supervisor and its state file
 //! manager.rs  the lifecycle
 //! status.rs   PodStatus and phase, derived
+//! network.rs  the pod's address on the node's pod network (CNI ADD/DEL)
 //! backoff.rs  the crash-loop back-off schedule
 //! ```
 
 pub mod backoff;
 pub mod layout;
 pub mod manager;
+pub mod network;
 pub mod record;
 pub mod resident;
 pub mod shim;
@@ -43,6 +45,8 @@ pub enum PodError {
     Image(#[from] crate::agent::image::ImageError),
     #[error(transparent)]
     Runtime(#[from] crate::agent::runtime::RuntimeError),
+    #[error("{0}")]
+    Network(String),
 }
 
 impl PodError {

@@ -40,6 +40,18 @@ pub struct PodRecord {
     pub ephemeral: bool,
     #[serde(default)]
     pub containers: BTreeMap<String, ContainerRecord>,
+    /// The pod's address on the node's pod network, once attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<PodAddress>,
+    /// Why the last attempt to attach it failed (the plugin's message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_error: Option<String>,
+}
+
+/// Where the pod is on the pod network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodAddress {
+    pub ip: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

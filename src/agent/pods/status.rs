@@ -80,6 +80,11 @@ pub fn pod_status(record: &PodRecord, states: &BTreeMap<String, InstanceState>) 
             String::new()
         },
         start_time: Some(record.created_at),
+        pod_ip: record
+            .network
+            .as_ref()
+            .map(|n| n.ip.clone())
+            .unwrap_or_default(),
         container_statuses: statuses,
         ..PodStatus::default()
     }

@@ -32,9 +32,10 @@ use super::codec::{LineError, LineReader, MAX_REPLY_LINE};
 use super::messages::{
     AcquireLease, CancelParams, CreatePod, DeletePod, Empty, ErrorBody, ErrorCode, Event,
     EventFilter, GetObject, HelloParams, HelloReply, LeaseGrant, LeaseReleased, LeaseState,
-    ListObjects, ListPods, LogRecord, LogsQuery, MetricsQuery, Notice, ObjectList, ObjectRecord,
-    PodList, PodRecord, PodRef, PodStatsList, PutObject, PutReply, ReleaseLease, Reply, Request,
-    RequestId, SUPPORTED_VERSIONS, StatsQuery, StopPod, Streaming, Unary, WatchObjects, method,
+    ListObjects, ListPods, LogRecord, LogsQuery, MetricsQuery, NetworkSettings, NetworkState,
+    Notice, ObjectList, ObjectRecord, PodList, PodRecord, PodRef, PodStatsList, PutObject,
+    PutReply, ReleaseLease, Reply, Request, RequestId, SUPPORTED_VERSIONS, StatsQuery, StopPod,
+    Streaming, Unary, WatchObjects, method,
 };
 use crate::agent::node::{MetricsSeries, NodeFacts};
 use crate::api::Pod;
@@ -556,6 +557,17 @@ impl Client {
 
     pub async fn lease_status(&self) -> Result<LeaseState, ClientError> {
         self.call::<method::LeaseStatus>(&Empty {}).await
+    }
+
+    pub async fn configure_network(
+        &self,
+        settings: &NetworkSettings,
+    ) -> Result<NetworkState, ClientError> {
+        self.call::<method::NetworkConfigure>(settings).await
+    }
+
+    pub async fn network_status(&self) -> Result<NetworkState, ClientError> {
+        self.call::<method::NetworkStatus>(&Empty {}).await
     }
 }
 

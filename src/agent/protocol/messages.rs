@@ -492,6 +492,11 @@ methods! {
     LeaseRelease = "lease.release", ReleaseLease, unary LeaseReleased;
     /// Who holds the controller lease, for how long, in which term.
     LeaseStatus = "lease.status", Empty, unary LeaseState;
+    /// Set this node's pod network (its pod subnet, routes to the other
+    /// nodes' subnets); kept on disk, so it outlives the agent.
+    NetworkConfigure = "network.configure", NetworkSettings, unary NetworkState;
+    /// The node's pod network as set, and its addresses.
+    NetworkStatus = "network.status", Empty, unary NetworkState;
 }
 
 fn read_params<P: DeserializeOwned>(
@@ -640,6 +645,49 @@ pub struct DeletePod {
 }
 
 /// A pod on this node: its spec and what the agent knows of it.
+/// A node's pod network as the controller sets it: the node's own pod
+/// subnet out of the cluster's, and a route to each other node's subnet
+/// through that node (host-gw: the nodes share one L2 segment).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkSettings {
+    /// This node's pods' subnet, e.g. `10.88.3.0/24`.
+    pub pod_subnet: String,
+    /// Every pod subnet together, e.g. `10.88.0.0/16`.
+    pub cluster_cidr: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<NetworkRoute>,
+}
+
+/// Another node's pod subnet and that node's address to reach it by.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkRoute {
+    pub destination: String,
+    pub via: String,
+    /// The node the subnet belongs to, for messages.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+}
+
+/// What a node's pod network is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkState {
+    /// As last set; `None` until the controller sets it (pods then get
+    /// only loopback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<NetworkSettings>,
+    /// The node's IPv4 addresses with their prefix lengths (`10.77.0.11/24`),
+    /// from which the controller picks next hops.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// What stops pods getting addresses here (a CNI plugin missing), if
+    /// anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodRecord {

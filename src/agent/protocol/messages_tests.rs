@@ -134,6 +134,16 @@ fn sample_calls() -> Vec<Call> {
             holder: "op@laptop:4242:9f3a".into(),
         }),
         Call::LeaseStatus(Empty {}),
+        Call::NetworkConfigure(NetworkSettings {
+            pod_subnet: "10.88.1.0/24".into(),
+            cluster_cidr: "10.88.0.0/16".into(),
+            routes: vec![NetworkRoute {
+                destination: "10.88.2.0/24".into(),
+                via: "10.77.0.12".into(),
+                node: "node2".into(),
+            }],
+        }),
+        Call::NetworkStatus(Empty {}),
     ]
 }
 
@@ -239,6 +249,8 @@ fn every_result_and_item_round_trips() {
             free_bytes: 40 << 30,
         },
         boot_time: Some(time("2026-11-27T09:00:00Z")),
+        pod_network: None,
+        addresses: Vec::new(),
     });
     round_trip_result::<method::NodeMetrics>(MetricsSeries {
         interval_ms: 1000,

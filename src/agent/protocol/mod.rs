@@ -137,6 +137,8 @@
 //! | `pods.delete` | `namespace`, `name`, `graceSeconds?` | `{}` once stopped and removed |
 //! | `pods.pause` / `pods.resume` | `namespace`, `name` | PodRecord (cgroup freezer) |
 //! | `pods.logs` | `namespace`, `name`, `container?`, `tail?`, `since?` (time), `follow`, `previous`, `timestamps` | stream of `{time?, stream: "stdout"\|"stderr", partial?, text}` |
+//! | `network.configure` | `podSubnet`, `clusterCidr`, `routes?: [{destination, via, node?}]` | NetworkState `{settings?, addresses: [string], problem?}`; saved, routes applied |
+//! | `network.status` | — | NetworkState |
 //! | `pods.stats` | `namespace?`, `name?` | `{pods: [{namespace, name, uid, time, containers: [{name, cpuUsageUsec, cpuMillicores?, memoryBytes, memoryLimitBytes?, pids}]}]}` |
 //! | `events.subscribe` | `namespace?`, `since?: seq` | stream of `{seq, time, type: "Normal"\|"Warning", reason, message, namespace, pod, uid, container?, phase?}` until cancelled |
 //! | `cancel` | `id` | `{found: bool}` |

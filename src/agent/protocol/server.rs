@@ -43,9 +43,10 @@ use super::codec::{LineError, LineReader, MAX_REQUEST_LINE};
 use super::messages::{
     AcquireLease, Call, CancelParams, Cancelled, CreatePod, DeletePod, Empty, ErrorBody, ErrorCode,
     Event, EventFilter, GetObject, HelloParams, HelloReply, LeaseGrant, LeaseReleased, LeaseState,
-    ListObjects, ListPods, LogRecord, LogsQuery, METHODS, MetricsQuery, Notice, ObjectList,
-    ObjectRecord, PodList, PodRecord, PodRef, PodStatsList, PutObject, PutReply, ReleaseLease,
-    Reply, Request, RequestId, StatsQuery, StopPod, WatchObjects, choose_version,
+    ListObjects, ListPods, LogRecord, LogsQuery, METHODS, MetricsQuery, NetworkSettings,
+    NetworkState, Notice, ObjectList, ObjectRecord, PodList, PodRecord, PodRef, PodStatsList,
+    PutObject, PutReply, ReleaseLease, Reply, Request, RequestId, StatsQuery, StopPod,
+    WatchObjects, choose_version,
 };
 use crate::agent::node::{MetricsSeries, NodeFacts};
 
@@ -173,6 +174,12 @@ pub trait AgentService: Send + Sync + 'static {
         params: ReleaseLease,
     ) -> impl Future<Output = ServiceResult<LeaseReleased>> + Send;
     fn lease_status(&self) -> impl Future<Output = ServiceResult<LeaseState>> + Send;
+    /// Refuses a malformed subnet or route with `bad_request`.
+    fn configure_network(
+        &self,
+        settings: NetworkSettings,
+    ) -> impl Future<Output = ServiceResult<NetworkState>> + Send;
+    fn network_status(&self) -> impl Future<Output = ServiceResult<NetworkState>> + Send;
 }
 
 /// Limits of a server; the defaults suit the agent.
@@ -677,6 +684,8 @@ async fn dispatch<S: AgentService>(service: &S, call: Call) -> Outcome {
         Call::LeaseAcquire(p) => unary(service.acquire_lease(p).await),
         Call::LeaseRelease(p) => unary(service.release_lease(p).await),
         Call::LeaseStatus(Empty {}) => unary(service.lease_status().await),
+        Call::NetworkConfigure(p) => unary(service.configure_network(p).await),
+        Call::NetworkStatus(Empty {}) => unary(service.network_status().await),
         // The connection answers these itself; they never get here.
         Call::Hello(_) | Call::Cancel(_) => Outcome::Unary(Err(ErrorBody::new(
             ErrorCode::Internal,

@@ -1,0 +1,261 @@
+//! The node's side of the pod network: the settings the controller gave
+//! (`network.configure`), saved under the agent's root so that pods get
+//! addresses with no controller connected and after the agent restarts; the
+//! host-gw routes they imply; and the CNI network built from them.
+//!
+//! On disk: `ROOT/network/settings.json` (the settings), and under
+//! `ROOT/network/cni/` the CNI state [`PodNetwork`] keeps (IP leases, saved
+//! ADD results). A node that was never configured has no settings: its pods
+//! get loopback only, as before pod networking existed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::routes::{self, HostRoute};
+use super::{DEFAULT_PLUGIN_DIRS, Ipv4Net, NetworkConfig, NetworkError, PodNetwork};
+use crate::agent::objects::files::write_atomic;
+use crate::agent::protocol::messages::{NetworkSettings, NetworkState};
+
+/// Where CNI plugins are looked for, in order: the CNI convention, Debian's
+/// `containernetworking-plugins`, then those flotilla uploaded (under the
+/// agent's root, where the bootstrap puts them).
+pub fn default_plugin_dirs(root: &Path) -> Vec<PathBuf> {
+    DEFAULT_PLUGIN_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .chain([root.join("cni").join("bin")])
+        .collect()
+}
+
+pub struct NodeNetwork {
+    dir: PathBuf,
+    plugin_dirs: Vec<PathBuf>,
+    /// Serializes configure calls (file and routes change together).
+    lock: Mutex<()>,
+}
+
+impl NodeNetwork {
+    /// The node network of the agent rooted at `root`.
+    pub fn new(root: &Path, plugin_dirs: Vec<PathBuf>) -> NodeNetwork {
+        NodeNetwork {
+            dir: root.join("network"),
+            plugin_dirs,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn settings_path(&self) -> PathBuf {
+        self.dir.join("settings.json")
+    }
+
+    /// The settings last configured, if any (an unreadable file counts as
+    /// none, and says so in the log).
+    pub fn settings(&self) -> Option<NetworkSettings> {
+        let path = self.settings_path();
+        let bytes = std::fs::read(&path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(settings) => Some(settings),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "ignoring unreadable network settings");
+                None
+            }
+        }
+    }
+
+    /// Checks, saves and applies `settings`: the routes are in place when
+    /// this returns. Pods attached before keep their addresses.
+    pub fn configure(&self, settings: NetworkSettings) -> Result<NetworkState, NetworkError> {
+        let parsed = parse_settings(&settings)?;
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.settings().as_ref() != Some(&settings) {
+            std::fs::create_dir_all(&self.dir).map_err(|source| NetworkError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+            let bytes = serde_json::to_vec_pretty(&settings)
+                .map_err(|e| NetworkError::BadSettings(e.to_string()))?;
+            write_atomic(&self.dir, "settings.json", &bytes).map_err(|source| {
+                NetworkError::Io {
+                    path: self.settings_path(),
+                    source,
+                }
+            })?;
+        }
+        routes::sync_routes(&parsed.routes)?;
+        Ok(self.state())
+    }
+
+    /// Puts the saved settings' routes back (an agent starting on a host
+    /// that rebooted has lost them).
+    pub fn restore_routes(&self) -> Result<(), NetworkError> {
+        match self.settings() {
+            Some(settings) => routes::sync_routes(&parse_settings(&settings)?.routes),
+            None => Ok(()),
+        }
+    }
+
+    /// The settings, the node's addresses, and what keeps pods from getting
+    /// an address, if anything.
+    pub fn state(&self) -> NetworkState {
+        let settings = self.settings();
+        let problem = match self.pod_network() {
+            Ok(Some(network)) => network.check_plugins().err().map(|e| e.to_string()),
+            Ok(None) => None,
+            Err(err) => Some(err.to_string()),
+        };
+        NetworkState {
+            settings,
+            addresses: routes::node_addresses()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            problem,
+        }
+    }
+
+    /// The CNI network pods attach to, once the node has settings.
+    pub fn pod_network(&self) -> Result<Option<PodNetwork>, NetworkError> {
+        let Some(settings) = self.settings() else {
+            return Ok(None);
+        };
+        let parsed = parse_settings(&settings)?;
+        Ok(Some(
+            self.network_of(parsed.pod_subnet, parsed.cluster_cidr),
+        ))
+    }
+
+    /// The CNI network for tearing down: like [`Self::pod_network`], but a
+    /// node whose settings are gone still releases what it attached (DEL
+    /// needs the plugins and the state directory, not the subnet).
+    pub fn teardown_network(&self) -> Option<PodNetwork> {
+        if let Ok(Some(network)) = self.pod_network() {
+            return Some(network);
+        }
+        let unknown = Ipv4Net::from_octets([0, 0, 0, 0], 24);
+        self.dir
+            .join("cni")
+            .is_dir()
+            .then(|| self.network_of(unknown, unknown))
+    }
+
+    fn network_of(&self, pod_subnet: Ipv4Net, cluster_cidr: Ipv4Net) -> PodNetwork {
+        PodNetwork::new(NetworkConfig {
+            plugin_dirs: self.plugin_dirs.clone(),
+            ..NetworkConfig::new(pod_subnet, cluster_cidr, self.dir.join("cni"))
+        })
+    }
+}
+
+struct ParsedSettings {
+    pod_subnet: Ipv4Net,
+    cluster_cidr: Ipv4Net,
+    routes: Vec<HostRoute>,
+}
+
+fn parse_net(field: &str, text: &str) -> Result<Ipv4Net, NetworkError> {
+    text.parse::<Ipv4Net>().map_err(|e| {
+        NetworkError::BadSettings(format!(
+            "{field} {text:?}: {e}; give an IPv4 subnet such as 10.88.1.0/24"
+        ))
+    })
+}
+
+fn parse_settings(settings: &NetworkSettings) -> Result<ParsedSettings, NetworkError> {
+    let pod_subnet = parse_net("podSubnet", &settings.pod_subnet)?;
+    let cluster_cidr = parse_net("clusterCidr", &settings.cluster_cidr)?;
+    if pod_subnet.prefix > 30 {
+        return Err(NetworkError::BadSettings(format!(
+            "podSubnet {pod_subnet} has no room for a gateway and pods; give a /30 or larger"
+        )));
+    }
+    if !cluster_cidr.contains_net(&pod_subnet) {
+        return Err(NetworkError::BadSettings(format!(
+            "podSubnet {pod_subnet} is not inside clusterCidr {cluster_cidr}"
+        )));
+    }
+    let mut routes = Vec::new();
+    for route in &settings.routes {
+        let destination = parse_net("routes[].destination", &route.destination)?;
+        let via = route.via.parse().map_err(|_| {
+            NetworkError::BadSettings(format!(
+                "routes[].via {:?} (node {}): give the node's IPv4 address",
+                route.via, route.node
+            ))
+        })?;
+        if destination.overlaps(&pod_subnet) {
+            return Err(NetworkError::BadSettings(format!(
+                "route to {destination} (node {}) overlaps this node's podSubnet {pod_subnet}",
+                route.node
+            )));
+        }
+        routes.push(HostRoute { destination, via });
+    }
+    Ok(ParsedSettings {
+        pod_subnet,
+        cluster_cidr,
+        routes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::protocol::messages::NetworkRoute;
+
+    fn settings(pod: &str, cluster: &str, routes: &[(&str, &str)]) -> NetworkSettings {
+        NetworkSettings {
+            pod_subnet: pod.into(),
+            cluster_cidr: cluster.into(),
+            routes: routes
+                .iter()
+                .map(|(d, v)| NetworkRoute {
+                    destination: d.to_string(),
+                    via: v.to_string(),
+                    node: "node2".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_before_anything_is_saved() {
+        let good = settings(
+            "10.88.1.0/24",
+            "10.88.0.0/16",
+            &[("10.88.2.0/24", "10.77.0.12")],
+        );
+        let parsed = parse_settings(&good).expect("valid");
+        assert_eq!(parsed.routes.len(), 1);
+        for (bad, says) in [
+            (settings("10.88.1.0", "10.88.0.0/16", &[]), "podSubnet"),
+            (settings("10.89.1.0/24", "10.88.0.0/16", &[]), "not inside"),
+            (settings("10.88.1.0/31", "10.88.0.0/16", &[]), "no room"),
+            (
+                settings(
+                    "10.88.1.0/24",
+                    "10.88.0.0/16",
+                    &[("10.88.1.0/24", "10.77.0.12")],
+                ),
+                "overlaps",
+            ),
+            (
+                settings("10.88.1.0/24", "10.88.0.0/16", &[("10.88.2.0/24", "node2")]),
+                "routes[].via",
+            ),
+        ] {
+            let err = parse_settings(&bad).err().expect("refused").to_string();
+            assert!(err.contains(says), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_unconfigured_node_has_no_pod_network() {
+        let dir = std::env::temp_dir().join(format!("flotilla-nodenet-{}", std::process::id()));
+        let network = NodeNetwork::new(&dir, default_plugin_dirs(&dir));
+        assert!(network.settings().is_none());
+        assert!(network.pod_network().expect("no settings").is_none());
+        assert!(network.teardown_network().is_none());
+        assert!(network.state().settings.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,135 @@
+//! A pod's place on the node's pod network: its address (CNI ADD) before its
+//! containers start, the address released (CNI DEL) when it is removed, and
+//! attachments whose pods are gone cleaned up. A pod with `hostNetwork`, or
+//! on a node the controller has not configured yet, has no attachment.
+
+use std::path::Path;
+
+use super::manager::PodEvent;
+use super::record::{PodAddress, PodRecord};
+use crate::agent::network::PortMapping;
+use crate::agent::network::node::NodeNetwork;
+use crate::api::{Pod, Protocol};
+
+/// The waiting reason of containers whose pod has no address yet because
+/// the network plugins failed; the message is the plugin's.
+pub const NETWORK_FAILED: &str = "NetworkSetupFailed";
+
+/// The pod's `hostPort`s, for portmap.
+pub fn host_ports(pod: &Pod) -> Vec<PortMapping> {
+    pod.spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .filter(|p| p.host_port > 0)
+        .map(|p| PortMapping {
+            host_port: p.host_port as u16,
+            container_port: p.container_port as u16,
+            protocol: match p.protocol {
+                Protocol::Udp => "udp".into(),
+                // portmap has no SCTP; validation refuses it for hostPort.
+                Protocol::Tcp | Protocol::Sctp => "tcp".into(),
+            },
+            host_ip: None,
+        })
+        .collect()
+}
+
+/// Gives the pod its address in the netns at `netns`, unless it has one or
+/// needs none. False while it cannot: its containers must not start yet,
+/// and wait with the plugin's message as their reason.
+pub fn attach(
+    network: &NodeNetwork,
+    record: &mut PodRecord,
+    netns: &Path,
+    events: &mut Vec<PodEvent>,
+) -> bool {
+    if record.pod.spec.host_network || record.network.is_some() {
+        return true;
+    }
+    let result = network
+        .pod_network()
+        .and_then(|pod_network| match pod_network {
+            Some(pod_network) => pod_network
+                .add(&record.uid, netns, &host_ports(&record.pod))
+                .map(Some),
+            None => Ok(None),
+        });
+    match result {
+        Ok(None) => true,
+        Ok(Some(attachment)) => {
+            record.network = Some(PodAddress {
+                ip: attachment.ip.to_string(),
+            });
+            record.network_error = None;
+            for container in record.containers.values_mut() {
+                if container.waiting_reason.as_deref() == Some(NETWORK_FAILED) {
+                    container.waiting_reason = None;
+                    container.waiting_message = None;
+                }
+            }
+            true
+        }
+        Err(err) => {
+            let message = format!("setting up the pod's network: {err}");
+            if record.network_error.as_deref() != Some(message.as_str()) {
+                tracing::warn!(pod = %record.pod.metadata.name, error = %err, "pod network setup failed");
+                events.push(PodEvent {
+                    warning: true,
+                    reason: "FailedCreatePodSandBox".into(),
+                    message: message.clone(),
+                    namespace: record.pod.metadata.namespace.clone(),
+                    pod: record.pod.metadata.name.clone(),
+                    container: String::new(),
+                });
+            }
+            for container in &record.pod.spec.containers {
+                let crec = record.containers.entry(container.name.clone()).or_default();
+                if crec.instance.is_none() {
+                    crec.waiting_reason = Some(NETWORK_FAILED.into());
+                    crec.waiting_message = Some(message.clone());
+                }
+            }
+            record.network_error = Some(message);
+            false
+        }
+    }
+}
+
+/// Releases the pod's address, port mappings and veth (CNI DEL). Safe to
+/// call for a pod that never had them, and again after a failure.
+pub fn detach(
+    network: &NodeNetwork,
+    uid: &str,
+    pod: &Pod,
+    netns: Option<&Path>,
+) -> Result<(), crate::agent::network::NetworkError> {
+    let Some(pod_network) = network.teardown_network() else {
+        return Ok(());
+    };
+    if pod_network.attachment(uid).is_none() {
+        return Ok(());
+    }
+    let netns = netns.filter(|p| p.exists());
+    pod_network.del(uid, netns, &host_ports(pod))
+}
+
+/// Releases attachments whose pods no longer exist (an agent that died
+/// between removing a pod and releasing its address). `live` are the uids
+/// of the pods on record.
+pub fn sweep(network: &NodeNetwork, live: &[String]) {
+    let Some(pod_network) = network.teardown_network() else {
+        return;
+    };
+    for uid in pod_network.attached_ids() {
+        if live.contains(&uid) {
+            continue;
+        }
+        match pod_network.del(&uid, None, &[]) {
+            Ok(()) => tracing::info!(uid, "released the address of a pod that is gone"),
+            Err(err) => {
+                tracing::warn!(uid, error = %err, "cannot release the address of a pod that is gone")
+            }
+        }
+    }
+}
