@@ -67,7 +67,10 @@ pub fn with_control<T>(
             Arc::new(fleet.handle()),
             fleet.state().clone(),
             holder.clone(),
-            options,
+            ControllerOptions {
+                pod_cidr: config.pod_cidr,
+                ..options
+            },
         );
         let mut control = Control {
             fleet,

@@ -44,6 +44,7 @@ fn cluster(nodes: Vec<NodeConfig>) -> ClusterConfig {
         nodes,
         registries: BTreeMap::new(),
         manifests: Vec::new(),
+        pod_cidr: crate::config::cluster_file::DEFAULT_POD_CIDR,
     }
 }
 
@@ -79,6 +80,8 @@ fn facts() -> NodeFacts {
             free_bytes: 60 * GIB,
         },
         boot_time: Some(t0() - chrono::Duration::days(3)),
+        pod_network: None,
+        addresses: Vec::new(),
     }
 }
 

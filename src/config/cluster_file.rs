@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::agent::network::Ipv4Net;
 use crate::api::node::Taint;
 use crate::config::paths::{config_relative, expand_tilde};
 
@@ -76,7 +77,14 @@ pub struct ClusterConfig {
     /// Directories of manifests the console lists (`[cluster] manifests`),
     /// relative ones already taken from the cluster file's directory.
     pub manifests: Vec<PathBuf>,
+    /// Every pod address comes from here (`[cluster] pod_cidr`); each node
+    /// gets a /24 of it.
+    pub pod_cidr: Ipv4Net,
 }
+
+/// The pod CIDR when the cluster file names none (Podman's default bridge
+/// range; the demo's own networks are under 10.77 and above).
+pub const DEFAULT_POD_CIDR: Ipv4Net = Ipv4Net::from_octets([10, 88, 0, 0], 16);
 
 impl ClusterConfig {
     /// The registries marked insecure, for the registry client.
@@ -111,6 +119,7 @@ struct RawCluster {
     name: String,
     #[serde(default)]
     manifests: Vec<String>,
+    pod_cidr: Option<String>,
 }
 
 /// The fields of a node, each optional so `[defaults]` can use the same shape.
@@ -192,6 +201,23 @@ pub fn parse(path: &Path, text: &str) -> Result<ClusterConfig, ClusterFileError>
             nodes.push(node);
         }
     }
+    let pod_cidr = match raw.cluster.pod_cidr.as_deref().map(str::parse::<Ipv4Net>) {
+        None => DEFAULT_POD_CIDR,
+        Some(Ok(net)) if net.prefix <= 23 && net == net.network() => net,
+        Some(Ok(net)) => {
+            problems.push(format!(
+                "cluster.pod_cidr {net}: give a network address with room for a /24 per node, e.g. \"10.88.0.0/16\""
+            ));
+            DEFAULT_POD_CIDR
+        }
+        Some(Err(why)) => {
+            problems.push(format!(
+                "cluster.pod_cidr {:?}: {why}; give an IPv4 network such as \"10.88.0.0/16\"",
+                raw.cluster.pod_cidr.as_deref().unwrap_or_default()
+            ));
+            DEFAULT_POD_CIDR
+        }
+    };
     for (i, dir) in raw.cluster.manifests.iter().enumerate() {
         if dir.trim().is_empty() {
             problems.push(format!(
@@ -224,6 +250,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ClusterConfig, ClusterFileError>
             .iter()
             .map(|dir| config_relative(base, dir))
             .collect(),
+        pod_cidr,
     })
 }
 
@@ -421,6 +448,24 @@ insecure = true
             "[cluster]\nname = \"c\"\nmanifests = [\" \"]\n[[nodes]]\nname = \"a\"\naddress = \"x\"\n",
         );
         assert!(msg.contains("cluster.manifests[0]"), "{msg}");
+    }
+
+    #[test]
+    fn the_pod_cidr_defaults_and_is_checked() {
+        let node = "[[nodes]]\nname = \"a\"\naddress = \"x\"\n";
+        let config = parse_text(&format!("[cluster]\nname = \"c\"\n{node}")).expect("valid");
+        assert_eq!(config.pod_cidr.to_string(), "10.88.0.0/16");
+        let config = parse_text(&format!(
+            "[cluster]\nname = \"c\"\npod_cidr = \"172.20.0.0/20\"\n{node}"
+        ))
+        .expect("valid");
+        assert_eq!(config.pod_cidr.to_string(), "172.20.0.0/20");
+        for bad in ["10.88.0.0/24", "10.88.1.0/16", "10.88.0.0", "fd00::/64"] {
+            let msg = problems(&format!(
+                "[cluster]\nname = \"c\"\npod_cidr = \"{bad}\"\n{node}"
+            ));
+            assert!(msg.contains("cluster.pod_cidr"), "{bad}: {msg}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! uids under way are remembered so the next passes do not count them, nor
 //! delete them twice.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,15 +24,18 @@ use tokio_util::sync::CancellationToken;
 use super::agents::Agents;
 use super::events::{ControllerEvent, InvolvedObject};
 use super::naming;
+use super::network::{self, NodeNetworkFacts};
 use super::plan::{Action, DeleteReason, PlanOptions, plan, unschedulable_status};
 use super::replicated::{ReplicatedStore, StoreError};
 use super::world::{
     DeploymentState, KIND_DEPLOYMENT, KIND_NODE, KIND_POD, KIND_REPLICA_SET, NodeFlags, NodeState,
     PendingPod, Revision, World,
 };
-use crate::agent::protocol::messages::{EventType, PodRecord, PodRef};
+use crate::agent::network::Ipv4Net;
+use crate::agent::protocol::messages::{EventType, NetworkSettings, PodRecord, PodRef};
 use crate::api::deployment::Deployment;
 use crate::cluster::ClusterState;
+use crate::config::cluster_file::DEFAULT_POD_CIDR;
 
 /// How the controller paces itself.
 #[derive(Clone, Debug)]
@@ -42,6 +45,8 @@ pub struct ControllerOptions {
     pub pass_every: Duration,
     /// The longest an agent call may take before the pass goes on without it.
     pub call_timeout: Duration,
+    /// The cluster file's pod CIDR, shared out among the nodes.
+    pub pod_cidr: Ipv4Net,
 }
 
 impl Default for ControllerOptions {
@@ -50,6 +55,7 @@ impl Default for ControllerOptions {
             plan: PlanOptions::default(),
             pass_every: Duration::from_secs(1),
             call_timeout: Duration::from_secs(10),
+            pod_cidr: DEFAULT_POD_CIDR,
         }
     }
 }
@@ -76,6 +82,11 @@ pub struct Controller {
     /// counts from here (this process cannot know for how long it was).
     watched_since: DateTime<Utc>,
     rng: StdRng,
+    /// Per node: the network settings this process gave its agent (and that
+    /// agent's pid, so a restarted agent is checked again), and the
+    /// addresses it reported.
+    network_applied: HashMap<String, (Option<u32>, NetworkSettings)>,
+    network_addresses: HashMap<String, Vec<Ipv4Net>>,
 }
 
 impl Controller {
@@ -94,6 +105,8 @@ impl Controller {
             deleting: Arc::default(),
             watched_since: Utc::now(),
             rng: StdRng::from_os_rng(),
+            network_applied: HashMap::new(),
+            network_addresses: HashMap::new(),
         }
     }
 
@@ -150,6 +163,10 @@ impl Controller {
         let deleting = self.deleting.lock().map(|d| d.clone()).unwrap_or_default();
         let actions = plan(&world, &deleting, &self.options.plan, &mut self.rng);
         let mut report = PassReport::default();
+        // Subnets and routes first: a pod bound below gets its address from them.
+        if *held.borrow() {
+            report.errors.extend(self.network_pass(&world).await);
+        }
         // Binds run together (each may pull an image); the rest in order.
         let (binds, others): (Vec<Action>, Vec<Action>) = actions
             .iter()
@@ -174,6 +191,125 @@ impl Controller {
             .extend(results.into_iter().filter_map(Result::err));
         report.actions = actions;
         Ok(report)
+    }
+
+    /// Gives every node a pod subnet (once, in the store) and brings each
+    /// connected agent's network settings to what they should be. Returns
+    /// the failures, each in a line.
+    async fn network_pass(&mut self, world: &World) -> Vec<String> {
+        let mut errors = Vec::new();
+        let cluster = self.options.pod_cidr;
+        let mut subnets: BTreeMap<String, Ipv4Net> = world
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), n.flags.pod_cidr.as_deref()?.parse().ok()?)))
+            .collect();
+        for node in &world.nodes {
+            if subnets.contains_key(&node.name) {
+                continue;
+            }
+            let taken: Vec<Ipv4Net> = subnets.values().copied().collect();
+            let Some(subnet) = network::allocate(cluster, &taken) else {
+                errors.push(format!(
+                    "no pod subnet left for node {} in {cluster}: widen pod_cidr in the cluster file",
+                    node.name
+                ));
+                continue;
+            };
+            let mut stored = None;
+            let written = self
+                .store
+                .update(KIND_NODE, "", &node.name, |current| {
+                    let mut flags: NodeFlags = current
+                        .and_then(|v| serde_json::from_value(v.clone()).ok())
+                        .unwrap_or_default();
+                    // Another controller may have got there first: keep its choice.
+                    let kept = flags.pod_cidr.get_or_insert_with(|| subnet.to_string());
+                    stored = Some(kept.clone());
+                    serde_json::to_value(&flags).map_err(|e| e.to_string())
+                })
+                .await;
+            match (written, stored.and_then(|s| s.parse().ok())) {
+                (Ok(_), Some(subnet)) => {
+                    tracing::info!(node = %node.name, %subnet, "pod subnet allocated");
+                    subnets.insert(node.name.clone(), subnet);
+                }
+                (Err(err), _) => {
+                    errors.push(format!("allocating node {}'s pod subnet: {err}", node.name))
+                }
+                (Ok(_), None) => {}
+            }
+        }
+
+        let snapshot = self.state.snapshot();
+        let mut facts: BTreeMap<String, NodeNetworkFacts> = BTreeMap::new();
+        for view in &snapshot.nodes {
+            let reported = view
+                .facts
+                .as_ref()
+                .map(|f| network::parse_addresses(&f.addresses))
+                .unwrap_or_default();
+            let addresses = self
+                .network_addresses
+                .get(&view.name)
+                .cloned()
+                .unwrap_or(reported);
+            facts.insert(
+                view.name.clone(),
+                NodeNetworkFacts {
+                    subnet: subnets.get(&view.name).copied(),
+                    addresses,
+                },
+            );
+        }
+        let mut calls = Vec::new();
+        for view in &snapshot.nodes {
+            let Some(client) = self.agents.client(&view.name) else {
+                continue;
+            };
+            let Some((desired, unreachable)) = network::settings_for(&view.name, cluster, &facts)
+            else {
+                continue;
+            };
+            if !unreachable.is_empty() {
+                tracing::warn!(node = %view.name, ?unreachable, "no shared network with these nodes: their pods cannot be routed to (host-gw needs one L2 segment)");
+            }
+            let pid = view.agent.as_ref().and_then(|a| a.pid);
+            let current = match self.network_applied.get(&view.name) {
+                Some((applied_pid, settings)) if *applied_pid == pid => Some(settings),
+                _ => view.facts.as_ref().and_then(|f| f.pod_network.as_ref()),
+            };
+            if current == Some(&desired) {
+                continue;
+            }
+            let name = view.name.clone();
+            let timeout = self.options.call_timeout;
+            calls.push(async move {
+                let reply = tokio::time::timeout(timeout, client.configure_network(&desired)).await;
+                (name, pid, desired, reply)
+            });
+        }
+        for (name, pid, desired, reply) in join_all(calls).await {
+            match reply {
+                Ok(Ok(state)) => {
+                    tracing::info!(node = %name, subnet = %desired.pod_subnet, routes = desired.routes.len(), "pod network configured");
+                    if let Some(problem) = &state.problem {
+                        tracing::warn!(node = %name, %problem, "pods on this node cannot get addresses");
+                    }
+                    self.network_addresses
+                        .insert(name.clone(), network::parse_addresses(&state.addresses));
+                    self.network_applied.insert(name, (pid, desired));
+                }
+                Ok(Err(err)) => {
+                    errors.push(format!("configuring node {name}'s pod network: {err}"))
+                }
+                Err(_) => errors.push(format!(
+                    "configuring node {name}'s pod network: no answer in {timeout:?}",
+                    timeout = self.options.call_timeout
+                )),
+            }
+        }
+        errors
     }
 
     /// Reads the world: the store's desired state and every connected

@@ -39,6 +39,10 @@ pub struct NodeFlags {
     pub lost: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_at: Option<DateTime<Utc>>,
+    /// The node's share of the cluster's pod CIDR, as Kubernetes'
+    /// `Node.spec.podCIDR`: allocated once, kept for good.
+    #[serde(default, rename = "podCIDR", skip_serializing_if = "Option::is_none")]
+    pub pod_cidr: Option<String>,
 }
 
 /// A deployment's template at one revision (`ReplicaSet/<deployment>-<hash>`),

@@ -177,7 +177,10 @@ impl Backend {
                 Arc::clone(&agents),
                 fleet.state().clone(),
                 holder.clone(),
-                ControllerOptions::default(),
+                ControllerOptions {
+                    pod_cidr: config.pod_cidr,
+                    ..ControllerOptions::default()
+                },
             );
             let stop = cancel.clone();
             let mut announce = held.clone();
@@ -202,7 +205,10 @@ impl Backend {
             Arc::clone(&agents),
             fleet.state().clone(),
             holder,
-            ControllerOptions::default(),
+            ControllerOptions {
+                pod_cidr: config.pod_cidr,
+                ..ControllerOptions::default()
+            },
         );
         let worker = Arc::new(Worker {
             fleet: fleet.handle(),

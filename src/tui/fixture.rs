@@ -146,6 +146,7 @@ pub fn cluster(nodes: usize, pods: usize) -> ConsoleData {
         nodes: (1..=nodes).map(node_config).collect(),
         registries: BTreeMap::new(),
         manifests: Vec::new(),
+        pod_cidr: crate::config::cluster_file::DEFAULT_POD_CIDR,
     };
     let start = now() - Duration::minutes(10);
     // The figures arrive "now", covering the ten minutes before it.
@@ -183,6 +184,8 @@ pub fn cluster(nodes: usize, pods: usize) -> ConsoleData {
                     free_bytes: 60 * GIB,
                 },
                 boot_time: Some(start - Duration::days(3)),
+                pod_network: None,
+                addresses: Vec::new(),
             },
         );
         writer.metrics(MetricsSeries {

@@ -70,6 +70,8 @@ pub(in crate::cli) fn facts(hostname: &str) -> NodeFacts {
             free_bytes: 60 * GIB,
         },
         boot_time: Some(t0() - chrono::Duration::days(3)),
+        pod_network: None,
+        addresses: Vec::new(),
     }
 }
 
@@ -176,6 +178,7 @@ fn fixture() -> (ClusterState, Arc<ManualClock>) {
         ],
         registries: BTreeMap::new(),
         manifests: Vec::new(),
+        pod_cidr: crate::config::cluster_file::DEFAULT_POD_CIDR,
     };
     let clock = Arc::new(ManualClock::new(t0()));
     let state = ClusterState::with_clock(&config, clock.clone(), StateOptions::default());

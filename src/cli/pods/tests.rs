@@ -92,6 +92,7 @@ fn snapshot() -> Arc<ClusterSnapshot> {
         ],
         registries: BTreeMap::new(),
         manifests: Vec::new(),
+        pod_cidr: crate::config::cluster_file::DEFAULT_POD_CIDR,
     };
     let clock = Arc::new(ManualClock::new(t0()));
     let state = ClusterState::with_clock(&config, clock, StateOptions::default());
