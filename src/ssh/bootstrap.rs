@@ -23,6 +23,14 @@
 //!    Containers keep running meanwhile: their shims are separate processes
 //!    the new agent adopts.
 //!
+//! The probe also looks for CNI's plugins (`bridge`, `host-local`,
+//! `portmap`, `loopback`) in `/opt/cni/bin`, `/usr/lib/cni` and
+//! `/var/lib/flotilla/cni/bin`; a host with none gets the operator's copied
+//! into the last, the same way and verified the same way, before the agent
+//! starts (see [`super::cni_plugins`]). A root login whose agent already
+//! runs skips the probe, so plugins removed from such a host are noticed by
+//! the agent (`network.status`) rather than put back.
+//!
 //! The binary is found beside the running `flotilla` (or at
 //! `$FLOTILLA_AGENT_BINARY`) and hashed once, or not at all when
 //! [`super::digest_cache`] remembers the file. Embedding it in `flotilla`
@@ -36,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+use super::cni_plugins;
 use super::digest_cache::{Digest, DigestCache};
 use super::{ChannelError, SshError, SshSession};
 use crate::agent::protocol::{Client, ClientOptions, SOCKET_PATH};
@@ -158,7 +167,7 @@ impl AgentBinary {
 }
 
 /// The SHA-256 of the whole file and the architecture in its ELF header.
-fn hash_file(
+pub(super) fn hash_file(
     path: &Path,
     mut file: &File,
     read_err: impl Fn(std::io::Error) -> AgentBinaryError,
@@ -254,6 +263,8 @@ pub struct BootstrapOptions {
     pub client: ClientOptions,
     /// Bounds each hello with the agent.
     pub hello_timeout: Duration,
+    /// The operator's CNI plugins, copied to a host that has none.
+    pub cni_plugins: Option<PathBuf>,
 }
 
 impl BootstrapOptions {
@@ -267,6 +278,7 @@ impl BootstrapOptions {
             insecure_registries: insecure_registries.to_vec(),
             client: ClientOptions::default(),
             hello_timeout: Duration::from_secs(10),
+            cni_plugins: cni_plugins::local_dir(),
         }
     }
 }
@@ -278,6 +290,8 @@ pub struct BootstrapReport {
     pub arch: String,
     /// The binary was copied up this time.
     pub uploaded: bool,
+    /// The host had no CNI plugins; the operator's were copied up.
+    pub cni_uploaded: bool,
     /// No agent was running, and ours was started.
     pub started: bool,
     /// Another build was running; it was stopped and ours started.
@@ -343,18 +357,20 @@ pub enum BootstrapError {
     )]
     NoSha256sum { host: String },
     #[error(
-        "{host}: the uploaded agent's sha256 is {actual}, not {expected}; the copy was deleted: retry, and if it repeats, something between here and the host changes data"
+        "{host}: the uploaded copy of {what} has sha256 {actual}, not {expected}; the copy was deleted: retry, and if it repeats, something between here and the host changes data"
     )]
     DigestMismatch {
         host: String,
+        what: String,
         expected: String,
         actual: String,
     },
     #[error(
-        "{host}: uploading the agent to {path} failed: {message}; check free space and that {REMOTE_BIN_DIR} is writable by root"
+        "{host}: uploading {what} to {path} failed: {message}; check free space and that /var/lib/flotilla is writable by root"
     )]
     Upload {
         host: String,
+        what: String,
         path: String,
         message: String,
     },
@@ -406,6 +422,7 @@ pub async fn bootstrap(
                 let report = BootstrapReport {
                     arch: binary.arch.clone(),
                     uploaded: false,
+                    cni_uploaded: false,
                     started: false,
                     restarted: false,
                     binary_path: boot.remote_path.clone(),
@@ -456,6 +473,19 @@ pub async fn bootstrap(
         boot.upload().await?;
         true
     };
+    // Before the agent starts, so its first pods find them.
+    let mut cni_uploaded = false;
+    if !probe.cni_plugins {
+        match &options.cni_plugins {
+            Some(source) if probe.sha256sum => {
+                boot.upload_cni_plugins(source, &host_arch).await?;
+                cni_uploaded = true;
+            }
+            _ => {
+                tracing::warn!(host = %boot.host, "the host has no CNI plugins and there are none here to upload; its pods get no addresses")
+            }
+        }
+    }
     let mut started = false;
     let mut restarted = false;
     let serving = match early {
@@ -499,6 +529,7 @@ pub async fn bootstrap(
     let report = BootstrapReport {
         arch: binary.arch.clone(),
         uploaded,
+        cni_uploaded,
         started,
         restarted,
         binary_path: boot.remote_path.clone(),
@@ -516,6 +547,8 @@ struct Probe {
     root: bool,
     binary_present: bool,
     sha256sum: bool,
+    /// A directory on the host has every CNI plugin pods need.
+    cni_plugins: bool,
 }
 
 /// Why the agent's socket gave no client.
@@ -566,8 +599,10 @@ else
 fi
 $s sh -c 'if [ -x "$1" ]; then echo binary=present; else echo binary=missing; fi
 if command -v sha256sum >/dev/null 2>&1; then echo sha256sum=yes; else echo sha256sum=no; fi' sh {}
+{}
 "#,
-            sh_quote(&self.remote_path)
+            sh_quote(&self.remote_path),
+            cni_plugins::probe_script(),
         );
         let out = self
             .session
@@ -625,11 +660,35 @@ if command -v sha256sum >/dev/null 2>&1; then echo sha256sum=yes; else echo sha2
             root,
             binary_present: binary == "present",
             sha256sum: sha256sum == "yes",
+            cni_plugins: value("cni").is_some_and(|d| d != "none"),
         })
     }
 
     /// Copies the binary up; see the module comment.
     async fn upload(&self) -> Result<(), BootstrapError> {
+        self.upload_file(
+            &self.binary.path,
+            &self.binary.sha256,
+            REMOTE_BIN_DIR,
+            &self.remote_path,
+            "the agent",
+        )
+        .await?;
+        tracing::info!(host = %self.host, bytes = self.binary.size, "agent uploaded and verified");
+        Ok(())
+    }
+
+    /// Copies `local` to `remote_path` (in `remote_dir`) as the module
+    /// comment says: a temporary file, its sha256 checked against `sha256`,
+    /// then made executable (by root alone) and renamed into place.
+    async fn upload_file(
+        &self,
+        local: &Path,
+        sha256: &str,
+        remote_dir: &str,
+        remote_path: &str,
+        what: &str,
+    ) -> Result<(), BootstrapError> {
         let script = format!(
             r#"set -e
 umask 077
@@ -645,14 +704,14 @@ mv -f "$tmp" {path}
 trap - EXIT
 echo uploaded
 "#,
-            dir = sh_quote(REMOTE_BIN_DIR),
-            sha = sh_quote(&self.binary.sha256),
-            path = sh_quote(&self.remote_path),
+            dir = sh_quote(remote_dir),
+            sha = sh_quote(sha256),
+            path = sh_quote(remote_path),
         );
-        let file = tokio::fs::File::open(&self.binary.path)
+        let file = tokio::fs::File::open(local)
             .await
             .map_err(|source| AgentBinaryError::Read {
-                path: self.binary.path.clone(),
+                path: local.to_path_buf(),
                 source,
             })?;
         let started = Instant::now();
@@ -663,21 +722,58 @@ echo uploaded
             .map_err(|e| self.ssh_error(e))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if out.success() && stdout.lines().any(|l| l == "uploaded") {
-            tracing::info!(host = %self.host, bytes = self.binary.size, elapsed = ?started.elapsed(), "agent uploaded and verified");
+            tracing::debug!(host = %self.host, what, elapsed = ?started.elapsed(), "uploaded and verified");
             return Ok(());
         }
         if let Some(actual) = stdout.lines().find_map(|l| l.strip_prefix("digest=")) {
             return Err(BootstrapError::DigestMismatch {
                 host: self.host.clone(),
-                expected: self.binary.sha256.clone(),
+                what: what.to_string(),
+                expected: sha256.to_string(),
                 actual: actual.trim().to_string(),
             });
         }
         Err(BootstrapError::Upload {
             host: self.host.clone(),
-            path: self.remote_path.clone(),
+            what: what.to_string(),
+            path: remote_path.to_string(),
             message: failure_text(&out),
         })
+    }
+
+    /// Puts CNI's plugins on a host that has none, from the operator's own
+    /// (`source`), unless they are for another architecture.
+    async fn upload_cni_plugins(
+        &self,
+        source: &Path,
+        host_arch: &str,
+    ) -> Result<(), BootstrapError> {
+        let dir = source.to_path_buf();
+        let hashed = tokio::task::spawn_blocking(move || cni_plugins::hash_all(&dir))
+            .await
+            .map_err(|e| BootstrapError::Probe {
+                host: self.host.clone(),
+                detail: format!("hashing the CNI plugins failed: {e}"),
+            })??;
+        for plugin in &hashed {
+            if plugin.arch != host_arch {
+                tracing::warn!(host = %self.host, plugin = %plugin.path.display(), arch = %plugin.arch, host_arch, "not uploading CNI plugins built for another architecture; the host's pods get no addresses until it has its own");
+                return Ok(());
+            }
+        }
+        for plugin in &hashed {
+            let remote = format!("{}/{}", cni_plugins::REMOTE_CNI_DIR, plugin.name);
+            self.upload_file(
+                &plugin.path,
+                &plugin.sha256,
+                cni_plugins::REMOTE_CNI_DIR,
+                &remote,
+                &format!("the CNI plugin {}", plugin.name),
+            )
+            .await?;
+        }
+        tracing::info!(host = %self.host, from = %source.display(), "CNI plugins uploaded and verified");
+        Ok(())
     }
 
     /// A client on the agent's socket, or why there is none.

@@ -12,6 +12,7 @@
 
 pub mod bootstrap;
 mod client;
+pub mod cni_plugins;
 pub mod config;
 pub mod connector;
 pub mod digest_cache;
