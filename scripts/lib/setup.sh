@@ -30,6 +30,7 @@ install_packages() {
 # The packages the demo cluster and the tests use at run time, and the C
 # toolchain some crates (ring) build with.
 FLOTILLA_PACKAGES=(openssh-server openssh-client docker-registry busybox-static iproute2 util-linux sudo
+                   containernetworking-plugins iptables
                    ca-certificates gcc libc6-dev curl tmux)
 
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }

@@ -15,6 +15,10 @@ const PROGRAMS: &[(&str, &str)] = &[
     (BUSYBOX, "busybox-static"),
     ("ip", "iproute2"),
     ("nsenter", "util-linux"),
+    // The pod network: CNI's bridge, host-local, portmap and loopback, and
+    // the iptables they call for masquerading and hostPort.
+    ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+    ("iptables", "iptables"),
 ];
 
 pub fn check() -> Result<(), DemoError> {
