@@ -191,6 +191,113 @@ fn k_kills_the_selected_pod_at_once() {
     }
 }
 
+/// The rows' order is the old sort's: (namespace, name, node), node by
+/// name, then the waiting pods in the store's order. Names that share
+/// their first eight bytes, are shorter than eight or are a prefix of
+/// another, namespaces met in any order and a pod reported by two nodes
+/// check the sort key's integer head against plain string order.
+#[test]
+fn pods_sort_by_namespace_name_and_node_and_the_selection_follows_its_pod() {
+    use crate::controller::world::{PendingPod, World};
+    let mut data = fixture::cluster(12, 120);
+    let mut snapshot = (*data.snapshot).clone();
+    let template = snapshot.nodes[0].pods[0].clone();
+    let renamed = |namespace: &str, name: &str| {
+        let mut record = template.clone();
+        record.pod.metadata.namespace = namespace.into();
+        record.pod.metadata.name = name.into();
+        record
+    };
+    // Nodes by index: node1, node10, node11 and node2 (name order is not
+    // file order).
+    let extra = [
+        (0, "zeta", "web-0000"),
+        (9, "kube", "web-00000"),
+        (10, "a", "web"),
+        (1, "a", "web-00001"),
+        (9, "kube", "web-00000x"),
+        (10, "default", "web-00001"),
+        (1, "default", "web-0000\u{e9}"),
+        // Also on node10: "node10" sorts before "node2".
+        (1, "default", "web-00009"),
+    ];
+    for (n, namespace, name) in extra {
+        let node = Arc::make_mut(&mut snapshot.nodes[n]);
+        let mut pods = node.pods.to_vec();
+        pods.push(renamed(namespace, name));
+        pods.sort_by(|a, b| {
+            (&a.pod.metadata.namespace, &a.pod.metadata.name)
+                .cmp(&(&b.pod.metadata.namespace, &b.pod.metadata.name))
+        });
+        node.pods = pods.into();
+    }
+    let pending = |name: &str| PendingPod {
+        pod: renamed("default", name).pod,
+        status: Default::default(),
+    };
+    data.world = Some(Arc::new(World {
+        pending: vec![pending("zz-waiting"), pending("aa-waiting")],
+        ..Default::default()
+    }));
+    data.snapshot = Arc::new(snapshot);
+    let mut expected: Vec<(String, String, String)> = data
+        .snapshot
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.pods.iter().map(|r| {
+                let meta = &r.pod.metadata;
+                (meta.namespace.clone(), meta.name.clone(), n.name.clone())
+            })
+        })
+        .collect();
+    expected.sort();
+    for name in ["zz-waiting", "aa-waiting"] {
+        expected.push(("default".into(), name.into(), String::new()));
+    }
+    let mut app = app(data);
+    app.run_command("pods");
+    app.refresh();
+    let keys = |app: &App| -> Vec<(String, String, String)> {
+        let table = &app.screen().table;
+        (0..table.len())
+            .map(|i| match table.key(i) {
+                Some(RowKey::Pod {
+                    namespace,
+                    name,
+                    node,
+                }) => (namespace, name, node),
+                other => panic!("not a pod row: {other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(keys(&app), expected);
+
+    // The stale copy of web-00000 on node10 (the fixture's is on node1,
+    // the row before it).
+    let stale = expected
+        .iter()
+        .position(|k| *k == ("kube".into(), "web-00000".into(), "node10".into()))
+        .expect("web-00000 on node10");
+    assert_eq!(expected[stale - 1].2, "node1");
+    for _ in 0..stale {
+        app.on_key(key(KeyCode::Down));
+    }
+    // A pod that sorts first arrives: the selection stays on its pod.
+    let mut snapshot = (*app.data.snapshot).clone();
+    let node = Arc::make_mut(&mut snapshot.nodes[3]);
+    let mut pods = node.pods.to_vec();
+    pods.insert(0, renamed("a", "a"));
+    node.pods = pods.into();
+    app.set_snapshot(Arc::new(snapshot));
+    app.refresh();
+    assert_eq!(app.screen().selected, stale + 1);
+    assert!(matches!(
+        app.screen().selected_key(),
+        Some(RowKey::Pod { name, node, .. }) if name == "web-00000" && node == "node10"
+    ));
+}
+
 #[test]
 fn delete_asks_first_and_the_default_answer_is_cancel() {
     let mut app = app(fixture::cluster(3, 30));
