@@ -135,8 +135,9 @@ impl Screen {
         }
     }
 
-    pub fn selected_key(&self) -> Option<&RowKey> {
-        self.table.rows.get(self.selected).map(|r| &r.key)
+    /// The selected row's key (made now: a pod row holds none).
+    pub fn selected_key(&self) -> Option<RowKey> {
+        self.table.key(self.selected)
     }
 }
 
@@ -256,7 +257,7 @@ impl App {
         if screen.built_for == generation {
             return;
         }
-        let kept = screen.selected_key().cloned();
+        let kept = screen.selected_key();
         let mut table = match &screen.view {
             View::Nodes => model::nodes_table(data, now),
             View::Pods(scope) => {
@@ -277,20 +278,16 @@ impl App {
             View::Describe { .. } => Table::default(),
         };
         if let Some(filter) = &screen.filter {
-            let keep: Vec<bool> = (0..table.rows.len())
-                .map(|i| filter.matches(&table.cells(i)))
-                .collect();
-            let mut keep = keep.into_iter();
-            table.rows.retain(|_| keep.next().unwrap_or(false));
+            table.retain(|cells| filter.matches(cells));
         }
         if let Some(key) = kept
-            && let Some(i) = table.rows.iter().position(|r| r.key == key)
+            && let Some(i) = table.position(&key)
         {
             screen.selected = i;
         }
         let len = match &screen.view {
             View::Describe { lines, .. } => lines.len(),
-            _ => table.rows.len(),
+            _ => table.len(),
         };
         screen.selected = screen.selected.min(len.saturating_sub(1));
         screen.table = table;
@@ -481,7 +478,7 @@ impl App {
         let page = self.page.max(1);
         let len = match &self.screen().view {
             View::Describe { lines, .. } => lines.len(),
-            _ => self.screen().table.rows.len(),
+            _ => self.screen().table.len(),
         };
         let mut requests = Vec::new();
         let screen = self.screen_mut();
@@ -537,7 +534,7 @@ impl App {
     }
 
     fn enter(&mut self) {
-        let Some(key) = self.screen().selected_key().cloned() else {
+        let Some(key) = self.screen().selected_key() else {
             return;
         };
         match key {
@@ -578,7 +575,7 @@ impl App {
     }
 
     fn describe(&mut self) {
-        let Some(key) = self.screen().selected_key().cloned() else {
+        let Some(key) = self.screen().selected_key() else {
             return;
         };
         let world = self.data.world.clone();
@@ -654,7 +651,7 @@ impl App {
     }
 
     fn open_logs(&mut self) -> Vec<Request> {
-        let Some(key) = self.screen().selected_key().cloned() else {
+        let Some(key) = self.screen().selected_key() else {
             return Vec::new();
         };
         let snapshot = Arc::clone(&self.data.snapshot);
@@ -747,7 +744,7 @@ impl App {
 
     /// The mutating keys: asked of the backend (delete asks first).
     fn mutate(&mut self, action: Action) -> Vec<Request> {
-        let key = self.screen().selected_key().cloned();
+        let key = self.screen().selected_key();
         let request = match (action, key) {
             (
                 Action::Kill,
@@ -943,7 +940,7 @@ impl App {
             "events" | "event" | "ev" => View::Events,
             // Read again on the way in: files change under the console.
             "manifests" | "manifest" | "mf" => View::Manifests,
-            "containers" | "container" | "co" => match self.screen().selected_key().cloned() {
+            "containers" | "container" | "co" => match self.screen().selected_key() {
                 Some(RowKey::Pod {
                     namespace,
                     name,

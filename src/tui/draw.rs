@@ -125,7 +125,7 @@ fn draw_body(frame: &mut Frame, app: &mut App, area: Rect) {
         .unwrap_or_default();
     let count = match &screen.view {
         View::Describe { lines, .. } => lines.len(),
-        _ => screen.table.rows.len(),
+        _ => screen.table.len(),
     };
     let block = Block::default()
         .borders(Borders::ALL)
@@ -156,7 +156,7 @@ fn draw_body(frame: &mut Frame, app: &mut App, area: Rect) {
         frame.render_widget(Paragraph::new(shown), inner);
         return;
     }
-    if screen.table.rows.is_empty() {
+    if screen.table.is_empty() {
         let text = if screen.filter.is_some() {
             "nothing matches the filter (/ then Enter on an empty line clears it)"
         } else {
@@ -176,10 +176,8 @@ fn draw_body(frame: &mut Frame, app: &mut App, area: Rect) {
     } else if screen.selected >= screen.offset + height {
         screen.offset = screen.selected + 1 - height;
     }
-    screen.offset = screen
-        .offset
-        .min(screen.table.rows.len().saturating_sub(height));
-    let end = (screen.offset + height).min(screen.table.rows.len());
+    screen.offset = screen.offset.min(screen.table.len().saturating_sub(height));
+    let end = (screen.offset + height).min(screen.table.len());
     let visible: Vec<std::borrow::Cow<[super::model::Cell]>> = (screen.offset..end)
         .map(|i| screen.table.cells(i))
         .collect();

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use super::manifests::ManifestEntry;
 use super::theme::{Role, status_role};
 use crate::agent::protocol::messages::{EventType, PodRecord};
-use crate::api::status::ContainerState;
+use crate::api::Pod;
+use crate::api::status::{ContainerState, PodStatus};
 use crate::cli::table::{age, human_duration};
 use crate::cluster::{ClusterSnapshot, NodeStatus, NodeView};
 use crate::controller::events::ControllerEvent;
@@ -101,25 +102,35 @@ pub struct Row {
     pub cells: Vec<Cell>,
 }
 
-/// Makes a row's cells from its key, for tables whose rows are formatted
-/// only when shown.
-pub type Formatter = Arc<dyn Fn(&RowKey) -> Vec<Cell> + Send + Sync>;
-
 /// A view's table.
 #[derive(Clone, Default)]
 pub struct Table {
     pub headers: Vec<&'static str>,
-    pub rows: Vec<Row>,
-    /// Set when the rows hold only keys: their cells come from here.
-    pub formatter: Option<Formatter>,
+    rows: Rows,
+}
+
+/// What a table's rows are made of.
+#[derive(Clone)]
+enum Rows {
+    /// Keys and cells made up front: the views of tens of rows.
+    Built(Vec<Row>),
+    /// Thousands of pods: only where each one is in the snapshot, so a
+    /// rebuild neither formats nor clones anything per row.
+    Pods(PodRows),
+}
+
+impl Default for Rows {
+    fn default() -> Rows {
+        Rows::Built(Vec::new())
+    }
 }
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
             .field("headers", &self.headers)
-            .field("rows", &self.rows.len())
-            .field("lazy", &self.formatter.is_some())
+            .field("rows", &self.len())
+            .field("lazy", &matches!(self.rows, Rows::Pods(_)))
             .finish()
     }
 }
@@ -128,18 +139,153 @@ impl Table {
     fn new(headers: Vec<&'static str>, rows: Vec<Row>) -> Table {
         Table {
             headers,
-            rows,
-            formatter: None,
+            rows: Rows::Built(rows),
         }
     }
 
-    /// Row `i`'s cells, made now if the table is lazy.
-    pub fn cells(&self, i: usize) -> std::borrow::Cow<'_, [Cell]> {
-        let row = &self.rows[i];
-        match &self.formatter {
-            Some(format) if row.cells.is_empty() => std::borrow::Cow::Owned(format(&row.key)),
-            _ => std::borrow::Cow::Borrowed(&row.cells),
+    pub fn len(&self) -> usize {
+        match &self.rows {
+            Rows::Built(rows) => rows.len(),
+            Rows::Pods(pods) => pods.refs.len(),
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `i`'s key, made now for a pod row (only the selected row's is
+    /// ever asked for, and only when a key or a rebuild needs it).
+    pub fn key(&self, i: usize) -> Option<RowKey> {
+        match &self.rows {
+            Rows::Built(rows) => rows.get(i).map(|r| r.key.clone()),
+            Rows::Pods(pods) => pods.refs.get(i).map(|&at| pods.key(at)),
+        }
+    }
+
+    /// Row `i`'s cells, made now for a pod row.
+    pub fn cells(&self, i: usize) -> std::borrow::Cow<'_, [Cell]> {
+        match &self.rows {
+            Rows::Built(rows) => std::borrow::Cow::Borrowed(&rows[i].cells),
+            Rows::Pods(pods) => std::borrow::Cow::Owned(pods.cells(pods.refs[i])),
+        }
+    }
+
+    /// The first row whose key is `key`.
+    pub fn position(&self, key: &RowKey) -> Option<usize> {
+        match &self.rows {
+            Rows::Built(rows) => rows.iter().position(|r| r.key == *key),
+            Rows::Pods(pods) => pods.position(key),
+        }
+    }
+
+    /// Keeps the rows whose cells `keep` accepts (a filter).
+    pub fn retain(&mut self, mut keep: impl FnMut(&[Cell]) -> bool) {
+        match &mut self.rows {
+            Rows::Built(rows) => rows.retain(|r| keep(&r.cells)),
+            Rows::Pods(pods) => {
+                let mut refs = std::mem::take(&mut pods.refs);
+                refs.retain(|&at| keep(&pods.cells(at)));
+                pods.refs = refs;
+            }
+        }
+    }
+}
+
+/// Where a pod row's pod is: `snapshot.nodes[node].pods[pod]`, or, for a
+/// pod waiting for a node, `world.pending[pod]`. Two `u32`s rather than
+/// the row's three strings: the whole list is rebuilt on every change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PodRef {
+    node: u32,
+    pod: u32,
+}
+
+impl PodRef {
+    /// `node` of a waiting pod.
+    const PENDING: u32 = u32::MAX;
+}
+
+/// The Pods view's rows, and what their cells are made from.
+#[derive(Clone)]
+struct PodRows {
+    snapshot: Arc<ClusterSnapshot>,
+    world: Option<Arc<World>>,
+    refs: Vec<PodRef>,
+    show_namespace: bool,
+    now: DateTime<Utc>,
+}
+
+impl PodRows {
+    /// The row's pod and status, and its node and record (`None`: waiting
+    /// for a node).
+    fn get(&self, at: PodRef) -> (&Pod, &PodStatus, Option<(&NodeView, &PodRecord)>) {
+        if at.node == PodRef::PENDING {
+            let pending = &self
+                .world
+                .as_ref()
+                .expect("pending rows come from the world")
+                .pending[at.pod as usize];
+            (&pending.pod, &pending.status, None)
+        } else {
+            let view = &*self.snapshot.nodes[at.node as usize];
+            let record = &view.pods[at.pod as usize];
+            (&record.pod, &record.status, Some((view, record)))
+        }
+    }
+
+    fn key(&self, at: PodRef) -> RowKey {
+        let (pod, _, placed) = self.get(at);
+        RowKey::Pod {
+            namespace: pod.metadata.namespace.clone(),
+            name: pod.metadata.name.clone(),
+            node: placed.map(|(v, _)| v.name.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn cells(&self, at: PodRef) -> Vec<Cell> {
+        let (pod, status, placed) = self.get(at);
+        let (node, reachable, stats) = match placed {
+            Some((view, record)) => (
+                view.name.as_str(),
+                view.status != NodeStatus::Unreachable,
+                view.stats_of(&record.uid),
+            ),
+            None => ("", true, None),
+        };
+        pod_cells(
+            pod,
+            status,
+            node,
+            reachable,
+            stats,
+            self.show_namespace,
+            self.now,
+        )
+    }
+
+    /// Rows of the same node are few (a node's pods), so only those have
+    /// their names compared.
+    fn position(&self, key: &RowKey) -> Option<usize> {
+        let RowKey::Pod {
+            namespace,
+            name,
+            node,
+        } = key
+        else {
+            return None;
+        };
+        let node = if node.is_empty() {
+            PodRef::PENDING
+        } else {
+            self.snapshot.nodes.iter().position(|n| n.name == *node)? as u32
+        };
+        self.refs.iter().position(|&at| {
+            at.node == node && {
+                let meta = &self.get(at).0.metadata;
+                meta.namespace == *namespace && meta.name == *name
+            }
+        })
     }
 }
 
@@ -257,71 +403,121 @@ pub fn nodes_table(data: &ConsoleData, now: DateTime<Utc>) -> Table {
     )
 }
 
-/// Every pod the agents report, with its node, sorted by namespace, name
-/// and node.
-fn all_pods(data: &ConsoleData) -> Vec<(&str, &PodRecord)> {
-    let mut pods: Vec<(&str, &PodRecord)> = data
-        .snapshot
-        .nodes
-        .iter()
-        .flat_map(|n| n.pods.iter().map(move |r| (n.name.as_str(), r)))
-        .collect();
-    // Unstable: the key (namespace, name, node) is unique, and it needs no buffer.
-    pods.sort_unstable_by(|a, b| {
-        let (ma, mb) = (&a.1.pod.metadata, &b.1.pod.metadata);
-        (&ma.namespace, &ma.name, a.0).cmp(&(&mb.namespace, &mb.name, b.0))
-    });
-    pods
-}
-
-/// Waiting pods, as records with NODE `<none>`.
-fn pending_records(data: &ConsoleData) -> Vec<PodRecord> {
-    data.world
-        .as_ref()
-        .map(|w| {
-            w.pending
-                .iter()
-                .map(|p| PodRecord {
-                    pod: p.pod.clone(),
-                    status: p.status.clone(),
-                    uid: String::new(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// NAME READY STATUS RESTARTS CPU MEM NODE AGE (NAMESPACE first when all).
+/// NAME READY STATUS RESTARTS CPU MEM NODE AGE (NAMESPACE first when all):
+/// every pod the agents report, sorted by namespace, name and node, then
+/// the pods waiting for a node in the order the store lists them.
 ///
-/// Thousands of pods: the rows hold only their keys, and the cells of a
-/// row are made when it is drawn (or filtered), from the same snapshot.
+/// Thousands of pods, rebuilt whenever the data changes: the rows are only
+/// [`PodRef`]s, sorted by keys borrowed from the snapshot, and a row's
+/// cells are made when it is drawn (or filtered).
 pub fn pods_table(data: &ConsoleData, scope: &PodScope, now: DateTime<Utc>) -> Table {
-    let pending = Arc::new(pending_records(data));
-    let mut rows = Vec::new();
-    let placed = all_pods(data);
-    let waiting = pending.iter().map(|r| ("", r));
-    for (node, record) in placed.into_iter().chain(waiting) {
-        let meta = &record.pod.metadata;
-        if scope
+    let snapshot = &data.snapshot;
+    let wanted = |pod: &Pod| {
+        scope
             .namespace
             .as_ref()
-            .is_some_and(|ns| *ns != meta.namespace)
-            || scope.node.as_ref().is_some_and(|n| n != node)
-            || scope
+            .is_none_or(|ns| *ns == pod.metadata.namespace)
+            && scope
                 .deployment
                 .as_ref()
-                .is_some_and(|d| crate::controller::naming::owner(&record.pod) != Some(d.as_str()))
-        {
+                .is_none_or(|d| crate::controller::naming::owner(pod) == Some(d.as_str()))
+    };
+    // Node names sort as their rank in name order, so the third part of
+    // the key is an integer (names are unique: they are the nodes' identity).
+    let mut by_name: Vec<usize> = (0..snapshot.nodes.len()).collect();
+    by_name.sort_unstable_by(|&a, &b| snapshot.nodes[a].name.cmp(&snapshot.nodes[b].name));
+    let mut node_rank = vec![0u32; by_name.len()];
+    for (r, &n) in by_name.iter().enumerate() {
+        node_rank[n] = r as u32;
+    }
+    /// A placed pod with its sort key. Comparing strings was most of a
+    /// rebuild (a `memcmp` call each for namespace and name, in every one
+    /// of the merge's ~30,000 steps), so the key starts with integers: the
+    /// namespace's rank among the few namespaces, then the name's first
+    /// eight bytes, big-endian and zero-padded (ordered as the strings
+    /// are). The whole name is compared only when those are equal, and the
+    /// node's rank only when the names are too (a stale copy).
+    struct Sortable<'a> {
+        head: (u64, u64),
+        name: &'a str,
+        at: PodRef,
+    }
+    fn prefix(name: &str) -> u64 {
+        let mut bytes = [0u8; 8];
+        let n = name.len().min(8);
+        bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+        u64::from_be_bytes(bytes)
+    }
+    let mut placed: Vec<Sortable> =
+        Vec::with_capacity(snapshot.nodes.iter().map(|n| n.pods.len()).sum());
+    // Namespaces numbered as first met; ranked once all are known. A
+    // node's pods come grouped by namespace, so the lookup runs only
+    // where the namespace changes.
+    let mut namespaces: Vec<&str> = Vec::new();
+    for (n, node) in snapshot.nodes.iter().enumerate() {
+        if scope.node.as_ref().is_some_and(|s| *s != node.name) {
             continue;
         }
-        rows.push(Row {
-            key: RowKey::Pod {
-                namespace: meta.namespace.clone(),
-                name: meta.name.clone(),
-                node: node.to_string(),
-            },
-            cells: Vec::new(),
-        });
+        let mut last: Option<(&str, u64)> = None;
+        for (p, record) in node.pods.iter().enumerate() {
+            if !wanted(&record.pod) {
+                continue;
+            }
+            let meta = &record.pod.metadata;
+            let ns = match last {
+                Some((text, id)) if text == meta.namespace => id,
+                _ => {
+                    let id = namespaces
+                        .iter()
+                        .position(|&known| known == meta.namespace)
+                        .unwrap_or_else(|| {
+                            namespaces.push(&meta.namespace);
+                            namespaces.len() - 1
+                        }) as u64;
+                    last = Some((&meta.namespace, id));
+                    id
+                }
+            };
+            placed.push(Sortable {
+                head: (ns, prefix(&meta.name)),
+                name: &meta.name,
+                at: PodRef {
+                    node: n as u32,
+                    pod: p as u32,
+                },
+            });
+        }
+    }
+    let mut ns_order: Vec<usize> = (0..namespaces.len()).collect();
+    ns_order.sort_unstable_by_key(|&i| namespaces[i]);
+    let mut ns_rank = vec![0u64; namespaces.len()];
+    for (r, &i) in ns_order.iter().enumerate() {
+        ns_rank[i] = r as u64;
+    }
+    for s in &mut placed {
+        s.head.0 = ns_rank[s.head.0 as usize];
+    }
+    // Each node's pods come sorted by (namespace, name), so this is a run
+    // per node: the stable sort finds the runs and only merges them.
+    placed.sort_by(|a, b| {
+        a.head.cmp(&b.head).then_with(|| {
+            a.name
+                .cmp(b.name)
+                .then_with(|| node_rank[a.at.node as usize].cmp(&node_rank[b.at.node as usize]))
+        })
+    });
+    let mut refs: Vec<PodRef> = placed.into_iter().map(|s| s.at).collect();
+    if scope.node.is_none()
+        && let Some(world) = &data.world
+    {
+        refs.extend(
+            (0..world.pending.len())
+                .filter(|&i| wanted(&world.pending[i].pod))
+                .map(|i| PodRef {
+                    node: PodRef::PENDING,
+                    pod: i as u32,
+                }),
+        );
     }
     let mut headers = Vec::new();
     let show_namespace = scope.namespace.is_none();
@@ -331,48 +527,29 @@ pub fn pods_table(data: &ConsoleData, scope: &PodScope, now: DateTime<Utc>) -> T
     headers.extend([
         "NAME", "READY", "STATUS", "RESTARTS", "CPU", "MEM", "NODE", "AGE",
     ]);
-    let snapshot = Arc::clone(&data.snapshot);
-    let formatter: Formatter = Arc::new(move |key: &RowKey| {
-        let RowKey::Pod {
-            namespace,
-            name,
-            node,
-        } = key
-        else {
-            return Vec::new();
-        };
-        let view = snapshot.node(node);
-        let record = match view {
-            Some(view) => view.pod(namespace, name),
-            None => pending
-                .iter()
-                .find(|r| r.pod.metadata.namespace == *namespace && r.pod.metadata.name == *name),
-        };
-        let Some(record) = record else {
-            return Vec::new();
-        };
-        let reachable = view.is_none_or(|v| v.status != NodeStatus::Unreachable);
-        let stats = view.and_then(|v| v.stats_of(&record.uid));
-        pod_cells(record, node, reachable, stats, show_namespace, now)
-    });
     Table {
         headers,
-        rows,
-        formatter: Some(formatter),
+        rows: Rows::Pods(PodRows {
+            snapshot: Arc::clone(snapshot),
+            world: data.world.clone(),
+            refs,
+            show_namespace,
+            now,
+        }),
     }
 }
 
 /// One pod's row.
 fn pod_cells(
-    record: &PodRecord,
+    pod: &Pod,
+    status: &PodStatus,
     node: &str,
     reachable: bool,
     stats: Option<&crate::agent::protocol::messages::PodStats>,
     show_namespace: bool,
     now: DateTime<Utc>,
 ) -> Vec<Cell> {
-    let meta = &record.pod.metadata;
-    let status = &record.status;
+    let meta = &pod.metadata;
     let (cpu, memory) = stats.map_or((None, None), |s| {
         let cpu: Option<u64> = s
             .containers
@@ -401,7 +578,7 @@ fn pod_cells(
         Cell::text(format!(
             "{}/{}",
             status.ready_containers(),
-            record.pod.spec.containers.len()
+            pod.spec.containers.len()
         )),
         Cell::status(status_text),
         Cell::new(

@@ -139,7 +139,7 @@ fn enter_drills_node_to_pods_to_containers_and_esc_goes_back() {
     app.on_key(key(KeyCode::Enter));
     app.refresh();
     assert_eq!(app.screen().view.title(), "Pods on node1");
-    assert_eq!(app.screen().table.rows.len(), 10);
+    assert_eq!(app.screen().table.len(), 10);
     app.on_key(key(KeyCode::Enter));
     let buffer = render(&mut app, 120, 12);
     assert_snapshot("containers", &buffer);
@@ -189,6 +189,113 @@ fn k_kills_the_selected_pod_at_once() {
         }
         other => panic!("expected one kill, got {other:?}"),
     }
+}
+
+/// The rows' order is the old sort's: (namespace, name, node), node by
+/// name, then the waiting pods in the store's order. Names that share
+/// their first eight bytes, are shorter than eight or are a prefix of
+/// another, namespaces met in any order and a pod reported by two nodes
+/// check the sort key's integer head against plain string order.
+#[test]
+fn pods_sort_by_namespace_name_and_node_and_the_selection_follows_its_pod() {
+    use crate::controller::world::{PendingPod, World};
+    let mut data = fixture::cluster(12, 120);
+    let mut snapshot = (*data.snapshot).clone();
+    let template = snapshot.nodes[0].pods[0].clone();
+    let renamed = |namespace: &str, name: &str| {
+        let mut record = template.clone();
+        record.pod.metadata.namespace = namespace.into();
+        record.pod.metadata.name = name.into();
+        record
+    };
+    // Nodes by index: node1, node10, node11 and node2 (name order is not
+    // file order).
+    let extra = [
+        (0, "zeta", "web-0000"),
+        (9, "kube", "web-00000"),
+        (10, "a", "web"),
+        (1, "a", "web-00001"),
+        (9, "kube", "web-00000x"),
+        (10, "default", "web-00001"),
+        (1, "default", "web-0000\u{e9}"),
+        // Also on node10: "node10" sorts before "node2".
+        (1, "default", "web-00009"),
+    ];
+    for (n, namespace, name) in extra {
+        let node = Arc::make_mut(&mut snapshot.nodes[n]);
+        let mut pods = node.pods.to_vec();
+        pods.push(renamed(namespace, name));
+        pods.sort_by(|a, b| {
+            (&a.pod.metadata.namespace, &a.pod.metadata.name)
+                .cmp(&(&b.pod.metadata.namespace, &b.pod.metadata.name))
+        });
+        node.pods = pods.into();
+    }
+    let pending = |name: &str| PendingPod {
+        pod: renamed("default", name).pod,
+        status: Default::default(),
+    };
+    data.world = Some(Arc::new(World {
+        pending: vec![pending("zz-waiting"), pending("aa-waiting")],
+        ..Default::default()
+    }));
+    data.snapshot = Arc::new(snapshot);
+    let mut expected: Vec<(String, String, String)> = data
+        .snapshot
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.pods.iter().map(|r| {
+                let meta = &r.pod.metadata;
+                (meta.namespace.clone(), meta.name.clone(), n.name.clone())
+            })
+        })
+        .collect();
+    expected.sort();
+    for name in ["zz-waiting", "aa-waiting"] {
+        expected.push(("default".into(), name.into(), String::new()));
+    }
+    let mut app = app(data);
+    app.run_command("pods");
+    app.refresh();
+    let keys = |app: &App| -> Vec<(String, String, String)> {
+        let table = &app.screen().table;
+        (0..table.len())
+            .map(|i| match table.key(i) {
+                Some(RowKey::Pod {
+                    namespace,
+                    name,
+                    node,
+                }) => (namespace, name, node),
+                other => panic!("not a pod row: {other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(keys(&app), expected);
+
+    // The stale copy of web-00000 on node10 (the fixture's is on node1,
+    // the row before it).
+    let stale = expected
+        .iter()
+        .position(|k| *k == ("kube".into(), "web-00000".into(), "node10".into()))
+        .expect("web-00000 on node10");
+    assert_eq!(expected[stale - 1].2, "node1");
+    for _ in 0..stale {
+        app.on_key(key(KeyCode::Down));
+    }
+    // A pod that sorts first arrives: the selection stays on its pod.
+    let mut snapshot = (*app.data.snapshot).clone();
+    let node = Arc::make_mut(&mut snapshot.nodes[3]);
+    let mut pods = node.pods.to_vec();
+    pods.insert(0, renamed("a", "a"));
+    node.pods = pods.into();
+    app.set_snapshot(Arc::new(snapshot));
+    app.refresh();
+    assert_eq!(app.screen().selected, stale + 1);
+    assert!(matches!(
+        app.screen().selected_key(),
+        Some(RowKey::Pod { name, node, .. }) if name == "web-00000" && node == "node10"
+    ));
 }
 
 #[test]
@@ -271,10 +378,11 @@ fn command_mode_completes_and_switches_views() {
     app.on_key(key(KeyCode::Enter));
     app.run_command("pods");
     app.refresh();
-    assert!(!app.screen().table.rows.is_empty());
-    assert!(app.screen().table.rows.iter().all(|r| matches!(
-        &r.key,
-        RowKey::Pod { namespace, .. } if namespace == "kube"
+    assert!(!app.screen().table.is_empty());
+    let table = &app.screen().table;
+    assert!((0..table.len()).all(|i| matches!(
+        table.key(i),
+        Some(RowKey::Pod { namespace, .. }) if namespace == "kube"
     )));
     app.on_key(ch(':'));
     type_text(&mut app, "bogus");
@@ -292,7 +400,7 @@ fn filter_takes_a_substring_or_a_regex_and_a_bad_regex_says_why() {
     app.on_key(key(KeyCode::Enter));
     app.refresh();
     // web-7, 17 and 27 crash-loop, but 17 is on the unreachable node3: Unknown.
-    assert_eq!(app.screen().table.rows.len(), 2);
+    assert_eq!(app.screen().table.len(), 2);
     app.on_key(ch('/'));
     // The filter line starts with the current filter: clear it first.
     for _ in 0..10 {
@@ -301,7 +409,7 @@ fn filter_takes_a_substring_or_a_regex_and_a_bad_regex_says_why() {
     type_text(&mut app, "/web-0000[12]$/");
     app.on_key(key(KeyCode::Enter));
     app.refresh();
-    assert_eq!(app.screen().table.rows.len(), 2);
+    assert_eq!(app.screen().table.len(), 2);
     app.on_key(ch('/'));
     for _ in 0..20 {
         app.on_key(key(KeyCode::Backspace));
@@ -311,11 +419,7 @@ fn filter_takes_a_substring_or_a_regex_and_a_bad_regex_says_why() {
     let (text, error, _) = app.footer.clone().expect("a message");
     assert!(error && text.contains("regex parse error"), "{text}");
     app.refresh();
-    assert_eq!(
-        app.screen().table.rows.len(),
-        2,
-        "the previous filter stays"
-    );
+    assert_eq!(app.screen().table.len(), 2, "the previous filter stays");
 }
 
 #[test]
@@ -343,20 +447,17 @@ fn manifests_view_lists_each_object_and_a_applies_it() {
     let mut app = app(data);
     app.run_command("manifests");
     app.refresh();
-    let rows = &app.screen().table.rows;
+    let table = &app.screen().table;
+    let rows: Vec<_> = (0..table.len()).map(|i| table.cells(i)).collect();
     assert_eq!(rows.len(), 4, "{rows:?}");
     let broken = rows
         .iter()
-        .find(|r| r.cells[0].text.ends_with("broken.yaml"))
+        .find(|cells| cells[0].text.ends_with("broken.yaml"))
         .expect("the broken file is listed");
-    assert!(
-        broken.cells[4].text.contains("broken.yaml"),
-        "{:?}",
-        broken.cells[4]
-    );
+    assert!(broken[4].text.contains("broken.yaml"), "{:?}", broken[4]);
     let deployment = rows
         .iter()
-        .position(|r| r.cells[1].text == "Deployment")
+        .position(|cells| cells[1].text == "Deployment")
         .expect("the deployment");
     for _ in 0..deployment {
         app.on_key(key(KeyCode::Down));
