@@ -13,14 +13,15 @@ use chrono::Utc;
 use flotilla::agent::node::{DiskUsage, MetricsSeries, NodeFacts};
 use flotilla::agent::protocol::messages::{
     AcquireLease, CreatePod, DeletePod, Empty, Event, EventFilter, EventType, GetObject,
-    LeaseGrant, LeaseReleased, LeaseState, ListObjects, ListPods, LogRecord, LogStream, LogsQuery,
-    MetricsQuery, NetworkSettings, NetworkState, Notice, ObjectList, ObjectRecord, PodList,
-    PodRecord, PodRef, PodStats, PodStatsList, PutObject, PutReply, ReleaseLease, StatsQuery,
-    StopPod, WatchObjects,
+    LeaseGrant, LeaseReleased, LeaseState, ListObjects, ListPods, LogBatch, LogRecord, LogStream,
+    LogsQuery, MetricsQuery, NetworkSettings, NetworkState, Notice, ObjectList, ObjectRecord,
+    PodList, PodRecord, PodRef, PodStats, PodStatsList, PutObject, PutReply, ReleaseLease,
+    StatsQuery, StopPod, WatchObjects,
 };
 use flotilla::agent::protocol::{
-    AgentService, BindError, Client, ClientError, ClientOptions, ErrorCode, PROTOCOL_VERSION,
-    Server, ServerConfig, ServiceError, ServiceResult, ServiceStream, bind_socket, method,
+    AgentService, BindError, Client, ClientError, ClientOptions, ErrorCode, LOG_BATCH_CAPABILITY,
+    PROTOCOL_VERSION, Server, ServerConfig, ServiceError, ServiceResult, ServiceStream,
+    bind_socket, method,
 };
 use flotilla::api::status::{PodPhase, PodStatus};
 use flotilla::api::{ObjectMeta, Pod, PodSpec};
@@ -211,39 +212,53 @@ impl AgentService for Fake {
         self.get(&pod)
     }
 
-    async fn pod_logs(&self, query: LogsQuery) -> ServiceResult<ServiceStream<LogRecord>> {
+    async fn pod_logs(&self, query: LogsQuery) -> ServiceResult<ServiceStream<LogBatch>> {
         let guard = LiveGuard::new(&self.live_streams);
+        let one = |record: LogRecord| LogBatch {
+            records: vec![record],
+        };
         match query.name.as_str() {
             "missing" => Err(ServiceError::NotFound(
                 "pod default/missing not found".into(),
             )),
             // A slow endless follow: one line every 10 ms.
-            "endless" => Ok(stream::unfold((0u64, guard), |(n, guard)| async move {
+            "endless" => Ok(stream::unfold((0u64, guard), move |(n, guard)| async move {
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                Some((Ok(Fake::log(n)), (n + 1, guard)))
+                Some((Ok(one(Fake::log(n))), (n + 1, guard)))
             })
             .boxed()),
             // As fast as the connection takes it, 8 KiB a line.
-            "flood" => Ok(stream::unfold(guard, |guard| async move {
+            "flood" => Ok(stream::unfold(guard, move |guard| async move {
                 tokio::task::yield_now().await;
                 let rec = LogRecord {
                     text: "x".repeat(8192),
                     ..Fake::log(0)
                 };
-                Some((Ok(rec), guard))
+                Some((Ok(one(rec)), guard))
             })
             .boxed()),
             // Two lines, then a failure.
             "failing" => Ok(stream::iter(vec![
-                Ok(Fake::log(0)),
-                Ok(Fake::log(1)),
+                Ok(one(Fake::log(0))),
+                Ok(one(Fake::log(1))),
                 Err(ServiceError::Internal("the log file vanished".into())),
             ])
             .chain(stream::unfold(guard, |_| async { None }))
             .boxed()),
+            // Batches of 1, 2, 3, … records, numbered on across them.
+            "batched" => {
+                let batches = (1..=query.tail.unwrap_or(10)).scan(0u64, |next, size| {
+                    let records = (*next..*next + size).map(Fake::log).collect();
+                    *next += size;
+                    Some(Ok(LogBatch { records }))
+                });
+                Ok(stream::iter(batches.collect::<Vec<_>>())
+                    .chain(stream::unfold(guard, |_| async { None }))
+                    .boxed())
+            }
             _ => {
                 let n = query.tail.unwrap_or(3).min(100);
-                Ok(stream::iter((0..n).map(|i| Ok(Fake::log(i))))
+                Ok(stream::iter((0..n).map(move |i| Ok(one(Fake::log(i)))))
                     .chain(stream::unfold(guard, |_| async { None }))
                     .boxed())
             }
@@ -830,6 +845,127 @@ async fn a_garbage_flood_does_not_slow_another_client() {
     assert!(rounds > 100, "the flood was real: {rounds} rounds");
     assert_eq!(errors, rounds * 3, "one error reply per bad line");
     assert!(worst < Duration::from_secs(1), "worst call took {worst:?}");
+}
+
+#[tokio::test]
+async fn log_batches_pass_whole_and_in_order_and_flatten_for_old_clients() {
+    let agent = Agent::start(ServerConfig::default()).await;
+    let client = agent.client().await;
+    assert!(client.supports(LOG_BATCH_CAPABILITY));
+    let query = LogsQuery {
+        tail: Some(20),
+        ..LogsQuery::new(&PodRef::new("default", "batched"))
+    };
+    let numbers = |records: &[LogRecord]| {
+        records
+            .iter()
+            .map(|r| {
+                r.text
+                    .strip_prefix("line ")
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // Batches arrive as the service made them: 1, 2, … 20 records.
+    let batches: Vec<Vec<LogRecord>> = client
+        .log_batches(&query)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    assert_eq!(sizes, (1..=20).collect::<Vec<_>>());
+    let total = 20 * 21 / 2;
+    assert_eq!(numbers(&batches.concat()), (0..total).collect::<Vec<_>>());
+
+    // One at a time, the same records.
+    let records: Vec<LogRecord> = client
+        .logs(&query)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(records, batches.concat());
+
+    // On the wire: with `batch`, one item a batch; without (a client that
+    // predates batches), one record an item, in the same order.
+    let mut raw = agent.raw().await;
+    raw.hello().await;
+    raw.send(b"{\"id\":1,\"method\":\"pods.logs\",\"params\":{\"name\":\"batched\",\"tail\":3,\"batch\":true}}\n")
+        .await;
+    for size in 1..=3 {
+        let item = raw.recv().await;
+        assert_eq!(
+            item["stream"]["records"].as_array().unwrap().len(),
+            size,
+            "{item}"
+        );
+    }
+    assert_eq!(raw.recv().await, json!({"id": 1, "end": true}));
+    raw.send(b"{\"id\":2,\"method\":\"pods.logs\",\"params\":{\"name\":\"batched\",\"tail\":3}}\n")
+        .await;
+    for n in 0..6 {
+        let item = raw.recv().await;
+        assert_eq!(item["stream"]["text"], format!("line {n}"), "{item}");
+    }
+    assert_eq!(raw.recv().await, json!({"id": 2, "end": true}));
+    agent.wait_streams_gone().await;
+}
+
+#[tokio::test]
+async fn logs_from_an_agent_without_batches_come_one_record_a_batch() {
+    // An agent that predates batches: hello lists no `pods.logs.batch`, and
+    // it would refuse the unknown `batch` param. This one answers by hand
+    // and checks the client left it out.
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let old_agent = tokio::spawn(async move {
+        let (r, mut w) = tokio::io::split(theirs);
+        let mut lines = BufReader::new(r).lines();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let request: Value = serde_json::from_str(&line).unwrap();
+            let id = request["id"].clone();
+            let reply = match request["method"].as_str().unwrap() {
+                "hello" => vec![json!({"id": id, "result": {
+                    "version": "flotilla/1", "agentVersion": "flotilla-agent 0.0.9",
+                    "node": "old", "capabilities": ["hello", "pods.logs"]}})],
+                "pods.logs" => {
+                    assert!(request["params"].get("batch").is_none(), "{request}");
+                    let mut replies: Vec<Value> = (0..3)
+                        .map(|n| json!({"id": id, "stream": {"stream": "stdout", "text": format!("line {n}")}}))
+                        .collect();
+                    replies.push(json!({"id": id, "end": true}));
+                    replies
+                }
+                other => panic!("unexpected {other}"),
+            };
+            for reply in reply {
+                w.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
+            }
+        }
+    });
+    let client = Client::connect(ours, ClientOptions::default())
+        .await
+        .unwrap();
+    assert!(!client.supports(LOG_BATCH_CAPABILITY));
+    let batches: Vec<Vec<LogRecord>> = client
+        .log_batches(&LogsQuery::new(&PodRef::new("default", "web")))
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let texts: Vec<Vec<&str>> = batches
+        .iter()
+        .map(|b| b.iter().map(|r| r.text.as_str()).collect())
+        .collect();
+    assert_eq!(texts, [["line 0"], ["line 1"], ["line 2"]]);
+    drop(client);
+    old_agent.abort();
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
-use super::logs::{LogQuery, Streams, read_logs};
+use super::logs::{BatchLimits, LogQuery, Streams, read_logs};
 use super::network::NetworkError;
 use super::node::{MetricsHandle, NodeFacts, Sampler, read_facts, spawn_sampler};
 use super::objects::store::{check_kind, check_namespace};
@@ -32,9 +32,9 @@ use super::protocol::ErrorCode;
 use super::protocol::messages::{
     AcquireLease, ContainerStats, CreatePod, DeletePod, Empty, Event, EventFilter, EventType,
     GetObject, LeaseGrant, LeaseRefused, LeaseReleased, LeaseState, ListObjects, ListPods,
-    LogRecord, LogStream, LogsQuery, MetricsQuery, NetworkSettings, NetworkState, ObjectConflict,
-    ObjectList, ObjectRecord, PodList, PodRecord, PodRef, PodStats, PodStatsList, PutObject,
-    PutReply, ReleaseLease, StatsQuery, StopPod, WatchObjects,
+    LogBatch, LogRecord, LogStream, LogsQuery, MetricsQuery, NetworkSettings, NetworkState,
+    ObjectConflict, ObjectList, ObjectRecord, PodList, PodRecord, PodRef, PodStats, PodStatsList,
+    PutObject, PutReply, ReleaseLease, StatsQuery, StopPod, WatchObjects,
 };
 use super::protocol::server::{AgentService, ServiceError, ServiceResult, ServiceStream};
 
@@ -229,6 +229,22 @@ fn lease_error(err: LeaseError) -> ServiceError {
     }
 }
 
+/// A record as the protocol carries it. The content moves into the text
+/// when it is UTF-8 (the common case, no copy); other bytes are replaced by
+/// U+FFFD, as kubectl shows them.
+fn wire_record(record: super::logs::LogRecord, timestamps: bool) -> LogRecord {
+    LogRecord {
+        time: timestamps.then(|| chrono::DateTime::<Utc>::from(record.time)),
+        stream: match record.stream {
+            super::logs::Stream::Stdout => LogStream::Stdout,
+            super::logs::Stream::Stderr => LogStream::Stderr,
+        },
+        partial: record.partial,
+        text: String::from_utf8(record.content)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
 /// Milliseconds, rounded up: a client that waits this long and retries
 /// finds the lease free, not "0 ms more".
 fn millis_up(d: Duration) -> u64 {
@@ -343,7 +359,7 @@ impl AgentService for Daemon {
             .await
     }
 
-    async fn pod_logs(&self, query: LogsQuery) -> ServiceResult<ServiceStream<LogRecord>> {
+    async fn pod_logs(&self, query: LogsQuery) -> ServiceResult<ServiceStream<LogBatch>> {
         let q = query.clone();
         let (path, record, container) = self
             .blocking(move |m| {
@@ -358,8 +374,11 @@ impl AgentService for Daemon {
             .await?;
         let manager = self.manager.clone();
         let follow = query.follow && !query.previous && manager.is_running(&record, &container);
-        let (sender, receiver) = tokio::sync::mpsc::channel::<ServiceResult<LogRecord>>(256);
-        let reader = read_logs(
+        // Batches, not records, cross from the reading thread: a busy log
+        // costs one send (and one wake of the connection) per batch. A few
+        // batches of slack let the reader run ahead while a batch is written.
+        let (sender, receiver) = tokio::sync::mpsc::channel::<ServiceResult<LogBatch>>(4);
+        let mut reader = read_logs(
             &path,
             &LogQuery {
                 tail: query.tail.map(|t| t as usize),
@@ -370,31 +389,36 @@ impl AgentService for Daemon {
             },
         );
         let stop = reader.stop_handle();
+        let timestamps = query.timestamps;
         tokio::task::spawn_blocking(move || {
             let mut last_check = Instant::now();
-            for item in reader {
-                let item = item
-                    .map(|r| LogRecord {
-                        time: query
-                            .timestamps
-                            .then(|| chrono::DateTime::<Utc>::from(r.time)),
-                        stream: match r.stream {
-                            super::logs::Stream::Stdout => LogStream::Stdout,
-                            super::logs::Stream::Stderr => LogStream::Stderr,
-                        },
-                        partial: r.partial,
-                        text: String::from_utf8_lossy(&r.content).into_owned(),
-                    })
-                    .map_err(|e| {
-                        ServiceError::Internal(format!("reading {}: {e}", path.display()))
-                    });
-                if sender.blocking_send(item).is_err() {
+            while let Some(batch) = reader.next_batch(BatchLimits::default()) {
+                let batch = match batch {
+                    // Nothing new within a poll: only the checks below.
+                    Ok(records) if records.is_empty() => None,
+                    Ok(records) => Some(Ok(LogBatch {
+                        records: records
+                            .into_iter()
+                            .map(|r| wire_record(r, timestamps))
+                            .collect(),
+                    })),
+                    Err(e) => Some(Err(ServiceError::Internal(format!(
+                        "reading {}: {e}",
+                        path.display()
+                    )))),
+                };
+                if let Some(batch) = batch
+                    && sender.blocking_send(batch).is_err()
+                {
                     break;
                 }
-                // Following ends with the container (or when the client goes).
+                if sender.is_closed() {
+                    break; // the client went away
+                }
+                // Following ends with the container.
                 if follow && last_check.elapsed() > Duration::from_millis(500) {
                     last_check = Instant::now();
-                    if !manager.is_running(&record, &container) || sender.is_closed() {
+                    if !manager.is_running(&record, &container) {
                         stop.stop();
                     }
                 }

@@ -241,25 +241,30 @@ pub fn logs(
             ..LogsQuery::new(&PodRef::new(namespace, name))
         };
         let mut stream = client_of(fleet, node)?
-            .logs(&query)
+            .log_batches(&query)
             .await
             .with_context(|| format!("logs of pod {name:?} on {node}"))?;
-        let mut out = std::io::stdout().lock();
+        // Stdout alone is line-buffered: a write per record. Buffered here
+        // and flushed once a batch, a busy log costs a write per batch, and
+        // a follower still shows each batch as soon as it arrives.
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
         loop {
-            let record = tokio::select! {
-                record = stream.next() => record,
+            let batch = tokio::select! {
+                batch = stream.next() => batch,
                 _ = tokio::signal::ctrl_c() => break,
             };
-            let Some(record) = record else { break };
-            let record = record.with_context(|| format!("logs of pod {name:?} on {node}"))?;
-            if write_record(&mut out, &record, args.timestamps).is_err() {
+            let Some(batch) = batch else { break };
+            let batch = batch.with_context(|| format!("logs of pod {name:?} on {node}"))?;
+            let written = batch
+                .iter()
+                .try_for_each(|record| write_record(&mut out, record, args.timestamps))
+                .and_then(|()| if args.follow { out.flush() } else { Ok(()) });
+            if written.is_err() {
                 // The reader went away (`| head`): not an error.
                 break;
             }
-            if args.follow {
-                let _ = out.flush();
-            }
         }
+        let _ = out.flush();
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -33,7 +33,8 @@ use std::time::SystemTime;
 
 pub use display::{JoinPartials, MAX_JOINED_LINE, join_partials, printable};
 pub use reader::{
-    LogQuery, LogReader, ParseError, ReadStats, StopHandle, Streams, parse_record, read_logs,
+    BatchLimits, LogQuery, LogReader, ParseError, ReadStats, StopHandle, Streams, parse_record,
+    read_logs,
 };
 pub use writer::{CriLogWriter, Rotation, WriteError};
 

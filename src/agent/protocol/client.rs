@@ -31,11 +31,11 @@ use tokio::task::AbortHandle;
 use super::codec::{LineError, LineReader, MAX_REPLY_LINE};
 use super::messages::{
     AcquireLease, CancelParams, CreatePod, DeletePod, Empty, ErrorBody, ErrorCode, Event,
-    EventFilter, GetObject, HelloParams, HelloReply, LeaseGrant, LeaseReleased, LeaseState,
-    ListObjects, ListPods, LogRecord, LogsQuery, MetricsQuery, NetworkSettings, NetworkState,
-    Notice, ObjectList, ObjectRecord, PodList, PodRecord, PodRef, PodStatsList, PutObject,
-    PutReply, ReleaseLease, Reply, Request, RequestId, SUPPORTED_VERSIONS, StatsQuery, StopPod,
-    Streaming, Unary, WatchObjects, method,
+    EventFilter, GetObject, HelloParams, HelloReply, LOG_BATCH_CAPABILITY, LeaseGrant,
+    LeaseReleased, LeaseState, ListObjects, ListPods, LogBatch, LogRecord, LogsQuery, MetricsQuery,
+    NetworkSettings, NetworkState, Notice, ObjectList, ObjectRecord, PodList, PodRecord, PodRef,
+    PodStatsList, PodsLogBatches, PutObject, PutReply, ReleaseLease, Reply, Request, RequestId,
+    SUPPORTED_VERSIONS, StatsQuery, StopPod, Streaming, Unary, WatchObjects, method,
 };
 use crate::agent::node::{MetricsSeries, NodeFacts};
 use crate::api::Pod;
@@ -277,6 +277,10 @@ impl Shared {
 /// stream is cancelled as read too slowly.
 const STREAM_STALL: Duration = Duration::from_secs(2);
 
+/// Log batches a stream holds for a slow consumer (each up to ~64 KiB of
+/// text, so ~4 MiB), in place of [`ClientOptions::stream_buffer`] items.
+const LOG_BATCH_BUFFER: usize = 64;
+
 /// A stream item waiting for room in its consumer's buffer.
 struct Stalled {
     id: RequestId,
@@ -415,9 +419,19 @@ impl Client {
         &self,
         params: &M::Params,
     ) -> Result<CallStream<M::Item>, ClientError> {
+        self.stream_buffered::<M>(params, self.inner.options.stream_buffer)
+            .await
+    }
+
+    /// [`Client::stream`] holding at most `buffer` items for a slow consumer.
+    async fn stream_buffered<M: Streaming>(
+        &self,
+        params: &M::Params,
+        buffer: usize,
+    ) -> Result<CallStream<M::Item>, ClientError> {
         let shared = &self.inner.shared;
         let id = shared.next_id();
-        let (items, rx) = mpsc::channel(self.inner.options.stream_buffer.max(1));
+        let (items, rx) = mpsc::channel(buffer.max(1));
         let end = Arc::new(OnceLock::new());
         let slot = StreamSlot {
             items,
@@ -496,8 +510,33 @@ impl Client {
         self.call::<method::PodsResume>(pod).await
     }
 
-    pub async fn logs(&self, query: &LogsQuery) -> Result<CallStream<LogRecord>, ClientError> {
-        self.stream::<method::PodsLogs>(query).await
+    /// A container's log one record at a time ([`Client::log_batches`],
+    /// flattened).
+    pub async fn logs(&self, query: &LogsQuery) -> Result<LogRecords, ClientError> {
+        Ok(self.log_batches(query).await?.records())
+    }
+
+    /// A container's log in batches: as the agent sends them when it lists
+    /// [`LOG_BATCH_CAPABILITY`] (`query.batch` is set for it), one record
+    /// a batch from an agent that predates batches (`batch` is left out).
+    pub async fn log_batches(&self, query: &LogsQuery) -> Result<LogBatches, ClientError> {
+        let batch = self.supports(LOG_BATCH_CAPABILITY);
+        let query = LogsQuery {
+            batch,
+            ..query.clone()
+        };
+        let source = if batch {
+            // A batch holds up to ~64 KiB: fewer of them are buffered than
+            // of single items, so a stalled consumer costs a few MiB.
+            let buffer = self.inner.options.stream_buffer.min(LOG_BATCH_BUFFER);
+            LogSource::Batches(
+                self.stream_buffered::<PodsLogBatches>(&query, buffer)
+                    .await?,
+            )
+        } else {
+            LogSource::Records(self.stream::<method::PodsLogs>(&query).await?)
+        };
+        Ok(LogBatches { source })
     }
 
     pub async fn pod_stats(&self, query: &StatsQuery) -> Result<PodStatsList, ClientError> {
@@ -742,6 +781,95 @@ impl<T> Drop for CallStream<T> {
         let shared = &self.client.inner.shared;
         if shared.lock().pending.remove(&self.id).is_some() {
             shared.cancel_soon(self.id);
+        }
+    }
+}
+
+/// A container's log from [`Client::log_batches`], a batch at a time, oldest
+/// first; it ends as a [`CallStream`] does, and dropping it cancels it.
+pub struct LogBatches {
+    source: LogSource,
+}
+
+enum LogSource {
+    Batches(CallStream<LogBatch>),
+    /// An agent without batches: one record an item.
+    Records(CallStream<LogRecord>),
+}
+
+impl LogBatches {
+    /// The request id, which `cancel` names.
+    pub fn id(&self) -> RequestId {
+        match &self.source {
+            LogSource::Batches(s) => s.id(),
+            LogSource::Records(s) => s.id(),
+        }
+    }
+
+    /// Asks the agent to end the stream, as [`CallStream::cancel`].
+    pub async fn cancel(self) -> Result<(), ClientError> {
+        match self.source {
+            LogSource::Batches(s) => s.cancel().await,
+            LogSource::Records(s) => s.cancel().await,
+        }
+    }
+
+    /// The same log one record at a time.
+    pub fn records(self) -> LogRecords {
+        LogRecords {
+            batches: self,
+            buffered: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl Stream for LogBatches {
+    type Item = Result<Vec<LogRecord>, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match &mut self.source {
+            LogSource::Batches(s) => Pin::new(s)
+                .poll_next(cx)
+                .map(|item| item.map(|batch| batch.map(|b| b.records))),
+            LogSource::Records(s) => Pin::new(s)
+                .poll_next(cx)
+                .map(|item| item.map(|record| record.map(|r| vec![r]))),
+        }
+    }
+}
+
+/// A container's log from [`Client::logs`], one record at a time.
+pub struct LogRecords {
+    batches: LogBatches,
+    buffered: std::vec::IntoIter<LogRecord>,
+}
+
+impl LogRecords {
+    /// The request id, which `cancel` names.
+    pub fn id(&self) -> RequestId {
+        self.batches.id()
+    }
+
+    /// Asks the agent to end the stream; records still buffered are dropped.
+    pub async fn cancel(self) -> Result<(), ClientError> {
+        self.batches.cancel().await
+    }
+}
+
+impl Stream for LogRecords {
+    type Item = Result<LogRecord, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(record) = self.buffered.next() {
+                return Poll::Ready(Some(Ok(record)));
+            }
+            match Pin::new(&mut self.batches).poll_next(cx) {
+                Poll::Ready(Some(Ok(batch))) => self.buffered = batch.into_iter(),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }

@@ -395,6 +395,55 @@ fn wire_shapes_are_as_documented() {
 }
 
 #[test]
+fn log_batches_are_as_documented_and_left_out_unless_asked() {
+    let pod = PodRef::new("default", "web");
+    // `batch` is not sent when false: an older agent refuses unknown params.
+    let plain = Call::PodsLogs(LogsQuery::new(&pod)).to_request(1).encode();
+    let value: Value = serde_json::from_slice(&plain).unwrap();
+    assert!(value["params"].get("batch").is_none(), "{value}");
+    let batched = Call::PodsLogs(LogsQuery {
+        batch: true,
+        ..LogsQuery::new(&pod)
+    })
+    .to_request(2)
+    .encode();
+    let value: Value = serde_json::from_slice(&batched).unwrap();
+    assert_eq!(value["params"]["batch"], true);
+
+    let batch = LogBatch {
+        records: vec![
+            LogRecord {
+                time: None,
+                stream: LogStream::Stdout,
+                partial: false,
+                text: "a".into(),
+            },
+            LogRecord {
+                time: None,
+                stream: LogStream::Stderr,
+                partial: true,
+                text: "b\n\u{1b}".into(),
+            },
+        ],
+    };
+    round_trip_item::<PodsLogBatches>(batch.clone());
+    assert_eq!(PodsLogBatches::NAME, "pods.logs");
+    // The agent's pre-encoded item line reads as the same reply.
+    let item = serde_json::to_vec(&batch).unwrap();
+    let line = Reply::encode_stream_item(9, &item);
+    assert_eq!(line.last(), Some(&b'\n'));
+    assert!(!line[..line.len() - 1].contains(&b'\n'));
+    let Reply::Stream { id: 9, item } = Reply::decode(&line[..line.len() - 1]).unwrap() else {
+        panic!("not a stream item")
+    };
+    assert_eq!(
+        item,
+        json!({"records": [{"stream": "stdout", "text": "a"}, {"stream": "stderr", "partial": true, "text": "b\n\u{1b}"}]})
+    );
+    assert!(FEATURES.contains(&LOG_BATCH_CAPABILITY));
+}
+
+#[test]
 fn object_and_lease_wire_shapes_are_as_documented() {
     let line = Call::ObjectsPut(PutObject {
         kind: "Deployment".into(),

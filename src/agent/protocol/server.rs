@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, StreamExt, stream};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -42,8 +42,8 @@ use tracing::Instrument;
 use super::codec::{LineError, LineReader, MAX_REQUEST_LINE};
 use super::messages::{
     AcquireLease, Call, CancelParams, Cancelled, CreatePod, DeletePod, Empty, ErrorBody, ErrorCode,
-    Event, EventFilter, GetObject, HelloParams, HelloReply, LeaseGrant, LeaseReleased, LeaseState,
-    ListObjects, ListPods, LogRecord, LogsQuery, METHODS, MetricsQuery, NetworkSettings,
+    Event, EventFilter, FEATURES, GetObject, HelloParams, HelloReply, LeaseGrant, LeaseReleased,
+    LeaseState, ListObjects, ListPods, LogBatch, LogsQuery, METHODS, MetricsQuery, NetworkSettings,
     NetworkState, Notice, ObjectList, ObjectRecord, PodList, PodRecord, PodRef, PodStatsList,
     PutObject, PutReply, ReleaseLease, Reply, Request, RequestId, StatsQuery, StopPod,
     WatchObjects, choose_version,
@@ -132,10 +132,13 @@ pub trait AgentService: Send + Sync + 'static {
     fn pause_pod(&self, pod: PodRef) -> impl Future<Output = ServiceResult<PodRecord>> + Send;
     fn resume_pod(&self, pod: PodRef) -> impl Future<Output = ServiceResult<PodRecord>> + Send;
     /// Fails before streaming when the pod or container does not exist.
+    /// Yields the records in batches of what was written together (never
+    /// empty); the server sends them as they are, or one record an item to
+    /// a client that did not ask for `batch`.
     fn pod_logs(
         &self,
         query: LogsQuery,
-    ) -> impl Future<Output = ServiceResult<ServiceStream<LogRecord>>> + Send;
+    ) -> impl Future<Output = ServiceResult<ServiceStream<LogBatch>>> + Send;
     fn pod_stats(
         &self,
         query: StatsQuery,
@@ -361,9 +364,13 @@ struct Queued {
 }
 
 impl Outbox {
-    /// Queues a line, waiting for room; false once the connection is closing.
+    /// Queues a reply, waiting for room; false once the connection is closing.
     async fn send(&self, reply: &Reply) -> bool {
-        let line = reply.encode();
+        self.send_line(reply.encode()).await
+    }
+
+    /// Queues an encoded line (newline included), as [`Outbox::send`].
+    async fn send_line(&self, line: Vec<u8>) -> bool {
         // A line bigger than the whole budget takes all of it, and goes alone.
         let cost = u32::try_from(line.len().min(self.byte_limit)).unwrap_or(u32::MAX);
         let queue = async {
@@ -574,7 +581,11 @@ impl<S: AgentService> Connection<S> {
             version: version.to_string(),
             agent_version: format!("flotilla-agent {}", env!("CARGO_PKG_VERSION")),
             node: self.service.node_name(),
-            capabilities: METHODS.iter().map(|m| m.to_string()).collect(),
+            capabilities: METHODS
+                .iter()
+                .chain(FEATURES)
+                .map(|m| m.to_string())
+                .collect(),
             pid: Some(std::process::id()),
             agent_binary: std::env::current_exe()
                 .ok()
@@ -632,10 +643,11 @@ impl<S: AgentService> Connection<S> {
     }
 }
 
-/// The typed outcome of a call, made uniform for writing.
+/// The typed outcome of a call, made uniform for writing: a stream's items
+/// come already encoded (their JSON), see [`Reply::encode_stream_item`].
 enum Outcome {
     Unary(Result<Value, ErrorBody>),
-    Stream(Result<BoxStream<'static, Result<Value, ErrorBody>>, ErrorBody>),
+    Stream(Result<BoxStream<'static, Result<Vec<u8>, ErrorBody>>, ErrorBody>),
 }
 
 fn unary<T: Serialize>(result: ServiceResult<T>) -> Outcome {
@@ -651,7 +663,23 @@ fn streaming<T: Serialize + Send + 'static>(result: ServiceResult<ServiceStream<
         stream
             .map(|item| {
                 item.map_err(|e| e.body())
-                    .and_then(|v| serde_json::to_value(v).map_err(encode_error))
+                    .and_then(|v| serde_json::to_vec(&v).map_err(encode_error))
+            })
+            .boxed()
+    }))
+}
+
+/// `pods.logs`: the service's batches as they are when the client asked for
+/// `batch`, else one record an item, as before batches existed.
+fn log_items(batch: bool, result: ServiceResult<ServiceStream<LogBatch>>) -> Outcome {
+    if batch {
+        return streaming(result);
+    }
+    streaming(result.map(|batches| {
+        batches
+            .flat_map(|item| match item {
+                Ok(batch) => stream::iter(batch.records.into_iter().map(Ok)).left_stream(),
+                Err(e) => stream::once(std::future::ready(Err(e))).right_stream(),
             })
             .boxed()
     }))
@@ -674,7 +702,7 @@ async fn dispatch<S: AgentService>(service: &S, call: Call) -> Outcome {
         Call::PodsDelete(p) => unary(service.delete_pod(p).await),
         Call::PodsPause(p) => unary(service.pause_pod(p).await),
         Call::PodsResume(p) => unary(service.resume_pod(p).await),
-        Call::PodsLogs(q) => streaming(service.pod_logs(q).await),
+        Call::PodsLogs(q) => log_items(q.batch, service.pod_logs(q).await),
         Call::PodsStats(q) => unary(service.pod_stats(q).await),
         Call::EventsSubscribe(f) => streaming(service.subscribe_events(f).await),
         Call::ObjectsPut(p) => unary(service.put_object(p).await),
@@ -760,7 +788,7 @@ async fn run_call<S: AgentService>(
 
 async fn stream_items(
     id: RequestId,
-    mut stream: BoxStream<'static, Result<Value, ErrorBody>>,
+    mut stream: BoxStream<'static, Result<Vec<u8>, ErrorBody>>,
     token: CancellationToken,
     out: Outbox,
     slot: Slot,
@@ -773,11 +801,11 @@ async fn stream_items(
         };
         match next {
             Ok(Some(Ok(item))) => {
-                let line = Reply::Stream { id, item };
+                let line = Reply::encode_stream_item(id, &item);
                 let sent = tokio::select! {
                     biased;
                     _ = token.cancelled() => break Reply::End { id },
-                    sent = out.send(&line) => sent,
+                    sent = out.send_line(line) => sent,
                 };
                 if !sent {
                     return;
@@ -799,6 +827,10 @@ async fn stream_items(
     out.send(&last).await;
 }
 
+/// What the writer gathers before writing: the lines queued in a burst go
+/// out in one write (one SSH packet's worth) rather than one each.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// Drains a connection's queue onto the transport. A write that makes no
 /// progress within `timeout` means the client is not reading: the connection
 /// is closed rather than left to hold its queue and tasks.
@@ -808,7 +840,7 @@ async fn write_loop<W: AsyncWrite>(
     timeout: Duration,
     closing: CancellationToken,
 ) {
-    let mut writer = std::pin::pin!(writer);
+    let mut writer = std::pin::pin!(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, writer));
     loop {
         // Held until written: its byte budget returns only then.
         let queued = tokio::select! {

@@ -3,6 +3,7 @@
 //! rotations, the display helpers, and a property test that any output
 //! survives the round trip.
 
+mod batch;
 mod display;
 mod follow;
 mod props;
