@@ -10,9 +10,11 @@
 //! manager.rs  the lifecycle
 //! status.rs   PodStatus and phase, derived
 //! backoff.rs  the crash-loop back-off schedule
+//! exec.rs     which running process an exec joins, and as what
 //! ```
 
 pub mod backoff;
+pub mod exec;
 pub mod layout;
 pub mod manager;
 pub mod record;
