@@ -70,7 +70,6 @@ pub fn exec(
         // The node's connection outlives the fleet: the exec's channel
         // goes over it, one SSH handshake fewer.
         let ssh = nodes.first().and_then(|node| fleet.ssh(node));
-        tracing::debug!(?nodes, "settled");
         fleet.stop().await;
         tracing::debug!(?nodes, "found the pod; fleet stopped");
         let Some(node) = nodes.first() else {
