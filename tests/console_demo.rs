@@ -6,87 +6,14 @@
 
 mod support;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::TestDir;
 use support::demo::{Demo, stripped_agent};
+use support::tmux::Tmux;
 
 const NAME: &str = "con";
 const SUBNET: &str = "10.97.0.0/24";
-
-/// One tmux server of the test's own (`-L`), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str, width: u16, height: u16) -> Tmux {
-        let tmux = Tmux {
-            socket: format!("flotilla-test-{}", std::process::id()),
-        };
-        let status = Command::new("tmux")
-            .args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d"])
-            .args(["-x", &width.to_string(), "-y", &height.to_string()])
-            .arg(command)
-            .status()
-            .expect("tmux is installed (scripts/test installs it)");
-        assert!(status.success(), "tmux new-session failed");
-        tmux
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let status = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", "0"])
-            .args(keys)
-            .status()
-            .expect("tmux send-keys");
-        assert!(status.success());
-        // A key at a time, as a person types: the console reads them in turn.
-        std::thread::sleep(Duration::from_millis(150));
-    }
-
-    /// `:COMMAND` then Enter, typed a key at a time.
-    fn command(&self, command: &str) {
-        self.keys(&[":"]);
-        for c in command.chars() {
-            self.keys(&[&c.to_string()]);
-        }
-        self.keys(&["Enter"]);
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "0"])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until the screen shows what `done` looks for.
-    fn wait_for(&self, what: &str, deadline: Duration, done: impl Fn(&str) -> bool) -> String {
-        let started = Instant::now();
-        loop {
-            let screen = self.screen();
-            if done(&screen) {
-                return screen;
-            }
-            assert!(
-                started.elapsed() < deadline,
-                "{what}: not within {deadline:?}; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
-    }
-}
 
 /// The console's row of the pod named `name`, if shown.
 fn row<'a>(screen: &'a str, name: &str) -> Option<&'a str> {

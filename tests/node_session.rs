@@ -33,6 +33,7 @@ impl Connector for UnixConnector {
         Ok(Connected {
             client,
             keep_alive: Box::new(()),
+            ssh: None,
             uploaded: false,
             started: false,
         })

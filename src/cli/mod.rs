@@ -10,6 +10,7 @@ pub mod cordon;
 pub mod demo;
 pub mod deployments;
 pub mod describe;
+pub mod exec;
 pub mod get;
 pub mod node;
 pub mod node_remove;
@@ -69,6 +70,8 @@ pub enum Command {
     Kill(pod_verbs::KillArgs),
     /// Print a container's log.
     Logs(pod_verbs::LogsArgs),
+    /// Run a command in a running container (`exec [-it] POD [-c CONTAINER] -- CMD ARGS...`).
+    Exec(exec::ExecArgs),
     /// Set a deployment's replicas (`scale deployment NAME --replicas N`).
     Scale(deployments::ScaleArgs),
     /// Follow a deployment's rollout, or go back to a previous template.
@@ -154,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Delete(args)) => pod_verbs::delete(&args, cli.cluster, &dirs),
         Some(Command::Kill(args)) => pod_verbs::kill(&args, cli.cluster, &dirs),
         Some(Command::Logs(args)) => pod_verbs::logs(&args, cli.cluster, &dirs),
+        Some(Command::Exec(args)) => exec::exec(&args, cli.cluster, &dirs),
         Some(Command::Node(args)) => {
             node::run(&args, cli.cluster, &dirs).map(|()| ExitCode::SUCCESS)
         }

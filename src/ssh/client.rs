@@ -820,6 +820,41 @@ impl SshSession {
         }
     }
 
+    /// Starts `command` on a new channel for a person to use: with `pty`,
+    /// on a pseudo-terminal sshd allocates (so sshd owns the line
+    /// discipline, the window size and the terminal's signals at the other
+    /// end, as `ssh -t` has it); the caller pumps input and output through
+    /// the returned [`Interactive`].
+    pub async fn exec_interactive(
+        &self,
+        command: &str,
+        pty: Option<&PtyRequest>,
+    ) -> Result<Interactive, SshError> {
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.channel_open_error(command, e))?;
+        if let Some(pty) = pty {
+            channel
+                .request_pty(false, &pty.term, pty.cols, pty.rows, 0, 0, &[])
+                .await
+                .map_err(|e| self.lost(e))?;
+        }
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| self.lost(e))?;
+        let (read, write) = channel.split();
+        Ok(Interactive {
+            read,
+            write,
+            address: self.address.clone(),
+            port: self.port,
+            command: short(command),
+        })
+    }
+
     /// Opens a channel to a unix socket on the host (the agent's RPC socket).
     pub async fn open_streamlocal(
         &self,
@@ -872,6 +907,114 @@ impl SshSession {
             port: self.port,
             command: short(command),
             source,
+        }
+    }
+}
+
+/// The terminal an interactive command gets: `TERM` and the window size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PtyRequest {
+    pub term: String,
+    pub cols: u32,
+    pub rows: u32,
+}
+
+/// What an interactive command sends back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// How it ended; the channel closes after.
+    Exit(ExitKind),
+}
+
+/// A running interactive command ([`SshSession::exec_interactive`]).
+/// `next` reads; the other calls write, and take `&self`, so they can run
+/// while a `next` is pending in another branch of a `select!`.
+pub struct Interactive {
+    read: ChannelReadHalf,
+    write: ChannelWriteHalf<client::Msg>,
+    address: String,
+    port: u16,
+    command: String,
+}
+
+impl Interactive {
+    /// The next output, or None once the channel has closed.
+    pub async fn next(&mut self) -> Result<Option<Output>, SshError> {
+        while let Some(msg) = self.read.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => return Ok(Some(Output::Stdout(data.to_vec()))),
+                ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    return Ok(Some(Output::Stderr(data.to_vec())));
+                }
+                ChannelMsg::ExitStatus { exit_status } => {
+                    return Ok(Some(Output::Exit(ExitKind::Code(exit_status))));
+                }
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    return Ok(Some(Output::Exit(ExitKind::Signal(signal_name_of(
+                        &signal_name,
+                    )))));
+                }
+                ChannelMsg::Failure => {
+                    let _ = self.write.close().await;
+                    return Err(SshError::Channel {
+                        address: self.address.clone(),
+                        port: self.port,
+                        command: self.command.clone(),
+                        source: ChannelError::ExecRefused,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sends input (as the channel's window allows).
+    pub async fn send(&self, data: &[u8]) -> Result<(), SshError> {
+        self.write
+            .data_bytes(data.to_vec())
+            .await
+            .map_err(|e| lost_or_protocol(&self.address, self.port, e))
+    }
+
+    /// No more input.
+    pub async fn eof(&self) -> Result<(), SshError> {
+        self.write
+            .eof()
+            .await
+            .map_err(|e| lost_or_protocol(&self.address, self.port, e))
+    }
+
+    /// The local window's new size, for the remote pseudo-terminal.
+    pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), SshError> {
+        self.write
+            .window_change(cols, rows, 0, 0)
+            .await
+            .map_err(|e| lost_or_protocol(&self.address, self.port, e))
+    }
+
+    /// Asks sshd to signal the command (`INT`, `TERM`, …, without `SIG`).
+    pub async fn signal(&self, name: &str) -> Result<(), SshError> {
+        let sig = match name {
+            "INT" => Sig::INT,
+            "TERM" => Sig::TERM,
+            "HUP" => Sig::HUP,
+            "QUIT" => Sig::QUIT,
+            "KILL" => Sig::KILL,
+            other => Sig::Custom(other.to_string()),
+        };
+        self.write
+            .signal(sig)
+            .await
+            .map_err(|e| lost_or_protocol(&self.address, self.port, e))
+    }
+
+    /// Hangs up: sshd closes the command's terminal or pipes.
+    pub async fn close(&self) {
+        if let Err(e) = self.write.close().await {
+            tracing::debug!(error = %e, "closing an interactive channel");
         }
     }
 }

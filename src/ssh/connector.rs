@@ -21,9 +21,11 @@ pub struct SshConnector {
 
 impl Connector for SshConnector {
     async fn connect(&self) -> Result<Connected, Failure> {
-        let session = connect(&self.target)
-            .await
-            .map_err(|e| Failure::new(ssh_failure_kind(&e), e.to_string()))?;
+        let session = Arc::new(
+            connect(&self.target)
+                .await
+                .map_err(|e| Failure::new(ssh_failure_kind(&e), e.to_string()))?,
+        );
         let booted = bootstrap(&session, &self.binary, &self.options)
             .await
             .map_err(|e| Failure::new(bootstrap_failure_kind(&e), e.to_string()))?;
@@ -38,7 +40,8 @@ impl Connector for SshConnector {
         Ok(Connected {
             client: booted.client,
             // The agent's channel rides on this connection.
-            keep_alive: Box::new(session),
+            keep_alive: Box::new(session.clone()),
+            ssh: Some(session),
             uploaded: booted.report.uploaded,
             started: booted.report.started || booted.report.restarted,
         })

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::SshSession;
 use super::bootstrap::{AgentBinary, BootstrapOptions};
 use super::connector::SshConnector;
 use super::session::{self, Failure, NodeSink, SessionOptions};
@@ -92,6 +93,13 @@ impl Fleet {
         self.sink.clients.lock().ok()?.get(node).cloned()
     }
 
+    /// The SSH connection of `node` while its session is connected, for a
+    /// channel of the caller's own (an exec); a clone keeps the connection
+    /// open after the fleet stops.
+    pub fn ssh(&self, node: &str) -> Option<Arc<SshSession>> {
+        self.sink.ssh.lock().ok()?.get(node).cloned()
+    }
+
     /// A cheap handle on the sessions' clients that outlives borrows of the
     /// fleet (the controller keeps one).
     pub fn handle(&self) -> FleetHandle {
@@ -142,6 +150,8 @@ struct Settling {
     changed: Notify,
     /// Each connected node's agent client.
     clients: Mutex<HashMap<String, Client>>,
+    /// Each connected node's SSH connection.
+    ssh: Mutex<HashMap<String, Arc<SshSession>>>,
 }
 
 impl Settling {
@@ -151,6 +161,7 @@ impl Settling {
             settled: Mutex::new(HashSet::new()),
             changed: Notify::new(),
             clients: Mutex::new(HashMap::new()),
+            ssh: Mutex::new(HashMap::new()),
         }
     }
 
@@ -204,6 +215,15 @@ impl NodeSink for Settling {
 
     fn events_since(&self, node: &str) -> Option<u64> {
         self.state.events_since(node)
+    }
+
+    fn ssh(&self, node: &str, ssh: Option<Arc<SshSession>>) {
+        if let Ok(mut sessions) = self.ssh.lock() {
+            match ssh {
+                Some(ssh) => sessions.insert(node.to_string(), ssh),
+                None => sessions.remove(node),
+            };
+        }
     }
 
     fn client(&self, node: &str, client: Option<Client>) {

@@ -26,9 +26,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::{
-    ExecOutput, ExitKind, MAX_CAPTURED_OUTPUT, NoPrompt, PASSPHRASE_ATTEMPTS, PassphraseFuture,
-    PassphrasePrompt, PassphraseRequest, SshSession, SshTarget, connect, connect_with,
-    scan_host_key,
+    ExecOutput, ExitKind, Interactive, MAX_CAPTURED_OUTPUT, NoPrompt, Output, PASSPHRASE_ATTEMPTS,
+    PassphraseFuture, PassphrasePrompt, PassphraseRequest, PtyRequest, SshSession, SshTarget,
+    connect, connect_with, scan_host_key,
 };
 pub use config::{HostSettings, LocalUser, SshConfig, SshConfigError};
 pub use known_hosts::{HostKeyDecision, KnownHostsError, RecordedKey};

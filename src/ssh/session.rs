@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::SshSession;
 use super::reconnect::{Reconnect, ReconnectPolicy};
 use crate::agent::node::{MetricsSample, NodeFacts};
 use crate::agent::protocol::messages::{Event, EventFilter, HelloReply, PodRecord};
@@ -48,6 +49,10 @@ pub struct Connected {
     pub client: Client,
     /// Dropped when the session ends, closing the connection.
     pub keep_alive: Box<dyn Send + Sync>,
+    /// The SSH connection itself, when there is one, for channels of a
+    /// caller's own beside the agent's (an exec). A clone held elsewhere
+    /// keeps the connection open after the session ends.
+    pub ssh: Option<Arc<SshSession>>,
     /// Whether the agent binary had to be uploaded, or serve (re)started.
     pub uploaded: bool,
     pub started: bool,
@@ -81,6 +86,8 @@ pub trait NodeSink: Send + Sync + 'static {
     /// gone), for whoever sends the agent requests of its own (the verbs,
     /// the controller). A clone shares the session's one connection.
     fn client(&self, _node: &str, _client: Option<Client>) {}
+    /// The node's SSH connection while connected (`None` once it is gone).
+    fn ssh(&self, _node: &str, _ssh: Option<Arc<SshSession>>) {}
 }
 
 /// The cluster state is what sessions feed in the product.
@@ -199,6 +206,7 @@ async fn run<C: Connector, S: NodeSink>(
             Err(failure) => failure,
         };
         sink.client(node, None);
+        sink.ssh(node, None);
         let wait = reconnect.after_failure(&options.reconnect);
         tracing::info!(node, kind = %failure.kind, retry_in = ?wait, "{}", failure.reason);
         sink.failed(node, &failure, wait);
@@ -216,6 +224,7 @@ async fn serve_connection<S: NodeSink>(
     let Connected {
         client,
         keep_alive: _keep_alive,
+        ssh,
         ..
     } = connected;
     let deadline = options.call_timeout;
@@ -243,6 +252,7 @@ async fn serve_connection<S: NodeSink>(
     };
     sink.connected(node, client.hello(), &facts);
     sink.client(node, Some(client.clone()));
+    sink.ssh(node, ssh);
 
     let mut last_seq: Option<u64> = None;
     let filter = EventFilter {

@@ -66,11 +66,13 @@ impl View {
             View::Nodes => &[
                 Enter, Describe, Cordon, Uncordon, Drain, Filter, Command, Help,
             ],
-            View::Pods(_) => &[Enter, Logs, Describe, Kill, Delete, Filter, Command, Help],
+            View::Pods(_) => &[
+                Enter, Logs, Shell, Describe, Kill, Delete, Filter, Command, Help,
+            ],
             View::Deployments => &[
                 Enter, Logs, Describe, ScaleUp, ScaleDown, Delete, Filter, Command, Help,
             ],
-            View::Containers { .. } => &[Logs, Describe, Kill, Command, Help],
+            View::Containers { .. } => &[Logs, Shell, Describe, Kill, Command, Help],
             View::Events => &[Describe, Filter, Command, Help],
             View::Manifests => &[Apply, Enter, Filter, Command, Help],
             View::Describe { .. } => &[Up, Down, PageUp, PageDown, Back],
@@ -186,8 +188,21 @@ pub struct App {
     pub page: usize,
     /// Requests made while handling a key, sent with its result.
     pending: Vec<Request>,
+    /// A shell asked for (`s`): the loop suspends the console and hands
+    /// the terminal over, then takes it back.
+    pub shell: Option<ShellTarget>,
     /// Ages are worked out at this time instead of the clock's (tests).
     pub fixed_now: Option<chrono::DateTime<Utc>>,
+}
+
+/// Where a shell goes: a pod's container on its node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShellTarget {
+    pub node: String,
+    pub namespace: String,
+    pub pod: String,
+    /// None: the pod's first container.
+    pub container: Option<String>,
 }
 
 /// Commands of `:` mode, for completion.
@@ -221,6 +236,7 @@ impl App {
             dirty: true,
             page: 20,
             pending: Vec::new(),
+            shell: None,
             fixed_now: None,
         }
     }
@@ -764,6 +780,39 @@ impl App {
                 Request::Kill { namespace, name }
             }
             (
+                Action::Shell,
+                Some(RowKey::Pod {
+                    namespace,
+                    name,
+                    node,
+                }),
+            ) => {
+                self.shell(ShellTarget {
+                    node,
+                    namespace,
+                    pod: name,
+                    container: None,
+                });
+                return Vec::new();
+            }
+            (
+                Action::Shell,
+                Some(RowKey::Container {
+                    namespace,
+                    pod,
+                    node,
+                    name,
+                }),
+            ) => {
+                self.shell(ShellTarget {
+                    node,
+                    namespace,
+                    pod,
+                    container: Some(name),
+                });
+                return Vec::new();
+            }
+            (
                 Action::Delete,
                 Some(RowKey::Pod {
                     namespace, name, ..
@@ -818,6 +867,44 @@ impl App {
             }
         };
         vec![request]
+    }
+
+    /// Asks the loop for a shell, unless the pod has no node yet.
+    fn shell(&mut self, target: ShellTarget) {
+        if target.node.is_empty() {
+            self.message(
+                format!(
+                    "pod/{} has no node yet: nothing runs to open a shell in",
+                    target.pod
+                ),
+                true,
+            );
+        } else {
+            self.shell = Some(target);
+        }
+    }
+
+    /// What a shell's end says in the footer.
+    pub fn shell_ended(&mut self, target: &ShellTarget, result: Result<i32, String>) {
+        let what = match &target.container {
+            Some(c) => format!("pod/{} container {c}", target.pod),
+            None => format!("pod/{}", target.pod),
+        };
+        match result {
+            Ok(0) => self.message(format!("shell in {what} ended"), false),
+            Ok(127) => self.message(
+                format!(
+                    "shell in {what}: the image has no shell (/bin/sh, or its $SHELL) (exit 127)"
+                ),
+                true,
+            ),
+            Ok(code) => self.message(
+                format!("shell in {what} ended with exit code {code}"),
+                code > 128,
+            ),
+            Err(e) => self.message(format!("shell in {what}: {e}"), true),
+        }
+        self.data_changed();
     }
 
     fn confirm(&mut self, prompt: String, request: Request) {

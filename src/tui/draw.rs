@@ -95,6 +95,7 @@ fn short(action: Action) -> &'static str {
         Action::Logs => "logs",
         Action::Describe => "describe",
         Action::Kill => "kill",
+        Action::Shell => "shell",
         Action::Delete => "delete",
         Action::ScaleUp => "scale+",
         Action::ScaleDown => "scale-",

@@ -61,6 +61,8 @@ pub enum Action {
     Describe,
     Apply,
     Kill,
+    /// A shell in the selected pod's (or container's) container.
+    Shell,
     Delete,
     ScaleUp,
     ScaleDown,
@@ -88,7 +90,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order help lists them.
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 32] = [
         Action::Up,
         Action::Down,
         Action::PageUp,
@@ -105,6 +107,7 @@ impl Action {
         Action::Describe,
         Action::Apply,
         Action::Kill,
+        Action::Shell,
         Action::Delete,
         Action::ScaleUp,
         Action::ScaleDown,
@@ -141,6 +144,7 @@ impl Action {
             Action::Describe => "describe",
             Action::Apply => "apply",
             Action::Kill => "kill",
+            Action::Shell => "shell",
             Action::Delete => "delete",
             Action::ScaleUp => "scale-up",
             Action::ScaleDown => "scale-down",
@@ -180,6 +184,7 @@ impl Action {
             Action::Describe => "describe",
             Action::Apply => "apply the manifest",
             Action::Kill => "kill the pod (SIGKILL now)",
+            Action::Shell => "shell in the container ($SHELL or /bin/sh; exit to come back)",
             Action::Delete => "delete (asks first)",
             Action::ScaleUp => "scale up by one",
             Action::ScaleDown => "scale down by one",
@@ -204,6 +209,8 @@ impl Action {
             self,
             Action::Apply
                 | Action::Kill
+                // A shell can change anything the container can.
+                | Action::Shell
                 | Action::Delete
                 | Action::ScaleUp
                 | Action::ScaleDown
@@ -382,7 +389,9 @@ pub fn default_bindings() -> Vec<(Key, Action)> {
         (c('n'), Action::NextMatch),
         (c('N'), Action::PreviousMatch),
         (c('m'), Action::Window),
-        (c('s'), Action::Save),
+        // k9s's keys: `s` is a shell, ctrl-s saves a log.
+        (c('s'), Action::Shell),
+        (Key::ctrl('s'), Action::Save),
         (Key::plain(K::Tab), Action::Focus),
         (c('x'), Action::ClosePane),
     ]

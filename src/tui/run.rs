@@ -2,7 +2,10 @@
 //! restored on quit, panic, SIGTERM and SIGHUP), turns terminal events,
 //! snapshots and backend replies into state changes, and redraws when
 //! something changed, at most `fps` times a second, and not at all while
-//! nothing does.
+//! nothing does. For a shell (`s`) it lends the whole terminal out: it stops
+//! reading terminal events, leaves the alternate screen and raw mode, runs
+//! the shell in the foreground with the same code as `flotilla exec -it`,
+//! then takes the terminal back and redraws everything.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +18,7 @@ use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::app::App;
+use super::app::{App, ShellTarget};
 use super::backend::Backend;
 use super::config::{ConsoleConfig, ConsoleFiles};
 use super::draw::draw;
@@ -25,6 +28,7 @@ use super::theme::{choose, no_color_env};
 use crate::cluster::ClusterState;
 use crate::config::cluster_file;
 use crate::config::paths::{Dirs, cluster_file_path};
+use crate::exec::ExecRequest;
 
 /// The console's command-line choices.
 #[derive(Clone, Debug, Default)]
@@ -109,11 +113,74 @@ pub fn run(
             }
         };
         let fps = fps.clamp(1, 60);
-        let result = event_loop(&mut terminal, &mut app, &mut backend, fps).await;
+        let result = event_loop(&mut terminal, &mut app, &mut backend, fps, dirs).await;
         ratatui::restore();
         backend.stop().await;
         result.map(|()| ExitCode::SUCCESS)
     })
+}
+
+/// Suspends the console, runs a shell in `target` on this terminal, and
+/// resumes the console as it was (the whole screen redrawn). A shell that
+/// fails is a footer message; only losing the terminal is an error.
+async fn shell(
+    terminal: &mut DefaultTerminal,
+    app: &mut App,
+    target: &ShellTarget,
+    dirs: &Dirs,
+) -> anyhow::Result<()> {
+    let node = app
+        .data
+        .snapshot
+        .nodes
+        .iter()
+        .find(|n| n.name == target.node)
+        .map(|n| n.config.clone());
+    let Some(node) = node else {
+        app.message(
+            format!("node {} is not in the cluster file", target.node),
+            true,
+        );
+        return Ok(());
+    };
+    let request = ExecRequest {
+        namespace: target.namespace.clone(),
+        pod: target.pod.clone(),
+        container: target.container.clone(),
+        // Empty: the agent picks the container's $SHELL, else /bin/sh.
+        command: Vec::new(),
+        stdin: true,
+        tty: true,
+    };
+    ratatui::restore();
+    // Where the shell starts: a clean screen, and a line saying how back.
+    print!("\x1b[H\x1b[2J");
+    println!(
+        "flotilla: shell in pod {}/{} on {} (exit to return to the console)\r",
+        target.namespace, target.pod, target.node
+    );
+    let result = crate::exec::run_on_node(&node, dirs, &request, None)
+        .await
+        .map_err(|e| crate::report::one_line(&anyhow::Error::from(e)));
+    // What the terminal answered the shell after it was gone (busybox's
+    // line editor asks for the cursor position at each prompt) must not
+    // reach the console as keys.
+    let _ = nix::sys::termios::tcflush(std::io::stdin(), nix::sys::termios::FlushArg::TCIFLUSH);
+    crossterm::terminal::enable_raw_mode().context("taking the terminal back")?;
+    crossterm::execute!(
+        std::io::stdout(),
+        crossterm::terminal::EnterAlternateScreen,
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
+    )
+    .context("taking the terminal back")?;
+    // The screen is whatever the shell left: a terminal with empty buffers
+    // draws the whole frame again. (`Terminal::clear` would ask the terminal
+    // for the cursor position, and the answer can be lost behind what the
+    // shell's terminal still had to say.)
+    *terminal = ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
+        .context("taking the terminal back")?;
+    app.shell_ended(target, result);
+    Ok(())
 }
 
 async fn event_loop(
@@ -121,6 +188,7 @@ async fn event_loop(
     app: &mut App,
     backend: &mut Backend,
     fps: u32,
+    dirs: &Dirs,
 ) -> anyhow::Result<()> {
     let frame_every = Duration::from_secs(1) / fps;
     let mut last_draw = Instant::now();
@@ -147,6 +215,14 @@ async fn event_loop(
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
                     for request in app.on_key(key) {
                         let _ = backend.requests.send(request);
+                    }
+                    if let Some(target) = app.shell.take() {
+                        // Nothing may read the terminal while the shell has
+                        // it: dropping the stream stops crossterm's reader.
+                        drop(events);
+                        let result = shell(terminal, app, &target, dirs).await;
+                        events = EventStream::new();
+                        result?;
                     }
                 }
                 Some(Ok(Event::Resize(..))) => app.dirty = true,

@@ -19,6 +19,7 @@ pub mod image;
 pub mod layer;
 pub mod pods;
 pub mod registry;
+pub mod tmux;
 
 use std::future::Future;
 use std::os::unix::process::CommandExt;

@@ -1,10 +1,12 @@
 //! The agent's command line, for a person on one host and for the tests:
 //! images (`pull`, `images`, `rmi`, `prune`), containers (`run`, `ps`,
 //! `logs`, `stop`, `kill`, `rm`, `pause`, `unpause`, `stats`, in `pods.rs`),
-//! `version`, and the hidden stages the agent runs itself (`__init`, `__shim`)
-//! or the console runs over SSH (`__bridge`, in `detach.rs` with `serve --detach`).
+//! `exec` (in `exec.rs`), `version`, and the hidden stages the agent runs
+//! itself (`__init`, `__shim`, `__exec`) or the console runs over SSH
+//! (`__bridge`, in `detach.rs` with `serve --detach`).
 
 mod detach;
+mod exec;
 mod images;
 mod pods;
 
@@ -130,6 +132,8 @@ enum AgentCommand {
     Unpause { name: String },
     /// CPU time, memory and processes of containers.
     Stats { name: Option<String> },
+    /// Run a command in a running container (`exec [-t] [-n NS] POD [-c CONTAINER] -- CMD...`).
+    Exec(exec::ExecArgs),
     /// Print the agent's version and the platform it was built for.
     Version,
     /// The agent's socket on stdin/stdout (for a console logged in as a
@@ -159,8 +163,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The stages the agent starts itself, `__shim [--detach] DIR` and `__init
-/// CONFIG_FD STATUS_FD`, are dispatched before clap: a shim lives as long as
+/// The stages the agent starts itself, `__shim [--detach] DIR`, `__init
+/// CONFIG_FD STATUS_FD` and `__exec SPEC_FD`, are dispatched before clap: a shim lives as long as
 /// its container, and everything it touches at start-up stays in its
 /// resident set (clap's parser alone is ~1.5 MB of code pages), and `__init`
 /// runs on every container start. `None`: not one of them.
@@ -186,6 +190,16 @@ fn internal_stage(args: Vec<std::ffi::OsString>) -> Option<ExitCode> {
                     Some(super::runtime::init::main(config_fd, status_fd))
                 }
                 _ => usage("__init CONFIG_FD STATUS_FD"),
+            }
+        }
+        [stage, rest @ ..] if *stage == "__exec" => {
+            match rest
+                .iter()
+                .map(|a| a.to_str().and_then(|a| a.parse().ok()))
+                .collect::<Vec<Option<i32>>>()[..]
+            {
+                [Some(spec_fd)] => Some(super::runtime::exec::main(spec_fd)),
+                _ => usage("__exec SPEC_FD"),
             }
         }
         _ => None,
@@ -258,6 +272,7 @@ fn run(cli: AgentCli) -> anyhow::Result<ExitCode> {
         AgentCommand::Pause { name } => pods::pause(agent_config(&cli)?, name, true),
         AgentCommand::Unpause { name } => pods::pause(agent_config(&cli)?, name, false),
         AgentCommand::Stats { name } => pods::stats(agent_config(&cli)?, name.as_deref()),
+        AgentCommand::Exec(args) => exec::exec(&cli.root, &cli.run_dir, args),
         AgentCommand::Version => {
             println!(
                 "flotilla-agent {} ({}-{})",

@@ -11,9 +11,11 @@
 //! status.rs   PodStatus and phase, derived
 //! network.rs  the pod's address on the node's pod network (CNI ADD/DEL)
 //! backoff.rs  the crash-loop back-off schedule
+//! exec.rs     which running process an exec joins, and as what
 //! ```
 
 pub mod backoff;
+pub mod exec;
 pub mod layout;
 pub mod manager;
 pub mod network;

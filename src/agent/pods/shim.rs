@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::cgroup::{self, Ended};
 use crate::agent::logs::{CriLogWriter, Rotation, Stream};
-use crate::agent::runtime::{ContainerExit, ContainerSpec, Namespace, Namespaces, RootfsSpec};
+use crate::agent::runtime::{
+    ContainerExit, ContainerSpec, Namespace, Namespaces, ProcessSpec, RootfsSpec,
+};
 use crate::procfs::ProcessId;
 
 /// Everything the shim needs to create one container instance; written by
@@ -334,6 +336,17 @@ fn spawn_reader(
     })
 }
 
+/// The container's process as the plan describes it, with the runtime's
+/// defaults for the rest (capabilities, no_new_privs, seccomp). An exec into
+/// the container starts from the same spec, so it is confined alike.
+pub fn process_spec(plan: &LaunchPlan) -> ProcessSpec {
+    let mut process = ProcessSpec::new(plan.args.clone());
+    process.env = plan.env.clone();
+    process.cwd = plan.cwd.clone();
+    process.user = plan.user.clone();
+    process
+}
+
 fn container_spec(plan: &LaunchPlan, stdio: [OwnedFd; 3]) -> ContainerSpec {
     let ns = |path: &Option<PathBuf>| match path {
         Some(p) => Namespace::Join(p.clone()),
@@ -366,9 +379,7 @@ fn container_spec(plan: &LaunchPlan, stdio: [OwnedFd; 3]) -> ContainerSpec {
             read_only: true,
         })
         .collect();
-    spec.process.env = plan.env.clone();
-    spec.process.cwd = plan.cwd.clone();
-    spec.process.user = plan.user.clone();
+    spec.process = process_spec(plan);
     spec.cgroup_procs = plan
         .cgroup_dirs
         .iter()

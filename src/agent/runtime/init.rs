@@ -32,8 +32,8 @@ use nix::sched::CloneFlags;
 use serde::{Deserialize, Serialize};
 
 use super::rootfs::{self, Root, errno_text, io_text};
-use super::spec::{ContainerSpec, Namespace, capability_mask};
-use super::{process, sandbox, seccomp};
+use super::spec::{ContainerSpec, Namespace};
+use super::{process, sandbox};
 
 /// The config is read up to this size (a spec is a few KiB; env can be large).
 const CONFIG_MAX: u64 = 16 << 20;
@@ -71,7 +71,7 @@ pub enum Status {
 
 /// Sends one status line with a single `write` of at most [`MESSAGE_MAX`]
 /// bytes (long texts are cut, at character boundaries).
-fn send(status: &std::fs::File, message: &Status) {
+pub(super) fn send(status: &std::fs::File, message: &Status) {
     let mut line = serde_json::to_vec(message).unwrap_or_default();
     if let Status::Failed(e) = message {
         let mut limit = MESSAGE_MAX / 2;
@@ -251,7 +251,7 @@ fn stage(config: OwnedFd, status: &std::fs::File) -> StepResult<()> {
     Ok(())
 }
 
-fn pipe_cloexec(step: &str) -> StepResult<(OwnedFd, OwnedFd)> {
+pub(super) fn pipe_cloexec(step: &str) -> StepResult<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| StepError {
         step: step.into(),
         detail: errno_text(e as i32),
@@ -260,7 +260,7 @@ fn pipe_cloexec(step: &str) -> StepResult<(OwnedFd, OwnedFd)> {
 
 /// In the child: waits until the init stage has moved it into its cgroups
 /// (a byte on `go`). EOF means the init stage gave up, having reported why.
-fn wait_for_cgroups(go: &OwnedFd) -> StepResult<()> {
+pub(super) fn wait_for_cgroups(go: &OwnedFd) -> StepResult<()> {
     let mut byte = [0u8; 1];
     loop {
         match nix::unistd::read(go, &mut byte) {
@@ -336,37 +336,7 @@ fn prepare(spec: &ContainerSpec, status: RawFd, go: &OwnedFd) -> StepResult<(Str
     )?;
     rootfs::pivot_root(&root)?;
     drop(root);
-    let root = Root::open(std::path::Path::new("/"))
-        .map_err(|e| StepError::errno("open / after pivot_root".into(), e))?;
-    let (passwd, group) = process::read_accounts(&root)?;
-    let user_spec = match &spec.process.user {
-        Some(text) => Some(process::UserSpec::parse(text).map_err(|e| StepError {
-            step: format!("user {text}"),
-            detail: e.to_string(),
-        })?),
-        None => None,
-    };
-    let user = process::resolve_user(user_spec.as_ref(), passwd.as_deref(), group.as_deref())
-        .map_err(|detail| StepError {
-            step: format!("user {}", spec.process.user.as_deref().unwrap_or("root")),
-            detail,
-        })?;
-    process::enter_cwd(&root, &spec.process.cwd)?;
-    drop(root);
-    let env = process::build_env(&spec.process.env, &spec.hostname, &user.home);
-    let program = process::find_program(&spec.process.args[0], &env)?;
-    let capabilities = capability_mask(&spec.process.capabilities).map_err(|e| StepError {
-        step: "capabilities".into(),
-        detail: e.to_string(),
-    })?;
-    process::set_umask(0o022);
-    // Before the privileges go: installing a filter needs CAP_SYS_ADMIN or
-    // no_new_privs, and none of the calls left to make is refused by it.
-    if spec.process.seccomp {
-        seccomp::install(capabilities)?;
-    }
-    process::drop_privileges(&user, capabilities, spec.process.no_new_privileges)?;
-    process::reset_signals()?;
+    let (program, env) = process::confine(&spec.process, &spec.hostname, true)?;
     wait_for_cgroups(go)?;
     process::close_all_but(status)?;
     Ok((program, env))

@@ -20,6 +20,7 @@
 //! spec.rs     ContainerSpec and Docker's defaults
 //! sandbox.rs  PodSandbox: nsfs bind mounts, /etc/hosts, hostname, resolv.conf
 //! init.rs     `flotilla-agent __init`: setns, cgroups, clone into new PID/mount ns
+//! exec.rs     `flotilla-agent __exec`: a process into a running container
 //! rootfs.rs   overlay, /proc, /dev, /sys, masks, pivot_root
 //! process.rs  user, env, cwd, capabilities, no_new_privs, fds, exec
 //! seccomp.rs  Docker's default seccomp refusals as a BPF filter
@@ -28,6 +29,7 @@
 //! Only the init stage uses `fork`-like calls: the caller (a multi-threaded
 //! agent or shim) only ever fork+execs a fresh process.
 
+pub mod exec;
 pub mod init;
 pub mod process;
 pub mod rootfs;
@@ -145,6 +147,55 @@ pub fn spawn(spec: ContainerSpec) -> Result<ContainerProcess, RuntimeError> {
     spawn_with(&exe, spec)
 }
 
+/// A command running `agent_binary` (absolute and free of symlinks) from a
+/// read-only bind mount of itself in a private mount namespace, as the
+/// CVE-2019-5736 defence described at [`spawn_with`] needs, and handing it
+/// `keep` under their numbers (close-on-exec cleared in the child). Used for
+/// the init stage and for the exec stage ([`exec`]), whose process is for
+/// a while the agent binary inside a container.
+fn read_only_agent(agent_binary: &Path, keep: Vec<OwnedFd>) -> Result<Command, RuntimeError> {
+    let exe_c = CString::new(agent_binary.as_os_str().as_bytes())
+        .map_err(|_| RuntimeError::Spec("the agent binary's path has a NUL byte".into()))?;
+    let root_c = c"/";
+    let mut command = Command::new(agent_binary);
+    // SAFETY: the closure runs before exec (in a forked child, or in this
+    // process for `CommandExt::exec`) and makes only raw system calls
+    // (fcntl, unshare, mount) on values prepared before: no allocation, no
+    // lock, nothing a thread of the parent could hold.
+    unsafe {
+        command.pre_exec(move || {
+            use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+            for fd in &keep {
+                fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            }
+            nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+            nix::mount::mount(
+                None::<&std::ffi::CStr>,
+                root_c,
+                None::<&std::ffi::CStr>,
+                MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                None::<&std::ffi::CStr>,
+            )?;
+            nix::mount::mount(
+                Some(exe_c.as_c_str()),
+                exe_c.as_c_str(),
+                None::<&std::ffi::CStr>,
+                MsFlags::MS_BIND,
+                None::<&std::ffi::CStr>,
+            )?;
+            nix::mount::mount(
+                None::<&std::ffi::CStr>,
+                exe_c.as_c_str(),
+                None::<&std::ffi::CStr>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&std::ffi::CStr>,
+            )?;
+            Ok(())
+        });
+    }
+    Ok(command)
+}
+
 /// Creates the container's process, running the init stage from
 /// `agent_binary` (a `flotilla-agent`). Returns once the container's program
 /// has been exec'd, or with the step that failed.
@@ -197,10 +248,7 @@ pub fn spawn_with(
     let status_write = high(status_write)?;
     let (config_fd, status_fd) = (config_read.as_raw_fd(), status_write.as_raw_fd());
 
-    let exe_c = CString::new(agent_binary.as_os_str().as_bytes())
-        .map_err(|_| RuntimeError::Spec("the agent binary's path has a NUL byte".into()))?;
-    let root_c = c"/";
-    let mut command = Command::new(agent_binary);
+    let mut command = read_only_agent(agent_binary, vec![config_read, status_write])?;
     command
         .arg("__init")
         .arg(config_fd.to_string())
@@ -213,41 +261,6 @@ pub fn spawn_with(
         .stdin(to_stdio(stdin))
         .stdout(to_stdio(stdout))
         .stderr(to_stdio(stderr));
-    let keep = [config_read, status_write];
-    // SAFETY: the closure runs in the forked child before exec and makes only
-    // raw system calls (fcntl, unshare, mount) on values prepared before the
-    // fork: no allocation, no lock, nothing a thread of the parent could hold.
-    unsafe {
-        command.pre_exec(move || {
-            use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-            for fd in &keep {
-                fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
-            }
-            nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
-            nix::mount::mount(
-                None::<&std::ffi::CStr>,
-                root_c,
-                None::<&std::ffi::CStr>,
-                MsFlags::MS_REC | MsFlags::MS_SLAVE,
-                None::<&std::ffi::CStr>,
-            )?;
-            nix::mount::mount(
-                Some(exe_c.as_c_str()),
-                exe_c.as_c_str(),
-                None::<&std::ffi::CStr>,
-                MsFlags::MS_BIND,
-                None::<&std::ffi::CStr>,
-            )?;
-            nix::mount::mount(
-                None::<&std::ffi::CStr>,
-                exe_c.as_c_str(),
-                None::<&std::ffi::CStr>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None::<&std::ffi::CStr>,
-            )?;
-            Ok(())
-        });
-    }
     let mut child = command.spawn().map_err(|e| RuntimeError::Init {
         id: id.clone(),
         step: format!("start the init stage {}", agent_binary.display()),

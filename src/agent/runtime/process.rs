@@ -15,7 +15,8 @@ use rustix::thread::{CapabilitySet, CapabilitySets};
 use super::RuntimeError;
 use super::init::{StepError, StepResult};
 use super::rootfs::{Root, errno_text, io_text};
-use super::spec::DEFAULT_PATH;
+use super::seccomp;
+use super::spec::{DEFAULT_PATH, ProcessSpec, capability_mask};
 
 /// /etc/passwd and /etc/group are read up to this size.
 const ACCOUNT_FILE_MAX: u64 = 4 << 20;
@@ -220,15 +221,19 @@ pub fn find_program(program: &str, env: &[String]) -> StepResult<String> {
     })
 }
 
-/// Enters the working directory, creating it if it is missing, and checks
-/// the result is inside the root. Resolution goes through `root` (no magic
-/// links), so `cwd: /proc/self/fd/N` cannot reach a descriptor of ours
-/// (CVE-2024-21626); `getcwd` proves the result is reachable from `/`.
-pub fn enter_cwd(root: &Root, cwd: &str) -> StepResult<()> {
+/// Enters the working directory, creating it if it is missing and `create`
+/// says so (a container's start does, as Docker does; an exec does not),
+/// and checks the result is inside the root. Resolution goes through `root`
+/// (no magic links), so `cwd: /proc/self/fd/N` cannot reach a descriptor of
+/// ours (CVE-2024-21626); `getcwd` proves the result is reachable from `/`.
+pub fn enter_cwd(root: &Root, cwd: &str, create: bool) -> StepResult<()> {
     let step = || format!("chdir {cwd}");
-    let dir = root
-        .ensure_dir(cwd)
-        .map_err(|e| StepError::errno(step(), e))?;
+    let dir = if create {
+        root.ensure_dir(cwd)
+    } else {
+        root.resolve(cwd)
+    }
+    .map_err(|e| StepError::errno(step(), e))?;
     let stat = rustix::fs::fstat(&dir).map_err(|e| StepError::errno(step(), e))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
         return Err(StepError {
@@ -257,6 +262,54 @@ pub fn enter_cwd(root: &Root, cwd: &str) -> StepResult<()> {
             ),
         }),
     }
+}
+
+/// Makes this process the container's process, inside the container's root
+/// (already its `/`): its user from the image's account files, its working
+/// directory, its environment, its program looked up in its `PATH`, then
+/// Docker's seccomp refusals, the capabilities, no_new_privs and a fresh
+/// signal state. What is left before the exec is for the caller: waiting
+/// for the cgroup move and closing descriptors. The container's first
+/// process and every `exec` into it go through here, so both are confined
+/// alike. Returns the program's path and its environment.
+pub fn confine(
+    process: &ProcessSpec,
+    hostname: &str,
+    create_cwd: bool,
+) -> StepResult<(String, Vec<String>)> {
+    let root = Root::open(std::path::Path::new("/"))
+        .map_err(|e| StepError::errno("open the container's /".into(), e))?;
+    let (passwd, group) = read_accounts(&root)?;
+    let user_spec = match &process.user {
+        Some(text) => Some(UserSpec::parse(text).map_err(|e| StepError {
+            step: format!("user {text}"),
+            detail: e.to_string(),
+        })?),
+        None => None,
+    };
+    let user = resolve_user(user_spec.as_ref(), passwd.as_deref(), group.as_deref()).map_err(
+        |detail| StepError {
+            step: format!("user {}", process.user.as_deref().unwrap_or("root")),
+            detail,
+        },
+    )?;
+    enter_cwd(&root, &process.cwd, create_cwd)?;
+    drop(root);
+    let env = build_env(&process.env, hostname, &user.home);
+    let program = find_program(&process.args[0], &env)?;
+    let capabilities = capability_mask(&process.capabilities).map_err(|e| StepError {
+        step: "capabilities".into(),
+        detail: e.to_string(),
+    })?;
+    set_umask(0o022);
+    // Before the privileges go: installing a filter needs CAP_SYS_ADMIN or
+    // no_new_privs, and none of the calls left to make is refused by it.
+    if process.seccomp {
+        seccomp::install(capabilities)?;
+    }
+    drop_privileges(&user, capabilities, process.no_new_privileges)?;
+    reset_signals()?;
+    Ok((program, env))
 }
 
 /// Reads the account files inside the root.

@@ -299,6 +299,33 @@ fn pods_sort_by_namespace_name_and_node_and_the_selection_follows_its_pod() {
 }
 
 #[test]
+fn s_asks_the_loop_for_a_shell_in_the_selected_pod_or_container() {
+    let mut app = app(fixture::cluster(3, 30));
+    app.run_command("pods");
+    app.refresh();
+    app.on_key(key(KeyCode::Down));
+    assert!(app.on_key(ch('s')).is_empty(), "no backend request");
+    let target = app.shell.take().expect("a shell asked for");
+    assert_eq!(
+        (target.namespace.as_str(), target.pod.as_str()),
+        ("default", "web-00002")
+    );
+    assert!(!target.node.is_empty());
+    assert_eq!(target.container, None);
+    // From a pod's containers, that container.
+    app.on_key(key(KeyCode::Enter));
+    app.refresh();
+    app.on_key(ch('s'));
+    let target = app.shell.take().expect("a shell asked for");
+    assert_eq!(target.pod, "web-00002");
+    assert!(target.container.is_some());
+    // The footer says how it ended.
+    app.shell_ended(&target, Ok(127));
+    let (text, error, _) = app.footer.clone().expect("a message");
+    assert!(error && text.contains("no shell"), "{text}");
+}
+
+#[test]
 fn delete_asks_first_and_the_default_answer_is_cancel() {
     let mut app = app(fixture::cluster(3, 30));
     app.run_command("pods");
@@ -330,6 +357,8 @@ fn readonly_turns_every_mutating_key_off() {
     app.refresh();
     assert!(app.on_key(ch('k')).is_empty());
     assert!(app.on_key(ctrl('d')).is_empty());
+    assert!(app.on_key(ch('s')).is_empty());
+    assert!(app.shell.is_none(), "no shell under --readonly");
     assert!(matches!(app.mode, Mode::Normal));
     let (text, error, _) = app.footer.clone().expect("a message");
     assert!(error && text.contains("read-only"), "{text}");
