@@ -491,11 +491,9 @@ pub fn pods_table(data: &ConsoleData, scope: &PodScope, now: DateTime<Utc>) -> T
                     namespaces.len() - 1
                 }) as u64;
             for (p, record) in run.iter().enumerate() {
-                if scope
-                    .deployment
-                    .as_ref()
-                    .is_some_and(|d| crate::controller::naming::owner(&record.pod) != Some(d.as_str()))
-                {
+                if scope.deployment.as_ref().is_some_and(|d| {
+                    crate::controller::naming::owner(&record.pod) != Some(d.as_str())
+                }) {
                     continue;
                 }
                 let name = record.pod.metadata.name.as_str();
