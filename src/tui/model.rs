@@ -1,7 +1,8 @@
 //! What each table view shows: pure functions from the cluster's snapshot
 //! (and the desired state the console last read) to rows of styled cells.
 //! They run when the data changes, not per frame; a frame draws only the
-//! visible rows of what they built.
+//! visible rows of what they built. The Pods table, thousands of rows, is
+//! built as positions in the snapshot whose cells are made when drawn.
 
 use std::sync::Arc;
 
@@ -412,6 +413,8 @@ pub fn nodes_table(data: &ConsoleData, now: DateTime<Utc>) -> Table {
 /// cells are made when it is drawn (or filtered).
 pub fn pods_table(data: &ConsoleData, scope: &PodScope, now: DateTime<Utc>) -> Table {
     let snapshot = &data.snapshot;
+    // For the waiting pods; the placed ones are tested a namespace at a
+    // time below.
     let wanted = |pod: &Pod| {
         scope
             .namespace
@@ -434,58 +437,77 @@ pub fn pods_table(data: &ConsoleData, scope: &PodScope, now: DateTime<Utc>) -> T
     /// rebuild (a `memcmp` call each for namespace and name, in every one
     /// of the merge's ~30,000 steps), so the key starts with integers: the
     /// namespace's rank among the few namespaces, then the name's first
-    /// eight bytes, big-endian and zero-padded (ordered as the strings
-    /// are). The whole name is compared only when those are equal, and the
-    /// node's rank only when the names are too (a stale copy).
+    /// sixteen bytes, big-endian and zero-padded (ordered as the strings
+    /// are). The whole name is compared only when those are equal (names
+    /// longer than that sharing them), and the node's rank only when the
+    /// names are too (a stale copy).
     struct Sortable<'a> {
-        head: (u64, u64),
+        head: (u64, u64, u64),
         name: &'a str,
         at: PodRef,
     }
-    fn prefix(name: &str) -> u64 {
-        let mut bytes = [0u8; 8];
-        let n = name.len().min(8);
-        bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
-        u64::from_be_bytes(bytes)
+    fn word(bytes: &[u8]) -> u64 {
+        match bytes.first_chunk::<8>() {
+            Some(word) => u64::from_be_bytes(*word),
+            None => {
+                let mut word = [0u8; 8];
+                word[..bytes.len()].copy_from_slice(bytes);
+                u64::from_be_bytes(word)
+            }
+        }
     }
     let mut placed: Vec<Sortable> =
         Vec::with_capacity(snapshot.nodes.iter().map(|n| n.pods.len()).sum());
-    // Namespaces numbered as first met; ranked once all are known. A
-    // node's pods come grouped by namespace, so the lookup runs only
-    // where the namespace changes.
+    // Namespaces numbered as first met, ranked once all are known. A
+    // node's pods are sorted by namespace first, so each namespace is one
+    // run of them, found by binary search: a pod's namespace text (a cache
+    // miss per pod) is never read one by one.
     let mut namespaces: Vec<&str> = Vec::new();
     for (n, node) in snapshot.nodes.iter().enumerate() {
         if scope.node.as_ref().is_some_and(|s| *s != node.name) {
             continue;
         }
-        let mut last: Option<(&str, u64)> = None;
-        for (p, record) in node.pods.iter().enumerate() {
-            if !wanted(&record.pod) {
+        let mut start = 0;
+        while let Some(first) = node.pods.get(start) {
+            let namespace = first.pod.metadata.namespace.as_str();
+            let run = &node.pods[start..];
+            let run = &run[..run.partition_point(|r| r.pod.metadata.namespace == namespace)];
+            debug_assert!(
+                node.pods[start + run.len()..]
+                    .iter()
+                    .all(|r| r.pod.metadata.namespace.as_str() > namespace),
+                "a node's pods are sorted by namespace"
+            );
+            let first_pod = start;
+            start += run.len();
+            if scope.namespace.as_ref().is_some_and(|ns| ns != namespace) {
                 continue;
             }
-            let meta = &record.pod.metadata;
-            let ns = match last {
-                Some((text, id)) if text == meta.namespace => id,
-                _ => {
-                    let id = namespaces
-                        .iter()
-                        .position(|&known| known == meta.namespace)
-                        .unwrap_or_else(|| {
-                            namespaces.push(&meta.namespace);
-                            namespaces.len() - 1
-                        }) as u64;
-                    last = Some((&meta.namespace, id));
-                    id
+            let id = namespaces
+                .iter()
+                .position(|&known| known == namespace)
+                .unwrap_or_else(|| {
+                    namespaces.push(namespace);
+                    namespaces.len() - 1
+                }) as u64;
+            for (p, record) in run.iter().enumerate() {
+                if scope.deployment.as_ref().is_some_and(|d| {
+                    crate::controller::naming::owner(&record.pod) != Some(d.as_str())
+                }) {
+                    continue;
                 }
-            };
-            placed.push(Sortable {
-                head: (ns, prefix(&meta.name)),
-                name: &meta.name,
-                at: PodRef {
-                    node: n as u32,
-                    pod: p as u32,
-                },
-            });
+                let name = record.pod.metadata.name.as_str();
+                let bytes = name.as_bytes();
+                let (high, low) = bytes.split_at(bytes.len().min(8));
+                placed.push(Sortable {
+                    head: (id, word(high), word(&low[..low.len().min(8)])),
+                    name,
+                    at: PodRef {
+                        node: n as u32,
+                        pod: (first_pod + p) as u32,
+                    },
+                });
+            }
         }
     }
     let mut ns_order: Vec<usize> = (0..namespaces.len()).collect();

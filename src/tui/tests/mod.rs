@@ -193,9 +193,9 @@ fn k_kills_the_selected_pod_at_once() {
 
 /// The rows' order is the old sort's: (namespace, name, node), node by
 /// name, then the waiting pods in the store's order. Names that share
-/// their first eight bytes, are shorter than eight or are a prefix of
-/// another, namespaces met in any order and a pod reported by two nodes
-/// check the sort key's integer head against plain string order.
+/// their first eight or sixteen bytes, are shorter than eight or are a
+/// prefix of another, namespaces met in any order and pods reported by two
+/// nodes check the sort key's integer head against plain string order.
 #[test]
 fn pods_sort_by_namespace_name_and_node_and_the_selection_follows_its_pod() {
     use crate::controller::world::{PendingPod, World};
@@ -220,6 +220,11 @@ fn pods_sort_by_namespace_name_and_node_and_the_selection_follows_its_pod() {
         (1, "default", "web-0000\u{e9}"),
         // Also on node10: "node10" sorts before "node2".
         (1, "default", "web-00009"),
+        // Longer than sixteen bytes and sharing them, or exactly sixteen.
+        (9, "default", "payments-api-7d9f8c6b5-x2k4p"),
+        (0, "default", "payments-api-7d9f8c6b5-a1b2c"),
+        (10, "default", "payments-api-7d9f8c6b5"),
+        (1, "default", "payments-api-7d9"),
     ];
     for (n, namespace, name) in extra {
         let node = Arc::make_mut(&mut snapshot.nodes[n]);
