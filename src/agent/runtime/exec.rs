@@ -37,7 +37,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
-use super::init::{Status, StepError, StepResult, pipe_cloexec, send, wait_for_cgroups};
+use super::init::{
+    Status, StepError, StepResult, open_cgroup_procs, pipe_cloexec, send, wait_for_cgroups,
+};
 use super::rootfs::{errno_text, io_text};
 use super::spec::ProcessSpec;
 use super::{RuntimeError, process, sys};
@@ -228,20 +230,7 @@ fn stage(spec: &ExecSpec) -> StepResult<u8> {
     if !spec.pid.is_alive() {
         return Err(not_running(spec));
     }
-    let cgroup_procs = spec
-        .cgroup_procs
-        .iter()
-        .map(|procs| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(procs)
-                .map(|file| (procs, file))
-                .map_err(|e| StepError {
-                    step: format!("join cgroup {}", procs.display()),
-                    detail: io_text(&e),
-                })
-        })
-        .collect::<StepResult<Vec<_>>>()?;
+    let cgroup_procs = open_cgroup_procs(&spec.cgroup_procs)?;
     for (name, kind, file) in &namespaces {
         nix::sched::setns(file.as_fd(), *kind).map_err(|e| StepError {
             step: format!("join the container's {name} namespace"),

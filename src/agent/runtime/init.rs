@@ -195,20 +195,7 @@ fn stage(config: OwnedFd, status: &std::fs::File) -> StepResult<()> {
     // caller's cgroups. The files are opened now: the child shares this
     // mount namespace, and once it has pivoted into its root these paths
     // are gone from here too.
-    let cgroup_procs = spec
-        .cgroup_procs
-        .iter()
-        .map(|procs| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(procs)
-                .map(|file| (procs, file))
-                .map_err(|e| StepError {
-                    step: format!("join cgroup {}", procs.display()),
-                    detail: io_text(&e),
-                })
-        })
-        .collect::<StepResult<Vec<_>>>()?;
+    let cgroup_procs = open_cgroup_procs(&spec.cgroup_procs)?;
     let (go_read, go_write) = pipe_cloexec("create the cgroup pipe")?;
     let mut stack = vec![0u8; CHILD_STACK];
     let child = Box::new(|| {
@@ -340,6 +327,26 @@ fn prepare(spec: &ContainerSpec, status: RawFd, go: &OwnedFd) -> StepResult<(Str
     wait_for_cgroups(go)?;
     process::close_all_but(status)?;
     Ok((program, env))
+}
+
+/// Opens each cgroup's `cgroup.procs` for writing, so a process can be moved
+/// in later even after the paths are out of reach (a pivoted root).
+pub(super) fn open_cgroup_procs(
+    paths: &[std::path::PathBuf],
+) -> StepResult<Vec<(&std::path::PathBuf, std::fs::File)>> {
+    paths
+        .iter()
+        .map(|procs| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(procs)
+                .map(|file| (procs, file))
+                .map_err(|e| StepError {
+                    step: format!("join cgroup {}", procs.display()),
+                    detail: io_text(&e),
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
