@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use flotilla::agent::node::{DiskUsage, MetricsSeries, NodeFacts};
+use flotilla::agent::protocol::exec::{Bytes, ExecControl, ExecOutput, ExecStartParams};
 use flotilla::agent::protocol::messages::{
     AcquireLease, CreatePod, DeletePod, Empty, Event, EventFilter, EventType, GetObject,
     LeaseGrant, LeaseReleased, LeaseState, ListObjects, ListPods, LogBatch, LogRecord, LogStream,
@@ -344,6 +345,48 @@ impl AgentService for Fake {
 
     async fn network_status(&self) -> ServiceResult<NetworkState> {
         Ok(NetworkState::default())
+    }
+
+    /// An echo: input comes back as stdout, a resize as `size CxR`; EOF
+    /// ends it with 0, a signal with 128 + its number. Pod `missing` has
+    /// no such container.
+    async fn exec(
+        &self,
+        params: ExecStartParams,
+        mut control: tokio::sync::mpsc::Receiver<ExecControl>,
+    ) -> ServiceResult<ServiceStream<ExecOutput>> {
+        if params.name == "missing" {
+            return Err(ServiceError::NotFound("no pod default/missing".into()));
+        }
+        let guard = LiveGuard::new(&self.live_streams);
+        let out = |text: &str| ExecOutput::Stdout(Bytes(text.as_bytes().to_vec()));
+        let first = out(&format!("started {}\n", params.command.join(" ")));
+        Ok(stream::once(async move { Ok(first) })
+            .chain(stream::unfold(
+                (Some(control), guard),
+                move |(control, guard)| async move {
+                    let mut control = control?;
+                    let item = match control.recv().await {
+                        Some(ExecControl::Input(data)) => ExecOutput::Stdout(Bytes(data)),
+                        Some(ExecControl::Resize { cols, rows }) => {
+                            out(&format!("size {cols}x{rows}"))
+                        }
+                        Some(ExecControl::Signal(signal)) => {
+                            return Some((
+                                Ok(ExecOutput::Exit {
+                                    code: 128 + signal as i32,
+                                }),
+                                (None, guard),
+                            ));
+                        }
+                        Some(ExecControl::Eof) | None => {
+                            return Some((Ok(ExecOutput::Exit { code: 0 }), (None, guard)));
+                        }
+                    };
+                    Some((Ok(item), (Some(control), guard)))
+                },
+            ))
+            .boxed())
     }
 }
 
@@ -733,6 +776,83 @@ async fn streamed_calls_end_fail_and_cancel() {
     raw.send(b"{\"id\":3,\"method\":\"cancel\",\"params\":{\"id\":1}}\n")
         .await;
     assert_eq!(raw.recv().await["result"]["found"], false);
+    agent.wait_streams_gone().await;
+}
+
+#[tokio::test]
+async fn exec_controls_reach_their_exec_in_order_and_end_with_it() {
+    let agent = Agent::start(ServerConfig::default()).await;
+    let client = agent.client().await;
+    assert!(client.supports("exec.start"));
+    let start = ExecStartParams {
+        namespace: "default".into(),
+        name: "web".into(),
+        container: None,
+        command: vec!["cat".into()],
+        stdin: true,
+        tty: None,
+    };
+    let mut exec = client.exec(&start).await.unwrap();
+    let text = |item: Option<Result<ExecOutput, ClientError>>| match item.unwrap().unwrap() {
+        ExecOutput::Stdout(Bytes(data)) => String::from_utf8(data).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(text(exec.output.next().await), "started cat\n");
+    // Sent without waiting, so only their order holds them together.
+    for chunk in ["a", "b", "c"] {
+        exec.control.input(chunk.into()).await.unwrap();
+    }
+    exec.control.resize(80, 24).await.unwrap();
+    exec.control.input(vec![0xff, 0x00]).await.unwrap();
+    for want in ["a", "b", "c", "size 80x24"] {
+        assert_eq!(text(exec.output.next().await), want);
+    }
+    match exec.output.next().await.unwrap().unwrap() {
+        ExecOutput::Stdout(Bytes(data)) => assert_eq!(data, vec![0xff, 0x00]),
+        other => panic!("{other:?}"),
+    }
+    exec.control.signal("TERM").await.unwrap();
+    assert_eq!(
+        exec.output.next().await.unwrap().unwrap(),
+        ExecOutput::Exit { code: 143 }
+    );
+    assert!(exec.output.next().await.is_none());
+    agent.wait_streams_gone().await;
+
+    // An exec that cannot start fails as its only item.
+    let mut missing = client
+        .exec(&ExecStartParams {
+            name: "missing".into(),
+            ..start.clone()
+        })
+        .await
+        .unwrap();
+    let err = missing.output.next().await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+
+    // Controls naming no running exec are answered, not acted on; an
+    // unknown signal is refused by name.
+    let mut raw = agent.raw().await;
+    raw.hello().await;
+    raw.send(b"{\"id\":1,\"method\":\"exec.input\",\"params\":{\"id\":77,\"data\":\"YQ==\"}}\n")
+        .await;
+    assert_eq!(
+        raw.recv().await,
+        json!({"id": 1, "result": {"found": false}})
+    );
+    raw.send(b"{\"id\":2,\"method\":\"exec.signal\",\"params\":{\"id\":77,\"signal\":\"SEGV\"}}\n")
+        .await;
+    let reply = raw.recv().await;
+    assert_eq!(code(&reply), "bad_request", "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("SEGV"));
+    raw.send(b"{\"id\":3,\"method\":\"exec.input\",\"params\":{\"id\":77,\"data\":\"***\"}}\n")
+        .await;
+    assert_eq!(code(&raw.recv().await), "bad_request");
+
+    // Dropping the output cancels the exec on the agent.
+    let mut exec = client.exec(&start).await.unwrap();
+    text(exec.output.next().await);
+    drop(exec);
     agent.wait_streams_gone().await;
 }
 

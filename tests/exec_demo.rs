@@ -211,7 +211,23 @@ fn exec_and_shell_on_a_demo_cluster() {
         text(&out)
     );
 
-    interactive_shell(&cli);
+    // The SSH channel (for agents without `exec.start`) does the same.
+    let out = cli.run(&[
+        "exec",
+        "--via",
+        "ssh",
+        POD,
+        "--",
+        "sh",
+        "-c",
+        "echo to-stdout; echo to-stderr >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert_eq!(stdout(&out), "to-stdout\n", "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("to-stderr"));
+
+    interactive_shell(&cli, &[]);
+    interactive_shell(&cli, &["--via", "ssh"]);
     console_shell(&cli);
     exec_ends_with_its_container(&cli);
 
@@ -226,9 +242,13 @@ fn prompt(screen: &str) -> bool {
 }
 
 /// `exec -it` in a real terminal: a command and its answer, the window's
-/// size followed, the exit code, and the terminal restored.
-fn interactive_shell(cli: &Cli) {
-    let tmux = Tmux::start(&cli.in_terminal(&["exec", "-it", POD, "--", "sh"]), 120, 40);
+/// size followed, ^C reaching the shell's command, the exit code, and the
+/// terminal restored.
+fn interactive_shell(cli: &Cli, via: &[&str]) {
+    let mut args = vec!["exec", "-it"];
+    args.extend_from_slice(via);
+    args.extend_from_slice(&[POD, "--", "sh"]);
+    let tmux = Tmux::start(&cli.in_terminal(&args), 120, 40);
     tmux.wait_for("the shell's prompt", Duration::from_secs(60), prompt);
     tmux.type_line("echo answer-$((6 * 7))");
     tmux.wait_for("its answer", Duration::from_secs(20), |s| {
@@ -242,6 +262,14 @@ fn interactive_shell(cli: &Cli) {
     tmux.type_line("stty size");
     tmux.wait_for("the new size", Duration::from_secs(20), |s| {
         s.lines().any(|l| l.trim() == "30 100")
+    });
+    // ^C goes through the terminal to the command in the foreground.
+    tmux.type_line("sleep 600");
+    std::thread::sleep(Duration::from_millis(500));
+    tmux.keys(&["C-c"]);
+    tmux.type_line("echo after-$?");
+    tmux.wait_for("the sleep interrupted", Duration::from_secs(20), |s| {
+        s.contains("after-130")
     });
     tmux.type_line("exit 3");
     let screen = tmux.wait_for("the exec ended", Duration::from_secs(20), |s| {

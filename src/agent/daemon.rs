@@ -26,9 +26,12 @@ use super::objects::store::{check_kind, check_namespace};
 use super::objects::{
     LeaseError, LeaseKeeper, ObjectKey, ObjectStore, Put, StoreError, StoredObject,
 };
+use super::pods::exec::{ExecError, ExecOptions, exec_spec};
+use super::pods::exec_process;
 use super::pods::status::pod_status;
 use super::pods::{PodError, PodEvent, PodManager};
 use super::protocol::ErrorCode;
+use super::protocol::exec::{ExecControl, ExecOutput, ExecStartParams};
 use super::protocol::messages::{
     AcquireLease, ContainerStats, CreatePod, DeletePod, Empty, Event, EventFilter, EventType,
     GetObject, LeaseGrant, LeaseRefused, LeaseReleased, LeaseState, ListObjects, ListPods,
@@ -686,6 +689,58 @@ impl AgentService for Daemon {
 
     async fn network_status(&self) -> ServiceResult<NetworkState> {
         self.blocking(|m| Ok(m.network().state())).await
+    }
+
+    async fn exec(
+        &self,
+        params: ExecStartParams,
+        control: tokio::sync::mpsc::Receiver<ExecControl>,
+    ) -> ServiceResult<ServiceStream<ExecOutput>> {
+        let paths = self.manager.config().paths.clone();
+        let options = ExecOptions {
+            container: params.container.clone(),
+            shell: params.command.is_empty(),
+            term: params.tty.as_ref().map(|t| t.term.clone()),
+            ..ExecOptions::default()
+        };
+        let target = params.clone();
+        let spec = tokio::task::spawn_blocking(move || {
+            exec_spec(
+                &paths,
+                &target.namespace,
+                &target.name,
+                target.command,
+                &options,
+            )
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("the agent's worker failed: {e}")))?
+        .map_err(exec_error)?;
+        let agent = std::env::current_exe()
+            .map_err(|e| ServiceError::Internal(format!("cannot find the agent binary: {e}")))?;
+        let terminal = params.tty.as_ref().map(|t| (t.cols, t.rows));
+        let output = exec_process::start(&agent, &spec, params.stdin, terminal, control)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        tracing::info!(pod = %spec.name, tty = terminal.is_some(), "exec started");
+        Ok(
+            futures_util::stream::unfold(output, |mut output| async move {
+                output.recv().await.map(|item| (Ok(item), output))
+            })
+            .boxed(),
+        )
+    }
+}
+
+fn exec_error(err: ExecError) -> ServiceError {
+    match err {
+        ExecError::PodNotFound { .. } | ExecError::NoSuchContainer { .. } => {
+            ServiceError::NotFound(err.to_string())
+        }
+        ExecError::NotRunning { .. } | ExecError::Paused { .. } => {
+            ServiceError::Conflict(err.to_string())
+        }
+        ExecError::Invalid(_) => ServiceError::BadRequest(err.to_string()),
+        ExecError::State { .. } => ServiceError::Internal(err.to_string()),
     }
 }
 

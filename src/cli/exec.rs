@@ -1,8 +1,9 @@
 //! `flotilla exec [-i] [-t] [-n NS] POD [-c CONTAINER] -- CMD ARGS...`:
 //! kubectl's exec. The pod's node is found as the other pod verbs find it
-//! (every node's session asked), then the command runs there on its own
-//! SSH channel ([`crate::exec`]); its exit code is this command's. `-t`
-//! puts the local terminal in raw mode and restores it on the way out.
+//! (every node's session asked), then the command runs there through the
+//! node's agent, on the connection that found it ([`crate::exec`]); its
+//! exit code is this command's. `-t` puts the local terminal in raw mode
+//! and restores it on the way out.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,10 +32,21 @@ pub struct ExecArgs {
     /// How long to wait for nodes to answer while looking for the pod.
     #[arg(long, default_value = DEFAULT_TIMEOUT, value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// How the exec reaches the node (tests and benchmarks compare them):
+    /// through its agent when it can, else an SSH channel (`auto`), or
+    /// always an SSH channel running `flotilla-agent exec` (`ssh`).
+    #[arg(long, hide = true, value_enum, default_value_t = Via::Auto)]
+    pub via: Via,
     pub pod: String,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Auto,
+    Ssh,
 }
 
 pub fn exec(
@@ -67,14 +79,15 @@ pub fn exec(
         let snapshot = fleet.state().snapshot();
         let (namespace, name) = (&args.namespace, &args.pod);
         let nodes = snapshot.holders(namespace, name);
-        // The node's connection outlives the fleet: the exec's channel
-        // goes over it, one SSH handshake fewer.
-        let ssh = nodes.first().and_then(|node| fleet.ssh(node));
-        fleet.stop().await;
-        tracing::debug!(?nodes, "found the pod; fleet stopped");
         let Some(node) = nodes.first() else {
+            fleet.stop().await;
             return Err(super::pod_verbs::not_found(&snapshot, namespace, name));
         };
+        // The exec goes over the connection that found the pod: through
+        // its agent client, or an SSH channel beside it.
+        let agent = fleet.client(node).filter(|_| args.via == Via::Auto);
+        let ssh = fleet.ssh(node);
+        tracing::debug!(?nodes, "found the pod");
         if nodes.len() > 1 {
             eprintln!(
                 "pod {name:?} is on {} (a copy being fenced); running on {node}",
@@ -87,9 +100,12 @@ pub fn exec(
             .find(|n| &n.name == node)
             .map(|n| n.config.clone())
             .context("the pod's node is not in the cluster file")?;
-        run_on_node(&node_config, dirs, &request, ssh)
+        let result = run_on_node(&node_config, dirs, &request, agent.as_ref(), ssh)
             .await
-            .with_context(|| format!("exec in pod {name:?} on {node}"))
+            .with_context(|| format!("exec in pod {name:?} on {node}"));
+        // Not waited for: the sessions' goodbyes would only delay the exit.
+        drop(fleet);
+        result
     })?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(255)))
 }

@@ -1,12 +1,19 @@
 //! Exec into a container, the operator's end: `flotilla exec` and the
-//! console's `s` both come here. One SSH channel per exec runs
-//! `flotilla-agent exec` on the pod's node (through `sudo -n` for a
-//! non-root login); with a terminal, on a pseudo-terminal sshd allocates
-//! with the local `TERM` and window size, so sshd owns the remote line
-//! discipline, window size and terminal signals, and window-size changes
-//! here are forwarded as SSH window-change requests. Local stdin goes to
-//! the channel, the channel's stdout and stderr come back separately, and
-//! the remote exit code is the result.
+//! console's `s` both come here. Two ways to the node, one pump:
+//!
+//! * **The agent** (`exec.start`, [`crate::agent::protocol::exec`]), over
+//!   the agent connection the node's session already has: the agent
+//!   starts the exec on a pseudo-terminal it allocates (with the local
+//!   `TERM` and window size) or on pipes, and streams its output. No SSH
+//!   channel, login shell or sudo per exec, which is most of an exec's
+//!   cost on a host whose login shell does work (`~/.bashrc`).
+//! * **An SSH channel** running `flotilla-agent exec` (through `sudo -n`
+//!   for a non-root login), for an agent that predates `exec.start`: with
+//!   a terminal, on a pseudo-terminal sshd allocates.
+//!
+//! Either way local stdin goes to the process, window-size changes follow
+//! the local terminal, stdout and stderr come back separately (merged on a
+//! terminal), and the remote exit code is the result.
 //!
 //! ```text
 //! terminal.rs  raw mode (a guard), stdin on a stoppable thread, window size
@@ -19,12 +26,17 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{SignalKind, signal};
 
+use futures_util::StreamExt;
+
+use crate::agent::protocol::exec::{ExecOutput, ExecStartParams, ExecTerminal};
+use crate::agent::protocol::messages::{Method, method};
+use crate::agent::protocol::{Client, ClientError, ExecSession};
 use crate::config::cluster_file::NodeConfig;
 use crate::config::paths::Dirs;
 use crate::ssh::bootstrap::{AgentBinary, sh_quote};
 use crate::ssh::digest_cache::DigestCache;
 use crate::ssh::target::TargetContext;
-use crate::ssh::{ExitKind, Output, PtyRequest, SshError, SshSession, SshTarget};
+use crate::ssh::{ExitKind, Interactive, Output, PtyRequest, SshError, SshSession, SshTarget};
 
 /// What to run where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +57,8 @@ pub struct ExecRequest {
 pub enum ExecError {
     #[error(transparent)]
     Ssh(#[from] SshError),
+    #[error(transparent)]
+    Agent(#[from] ClientError),
     #[error(transparent)]
     SshConfig(#[from] crate::ssh::SshConfigError),
     #[error(transparent)]
@@ -145,15 +159,21 @@ pub fn plan(
     Ok((target, command))
 }
 
-/// Runs `request` on `node` with this process's stdio ([`run`]) over
-/// `session` when given (a connection already open to the node), else over
-/// a new connection (host key checked); the remote exit code.
+/// Runs `request` on `node` with this process's stdio; the remote exit
+/// code. Through the node's agent ([`run_with_agent`]) when `agent` (the
+/// node's client in a running fleet) runs execs; else on an SSH channel
+/// ([`run`]) over `session` when given (a connection already open to the
+/// node), else over a new connection (host key checked).
 pub async fn run_on_node(
     node: &NodeConfig,
     dirs: &Dirs,
     request: &ExecRequest,
+    agent: Option<&Client>,
     session: Option<Arc<SshSession>>,
 ) -> Result<i32, ExecError> {
+    if let Some(client) = agent.filter(|c| agent_runs_exec(c) && c.closed().is_none()) {
+        return run_with_agent(client, request).await;
+    }
     let (target, command) = plan(node, dirs, request)?;
     let session = match session {
         Some(session) if !session.is_closed() => session,
@@ -185,37 +205,157 @@ pub async fn run(
     let pty = request.tty.then(|| {
         let (cols, rows) = terminal::window_size();
         PtyRequest {
-            term: std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
+            term: terminal_name(),
             cols,
             rows,
         }
     });
+    with_terminal(request, async {
+        let channel = session.exec_interactive(command, pty.as_ref()).await?;
+        tracing::debug!(command, "exec channel open");
+        pump(Remote::Ssh(channel), request).await
+    })
+    .await
+}
+
+/// [`run`] through the node's agent (`exec.start` on `client`, an agent
+/// that lists it): no SSH channel, no login shell, no sudo on the node.
+pub async fn run_with_agent(client: &Client, request: &ExecRequest) -> Result<i32, ExecError> {
+    let tty = request.tty.then(|| {
+        let (cols, rows) = terminal::window_size();
+        ExecTerminal {
+            term: terminal_name(),
+            cols: u16::try_from(cols).unwrap_or(u16::MAX),
+            rows: u16::try_from(rows).unwrap_or(u16::MAX),
+        }
+    });
+    let start = ExecStartParams {
+        namespace: request.namespace.clone(),
+        name: request.pod.clone(),
+        container: request.container.clone(),
+        command: request.command.clone(),
+        stdin: request.stdin,
+        tty,
+    };
+    with_terminal(request, async {
+        let session = client.exec(&start).await?;
+        tracing::debug!(id = session.output.id(), "exec started on the agent");
+        pump(Remote::Agent(session), request).await
+    })
+    .await
+}
+
+/// Whether `client`'s agent runs execs itself (`exec.start`).
+pub fn agent_runs_exec(client: &Client) -> bool {
+    client.supports(<method::ExecStart as Method>::NAME)
+}
+
+fn terminal_name() -> String {
+    std::env::var("TERM").unwrap_or_else(|_| "xterm".into())
+}
+
+/// Runs `exec` with the local terminal in raw mode when the request has a
+/// terminal, restored however it ends.
+async fn with_terminal(
+    request: &ExecRequest,
+    exec: impl Future<Output = Result<i32, ExecError>>,
+) -> Result<i32, ExecError> {
     // Before anything that can fail, so every way out below restores.
     let raw = match request.tty {
         true => Some(terminal::RawMode::enable()?),
         false => None,
     };
-    let result = pump(session, command, request, pty.as_ref()).await;
+    let result = exec.await;
     drop(raw);
     result
 }
 
-async fn pump(
-    session: &SshSession,
-    command: &str,
-    request: &ExecRequest,
-    pty: Option<&PtyRequest>,
-) -> Result<i32, ExecError> {
+/// The far end of an exec: an SSH channel running `flotilla-agent exec`,
+/// or an agent's `exec.start`.
+enum Remote {
+    Ssh(Interactive),
+    Agent(ExecSession),
+}
+
+/// What the far end said.
+enum Received {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exit(i32),
+    End,
+}
+
+impl Remote {
+    async fn next(&mut self) -> Result<Received, ExecError> {
+        Ok(match self {
+            Remote::Ssh(channel) => match channel.next().await? {
+                Some(Output::Stdout(data)) => Received::Stdout(data),
+                Some(Output::Stderr(data)) => Received::Stderr(data),
+                Some(Output::Exit(kind)) => Received::Exit(exit_code(&kind)),
+                None => Received::End,
+            },
+            Remote::Agent(session) => match session.output.next().await.transpose()? {
+                Some(ExecOutput::Stdout(data)) => Received::Stdout(data.0),
+                Some(ExecOutput::Stderr(data)) => Received::Stderr(data.0),
+                Some(ExecOutput::Exit { code }) => Received::Exit(code),
+                None => Received::End,
+            },
+        })
+    }
+
+    async fn send(&self, data: Vec<u8>) -> Result<(), ExecError> {
+        match self {
+            Remote::Ssh(channel) => channel.send(&data).await?,
+            Remote::Agent(session) => session.control.input(data).await?,
+        }
+        Ok(())
+    }
+
+    async fn eof(&self) -> Result<(), ExecError> {
+        match self {
+            Remote::Ssh(channel) => channel.eof().await?,
+            Remote::Agent(session) => session.control.close_stdin().await?,
+        }
+        Ok(())
+    }
+
+    async fn resize(&self, cols: u32, rows: u32) -> Result<(), ExecError> {
+        match self {
+            Remote::Ssh(channel) => channel.resize(cols, rows).await?,
+            Remote::Agent(session) => {
+                let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+                session.control.resize(clamp(cols), clamp(rows)).await?
+            }
+        }
+        Ok(())
+    }
+
+    async fn signal(&self, name: &str) -> Result<(), ExecError> {
+        match self {
+            Remote::Ssh(channel) => channel.signal(name).await?,
+            Remote::Agent(session) => session.control.signal(name).await?,
+        }
+        Ok(())
+    }
+
+    /// Hangs up: the SSH channel closes; the agent's exec is cancelled
+    /// (its process gets SIGHUP) when the session is dropped.
+    async fn close(self) {
+        if let Remote::Ssh(channel) = self {
+            channel.close().await;
+        }
+    }
+}
+
+async fn pump(mut remote: Remote, request: &ExecRequest) -> Result<i32, ExecError> {
     let mut winch = signal(SignalKind::window_change())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    let mut channel = session.exec_interactive(command, pty).await?;
-    tracing::debug!(command, "exec channel open");
     let mut stdin = match request.stdin {
         true => Some(terminal::StdinPump::start()?),
         false => {
-            channel.eof().await?;
+            remote.eof().await?;
             None
         }
     };
@@ -225,53 +365,53 @@ async fn pump(
     let mut signalled = 0;
     loop {
         tokio::select! {
-            output = channel.next() => match output? {
-                Some(Output::Stdout(data)) => {
+            received = remote.next() => match received? {
+                Received::Stdout(data) => {
                     stdout.write_all(&data).await?;
                     stdout.flush().await?;
                 }
-                Some(Output::Stderr(data)) => {
+                Received::Stderr(data) => {
                     stderr.write_all(&data).await?;
                     stderr.flush().await?;
                 }
-                Some(Output::Exit(kind)) => {
-                    tracing::debug!(?kind, "exec ended");
-                    exit = Some(kind);
+                Received::Exit(code) => {
+                    tracing::debug!(code, "exec ended");
+                    exit = Some(code);
                 }
-                None => break,
+                Received::End => break,
             },
             input = recv(&mut stdin) => match input {
-                Some(data) => channel.send(&data).await?,
+                Some(data) => remote.send(data).await?,
                 None => {
                     // EOF here is EOF there; nothing more to read.
                     stdin = None;
-                    channel.eof().await?;
+                    remote.eof().await?;
                 }
             },
-            _ = winch.recv(), if pty.is_some() => {
+            _ = winch.recv(), if request.tty => {
                 let (cols, rows) = terminal::window_size();
-                channel.resize(cols, rows).await?;
+                remote.resize(cols, rows).await?;
             }
             _ = interrupt.recv() => {
                 signalled += 1;
                 if signalled > 1 {
-                    channel.close().await;
+                    remote.close().await;
                     return Ok(130);
                 }
-                channel.signal("INT").await?;
+                remote.signal("INT").await?;
             }
             _ = terminate.recv() => {
-                channel.close().await;
+                remote.close().await;
                 return Ok(143);
             }
             _ = hangup.recv() => {
-                channel.close().await;
+                remote.close().await;
                 return Ok(129);
             }
         }
     }
     drop(stdin);
-    exit.as_ref().map(exit_code).ok_or(ExecError::NoExitStatus)
+    exit.ok_or(ExecError::NoExitStatus)
 }
 
 /// The next stdin bytes; pending for ever once stdin is done or unused.

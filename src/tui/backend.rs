@@ -265,6 +265,18 @@ impl Backend {
         })
     }
 
+    /// `node`'s agent client and SSH connection while its session is
+    /// connected: a shell goes over them rather than a new connection.
+    pub fn node_connection(
+        &self,
+        node: &str,
+    ) -> (
+        Option<crate::agent::protocol::Client>,
+        Option<Arc<crate::ssh::SshSession>>,
+    ) {
+        (self.fleet.client(node), self.fleet.ssh(node))
+    }
+
     /// Stops every task, releases the lease, closes the sessions.
     pub async fn stop(self) {
         self.cancel.cancel();

@@ -128,6 +128,7 @@ async fn shell(
     app: &mut App,
     target: &ShellTarget,
     dirs: &Dirs,
+    backend: &Backend,
 ) -> anyhow::Result<()> {
     let node = app
         .data
@@ -159,7 +160,8 @@ async fn shell(
         "flotilla: shell in pod {}/{} on {} (exit to return to the console)\r",
         target.namespace, target.pod, target.node
     );
-    let result = crate::exec::run_on_node(&node, dirs, &request, None)
+    let (agent, ssh) = backend.node_connection(&target.node);
+    let result = crate::exec::run_on_node(&node, dirs, &request, agent.as_ref(), ssh)
         .await
         .map_err(|e| crate::report::one_line(&anyhow::Error::from(e)));
     // What the terminal answered the shell after it was gone (busybox's
@@ -220,7 +222,7 @@ async fn event_loop(
                         // Nothing may read the terminal while the shell has
                         // it: dropping the stream stops crossterm's reader.
                         drop(events);
-                        let result = shell(terminal, app, &target, dirs).await;
+                        let result = shell(terminal, app, &target, dirs, backend).await;
                         events = EventStream::new();
                         result?;
                     }

@@ -1,7 +1,9 @@
 //! `flotilla-agent exec [-i] [-t] [-n NS] POD [-c CONTAINER] -- CMD...`: a
 //! command in a running container of this host, as `docker exec` and
-//! `kubectl exec` run one. `flotilla exec` runs it over SSH, with sshd's
-//! pseudo-terminal for `-t`; a person on the host can run it directly.
+//! `kubectl exec` run one. A person on the host runs it directly;
+//! `flotilla exec` runs it over an SSH channel (sshd's pseudo-terminal for
+//! `-t`) only when the node's agent predates `exec.start`, which runs the
+//! same stage without it ([`crate::agent::pods::exec_process`]).
 //!
 //! It finds the container's process from the pod files
 //! ([`crate::agent::pods::exec`]) and becomes the exec stage

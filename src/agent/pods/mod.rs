@@ -12,10 +12,12 @@
 //! network.rs  the pod's address on the node's pod network (CNI ADD/DEL)
 //! backoff.rs  the crash-loop back-off schedule
 //! exec.rs     which running process an exec joins, and as what
+//! exec_process.rs  an exec the daemon runs for a client: pty or pipes, streamed
 //! ```
 
 pub mod backoff;
 pub mod exec;
+pub mod exec_process;
 pub mod layout;
 pub mod manager;
 pub mod network;

@@ -29,6 +29,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::codec::{LineError, LineReader, MAX_REPLY_LINE};
+use super::exec::{
+    Bytes, ExecInputParams, ExecOutput, ExecResizeParams, ExecSignalParams, ExecStartParams,
+};
 use super::messages::{
     AcquireLease, CancelParams, CreatePod, DeletePod, Empty, ErrorBody, ErrorCode, Event,
     EventFilter, GetObject, HelloParams, HelloReply, LOG_BATCH_CAPABILITY, LeaseGrant,
@@ -607,6 +610,88 @@ impl Client {
 
     pub async fn network_status(&self) -> Result<NetworkState, ClientError> {
         self.call::<method::NetworkStatus>(&Empty {}).await
+    }
+
+    /// Starts a process in a container (an agent that lists `exec.start`).
+    /// Its failure to start is the output's first and last item.
+    pub async fn exec(&self, params: &ExecStartParams) -> Result<ExecSession, ClientError> {
+        let output = self.stream::<method::ExecStart>(params).await?;
+        let control = ExecControls {
+            id: output.id(),
+            client: self.clone(),
+        };
+        Ok(ExecSession { output, control })
+    }
+
+    /// Sends a call whose answer nobody waits for; it is dropped on arrival.
+    /// Calls sent so reach the agent in the order they were sent.
+    async fn send_unanswered<M: Unary>(&self, params: &M::Params) -> Result<(), ClientError> {
+        let shared = &self.inner.shared;
+        let id = shared.next_id();
+        let (answer, _) = oneshot::channel();
+        register(shared, id, Pending::Unary(answer))?;
+        send(shared, id, M::NAME, params).await
+    }
+}
+
+/// A running exec: its output (ending after the `exit` item) and the way
+/// to steer it. Dropping the output before the end cancels the exec, which
+/// hangs its process up.
+pub struct ExecSession {
+    pub output: CallStream<ExecOutput>,
+    pub control: ExecControls,
+}
+
+/// Input, resizes and signals for one exec; cheap to clone. Each is sent
+/// without waiting for the agent's answer (a keystroke must not wait a
+/// round trip for the previous one), in order.
+#[derive(Clone)]
+pub struct ExecControls {
+    id: RequestId,
+    client: Client,
+}
+
+impl ExecControls {
+    pub async fn input(&self, data: Vec<u8>) -> Result<(), ClientError> {
+        self.send_input(data, false).await
+    }
+
+    /// No more input: the process reads EOF.
+    pub async fn close_stdin(&self) -> Result<(), ClientError> {
+        self.send_input(Vec::new(), true).await
+    }
+
+    async fn send_input(&self, data: Vec<u8>, eof: bool) -> Result<(), ClientError> {
+        let input = ExecInputParams {
+            id: self.id,
+            data: Bytes(data),
+            eof,
+        };
+        self.client
+            .send_unanswered::<method::ExecInput>(&input)
+            .await
+    }
+
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), ClientError> {
+        let resize = ExecResizeParams {
+            id: self.id,
+            cols,
+            rows,
+        };
+        self.client
+            .send_unanswered::<method::ExecResize>(&resize)
+            .await
+    }
+
+    /// `signal` by name without `SIG` (`INT`, `TERM`, …).
+    pub async fn signal(&self, signal: &str) -> Result<(), ClientError> {
+        let signal = ExecSignalParams {
+            id: self.id,
+            signal: signal.to_string(),
+        };
+        self.client
+            .send_unanswered::<method::ExecSignal>(&signal)
+            .await
     }
 }
 

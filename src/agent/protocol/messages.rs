@@ -16,6 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::exec::{
+    Delivered, ExecInputParams, ExecOutput, ExecResizeParams, ExecSignalParams, ExecStartParams,
+};
 use crate::agent::node::MetricsSeries;
 use crate::api::Pod;
 use crate::api::status::{PodPhase, PodStatus};
@@ -523,6 +526,15 @@ methods! {
     NetworkConfigure = "network.configure", NetworkSettings, unary NetworkState;
     /// The node's pod network as set, and its addresses.
     NetworkStatus = "network.status", Empty, unary NetworkState;
+    /// Run a process in a running container; its output, then its exit
+    /// code, streamed ([`super::exec`]).
+    ExecStart = "exec.start", ExecStartParams, stream ExecOutput;
+    /// Bytes for a running exec's stdin, or its end.
+    ExecInput = "exec.input", ExecInputParams, unary Delivered;
+    /// A running exec's terminal has a new size.
+    ExecResize = "exec.resize", ExecResizeParams, unary Delivered;
+    /// A signal for a running exec's process.
+    ExecSignal = "exec.signal", ExecSignalParams, unary Delivered;
 }
 
 fn read_params<P: DeserializeOwned>(

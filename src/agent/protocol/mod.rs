@@ -84,9 +84,9 @@
 //!   transition an agent serves both.
 //!
 //! New request kinds come in this envelope, not as a new protocol: the
-//! object store and the lease came so (`objects.*`, `lease.*`), and exec with
-//! a TTY will (`exec.start` streaming output, `exec.input` and `exec.resize`
-//! naming the exec's request id, as `cancel` names a stream).
+//! object store and the lease came so (`objects.*`, `lease.*`), and so did
+//! exec (`exec.start` streaming output; `exec.input`, `exec.resize` and
+//! `exec.signal` naming the exec's request id, as `cancel` names a stream).
 //!
 //! # Errors
 //!
@@ -152,6 +152,10 @@
 //! | `lease.acquire` | `holder`, `ttlMs` | `{holder, term, ttlMs, renewed}` (`ttlMs` as granted, capped); `conflict` with `details: {holder?, term, remainingMs}` when refused |
 //! | `lease.release` | `holder` | `{released: bool}` (false if that holder held no live lease) |
 //! | `lease.status` | — | `{holder?, remainingMs?, term, maxTtlMs, holdBackMs?}` |
+//! | `exec.start` | `namespace`, `name`, `container?`, `command?: [string]` (none: the container's shell), `stdin`, `tty?: {term, cols, rows}` | stream of `{stdout: base64}` / `{stderr: base64}`, then `{exit: {code}}`; `not_found` / `conflict` when it cannot start ([`exec`]) |
+//! | `exec.input` | `id` (of the `exec.start`), `data?: base64`, `eof?` | `{found: bool}` |
+//! | `exec.resize` | `id`, `cols`, `rows` | `{found: bool}` |
+//! | `exec.signal` | `id`, `signal` (`INT`, `TERM`, `HUP`, `KILL`, …) | `{found: bool}` |
 //!
 //! A PodRecord's `status` is Kubernetes' PodStatus ([`crate::api::status`]):
 //! `phase`, `conditions`, `containerStatuses` with `state`
@@ -218,10 +222,14 @@
 
 pub mod client;
 pub mod codec;
+pub mod exec;
 pub mod messages;
 pub mod server;
 
-pub use client::{CallStream, Client, ClientError, ClientOptions, LogBatches, LogRecords};
+pub use client::{
+    CallStream, Client, ClientError, ClientOptions, ExecControls, ExecSession, LogBatches,
+    LogRecords,
+};
 pub use messages::{
     Call, ErrorBody, ErrorCode, LOG_BATCH_CAPABILITY, METHODS, PROTOCOL_VERSION, Reply, Request,
     RequestId, SUPPORTED_VERSIONS, method,

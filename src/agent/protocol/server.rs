@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::codec::{LineError, LineReader, MAX_REQUEST_LINE};
+use super::exec::{Delivered, ExecControl, ExecOutput, ExecStartParams, signal_named};
 use super::messages::{
     AcquireLease, Call, CancelParams, Cancelled, CreatePod, DeletePod, Empty, ErrorBody, ErrorCode,
     Event, EventFilter, FEATURES, GetObject, HelloParams, HelloReply, LeaseGrant, LeaseReleased,
@@ -183,7 +184,20 @@ pub trait AgentService: Send + Sync + 'static {
         settings: NetworkSettings,
     ) -> impl Future<Output = ServiceResult<NetworkState>> + Send;
     fn network_status(&self) -> impl Future<Output = ServiceResult<NetworkState>> + Send;
+    /// Starts a process in a container ([`super::exec`]). Fails before
+    /// streaming when it cannot start; `control` brings the client's input,
+    /// resizes and signals, in order. Dropping the stream must end the
+    /// process.
+    fn exec(
+        &self,
+        params: ExecStartParams,
+        control: mpsc::Receiver<ExecControl>,
+    ) -> impl Future<Output = ServiceResult<ServiceStream<ExecOutput>>> + Send;
 }
+
+/// Control requests queued for one exec before the connection's reader
+/// waits for it to take them (a paste of ~1 MiB in 4 KiB chunks).
+const EXEC_CONTROL_QUEUE: usize = 256;
 
 /// Limits of a server; the defaults suit the agent.
 #[derive(Clone, Debug)]
@@ -391,6 +405,8 @@ impl Outbox {
 struct InFlightEntry {
     token: CancellationToken,
     streaming: bool,
+    /// An exec's way in for `exec.input`, `exec.resize`, `exec.signal`.
+    control: Option<mpsc::Sender<ExecControl>>,
 }
 
 /// The requests of one connection that have not sent their last line.
@@ -552,8 +568,66 @@ impl<S: AgentService> Connection<S> {
                     .send(&Reply::result(id, &Cancelled { found }))
                     .await;
             }
+            Call::ExecInput(input) => {
+                let target = input.id;
+                self.control(id, target, input.controls()).await;
+            }
+            Call::ExecResize(resize) => {
+                let control = ExecControl::Resize {
+                    cols: resize.cols,
+                    rows: resize.rows,
+                };
+                self.control(id, resize.id, [control]).await;
+            }
+            Call::ExecSignal(params) => match signal_named(&params.signal) {
+                Some(signal) => {
+                    self.control(id, params.id, [ExecControl::Signal(signal)])
+                        .await
+                }
+                None => {
+                    let names = super::exec::SIGNALS.map(|(name, _)| name).join(", ");
+                    let message = format!("unknown signal {:?}; one of {names}", params.signal);
+                    self.out
+                        .send(&Reply::error(Some(id), ErrorCode::BadRequest, message))
+                        .await;
+                }
+            },
             call => self.start(id, call).await,
         }
+    }
+
+    /// Hands `controls` to the exec started by request `target`, in order.
+    /// Its queue full, this waits (the client's input outran the process),
+    /// which holds this connection's other requests back meanwhile, as a
+    /// full SSH window would.
+    async fn control(
+        &mut self,
+        id: RequestId,
+        target: RequestId,
+        controls: impl IntoIterator<Item = ExecControl>,
+    ) {
+        let sender = self
+            .in_flight
+            .lock()
+            .get(&target)
+            .and_then(|entry| entry.control.clone());
+        let mut found = sender.is_some();
+        if let Some(sender) = sender {
+            for control in controls {
+                let sent = tokio::select! {
+                    _ = self.closing.cancelled() => return,
+                    sent = sender.send(control) => sent,
+                };
+                if sent.is_err() {
+                    // The exec ended while this was on its way.
+                    found = false;
+                    break;
+                }
+            }
+        }
+        self.out
+            .send(&Reply::result(id, &Delivered { found }))
+            .await;
     }
 
     async fn hello(&mut self, id: RequestId, params: HelloParams) {
@@ -617,11 +691,19 @@ impl<S: AgentService> Connection<S> {
             return;
         };
         let token = self.closing.child_token();
+        let (control, control_queue) = match &call {
+            Call::ExecStart(_) => {
+                let (sender, receiver) = mpsc::channel(EXEC_CONTROL_QUEUE);
+                (Some(sender), Some(receiver))
+            }
+            _ => (None, None),
+        };
         self.in_flight.lock().insert(
             id,
             InFlightEntry {
                 token: token.clone(),
                 streaming: call.is_streaming(),
+                control,
             },
         );
         let slot = Slot {
@@ -633,7 +715,7 @@ impl<S: AgentService> Connection<S> {
         let task = run_call(
             self.service.clone(),
             id,
-            call,
+            (call, control_queue),
             token,
             self.out.clone(),
             slot,
@@ -690,7 +772,11 @@ fn encode_error(e: serde_json::Error) -> ErrorBody {
     ErrorBody::new(ErrorCode::Internal, format!("cannot encode the reply: {e}"))
 }
 
-async fn dispatch<S: AgentService>(service: &S, call: Call) -> Outcome {
+async fn dispatch<S: AgentService>(
+    service: &S,
+    call: Call,
+    control: Option<mpsc::Receiver<ExecControl>>,
+) -> Outcome {
     match call {
         Call::NodeFacts(Empty {}) => unary(service.node_facts().await),
         Call::NodeMetrics(q) => unary(service.node_metrics(q).await),
@@ -714,10 +800,21 @@ async fn dispatch<S: AgentService>(service: &S, call: Call) -> Outcome {
         Call::LeaseStatus(Empty {}) => unary(service.lease_status().await),
         Call::NetworkConfigure(p) => unary(service.configure_network(p).await),
         Call::NetworkStatus(Empty {}) => unary(service.network_status().await),
+        Call::ExecStart(p) => match control {
+            Some(control) => streaming(service.exec(p, control).await),
+            None => Outcome::Unary(Err(ErrorBody::new(
+                ErrorCode::Internal,
+                "an exec started without its control queue",
+            ))),
+        },
         // The connection answers these itself; they never get here.
-        Call::Hello(_) | Call::Cancel(_) => Outcome::Unary(Err(ErrorBody::new(
+        Call::Hello(_)
+        | Call::Cancel(_)
+        | Call::ExecInput(_)
+        | Call::ExecResize(_)
+        | Call::ExecSignal(_) => Outcome::Unary(Err(ErrorBody::new(
             ErrorCode::Internal,
-            "hello and cancel are not service calls",
+            "hello, cancel and exec controls are not service calls",
         ))),
     }
 }
@@ -736,7 +833,7 @@ fn panicked(id: RequestId) -> Reply {
 async fn run_call<S: AgentService>(
     service: Arc<S>,
     id: RequestId,
-    call: Call,
+    (call, control): (Call, Option<mpsc::Receiver<ExecControl>>),
     token: CancellationToken,
     out: Outbox,
     slot: Slot,
@@ -752,7 +849,7 @@ async fn run_call<S: AgentService>(
             }
             return;
         }
-        outcome = AssertUnwindSafe(dispatch(&*service, call)).catch_unwind() => outcome,
+        outcome = AssertUnwindSafe(dispatch(&*service, call, control)).catch_unwind() => outcome,
     };
     let stream = match outcome {
         Err(_) => {

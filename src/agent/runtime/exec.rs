@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! `flotilla-agent exec` (verb) ── exec in place, from a read-only bind of the agent ──▶ __exec
+//! the daemon's `exec.start` ───── a child on a pty or pipes, the same way ──────────▶ __exec
 //! __exec: open /proc/PID/ns/*, check PID is still the container's, setns (mnt last),
 //!         fork ─▶ child: a new session (the terminal's, with -t), confine, wait
 //!         │             for the cgroup move, close fds, execve
@@ -29,7 +30,7 @@ use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
@@ -99,19 +100,25 @@ pub struct ExecSpec {
 
 /// Replaces this process with the exec stage, run from `agent_binary`,
 /// which runs `spec` in its container with this process's stdio. Returns
-/// only on failure. This process must be single-threaded (the stage's
-/// private mount namespace is made before the exec).
+/// only on failure.
 pub fn exec(agent_binary: &Path, spec: &ExecSpec) -> RuntimeError {
-    match exec_inner(agent_binary, spec) {
-        Err(e) => e,
-        Ok(never) => match never {},
+    let mut command = match stage_command(agent_binary, spec) {
+        Ok(command) => command,
+        Err(e) => return e,
+    };
+    let e = command.exec();
+    RuntimeError::Sys {
+        what: format!("start the exec stage {}", agent_binary.display()),
+        detail: io_text(&e),
     }
 }
 
-fn exec_inner(
-    agent_binary: &Path,
-    spec: &ExecSpec,
-) -> Result<std::convert::Infallible, RuntimeError> {
+/// The exec stage for `spec`, run from `agent_binary`, as a command to
+/// exec in place ([`exec`]) or to start as a child with stdio of the
+/// caller's choosing (the daemon's `exec.start`). The stage's private mount
+/// namespace is made in the forked child (or in this process just before
+/// an exec in place, which must then be single-threaded).
+pub fn stage_command(agent_binary: &Path, spec: &ExecSpec) -> Result<Command, RuntimeError> {
     if spec.process.args.is_empty() {
         return Err(RuntimeError::Spec("no command to run".into()));
     }
@@ -137,11 +144,7 @@ fn exec_inner(
         .arg(number.to_string())
         .env_clear()
         .current_dir("/");
-    let e = command.exec();
-    Err(RuntimeError::Sys {
-        what: format!("start the exec stage {}", agent_binary.display()),
-        detail: io_text(&e),
-    })
+    Ok(command)
 }
 
 /// Entry point of `flotilla-agent __exec SPEC_FD`.
