@@ -15,41 +15,18 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::TestDir;
-use support::demo::{Demo, stripped_agent, text};
+use support::demo::{Cluster, text};
 
 const NAME: &str = "ctl";
 const SUBNET: &str = "10.93.0.0/24";
 /// A command line no other test runs, to find the containers' processes.
 const SLEEP: &str = "3601";
 
-struct Cluster {
-    demo: Demo,
-    cluster_file: String,
-    agent: PathBuf,
-    _dir: TestDir,
-}
-
 impl Cluster {
-    fn flotilla(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["--cluster", self.cluster_file.as_str()];
-        all.extend_from_slice(args);
-        self.demo
-            .flotilla_with(&all, &[("FLOTILLA_AGENT_BINARY", self.agent.as_path())])
-    }
-
-    /// Runs `flotilla ARGS`, which must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.flotilla(args);
-        assert!(out.status.success(), "flotilla {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     fn controller(&self) -> Controller {
         let mut command = self.demo.command(&[
             "--cluster",
@@ -65,24 +42,6 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         Controller(command.spawn().expect("start flotilla controller"))
-    }
-
-    fn apply(&self, manifest: &Value, extra: &[&str]) -> String {
-        let file = self._dir.path().join(format!(
-            "{}.json",
-            manifest["metadata"]["name"].as_str().unwrap_or("x")
-        ));
-        std::fs::write(&file, manifest.to_string()).expect("write manifest");
-        let mut args = vec!["apply", "-f", file.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        self.ok(&args)
-    }
-
-    /// `get pods -o json` items.
-    fn pods(&self) -> Vec<Value> {
-        let out = self.ok(&["get", "pods", "-o", "json"]);
-        let list: Value = serde_json::from_str(&out).expect("pods json");
-        list["items"].as_array().cloned().unwrap_or_default()
     }
 
     /// The running, ready pods of deployment `name`, with their nodes.
@@ -106,31 +65,16 @@ impl Cluster {
             .collect()
     }
 
-    fn wait(
+    /// How long `done` took to hold (see [`Cluster::wait`]).
+    fn until(
         &self,
         what: &str,
         deadline: Duration,
         mut done: impl FnMut(&Cluster) -> bool,
     ) -> Duration {
         let started = Instant::now();
-        loop {
-            if done(self) {
-                return started.elapsed();
-            }
-            assert!(
-                started.elapsed() < deadline,
-                "{what}: not within {deadline:?}\n{}\n{}",
-                self.ok(&["get", "pods", "-o", "wide"]),
-                self.ok(&["get", "nodes"])
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
-    fn registry(&self) -> String {
-        let address = &self.demo.cluster().nodes[0].address;
-        let (net, _) = address.rsplit_once('.').expect("dotted");
-        format!("{net}.1:5000")
+        self.wait(what, deadline, |c| done(c).then_some(()));
+        started.elapsed()
     }
 }
 
@@ -226,18 +170,8 @@ fn deployment_events(c: &Cluster) -> Vec<(String, String, String)> {
 
 #[test]
 fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
-    let demo = Demo::up(NAME, SUBNET, 3);
-    let dir = TestDir::new("controller-demo");
-    let agent = stripped_agent(dir.path());
-    let cluster_file = demo.cluster_file().to_string_lossy().into_owned();
-    let c = Cluster {
-        demo,
-        cluster_file,
-        agent,
-        _dir: dir,
-    };
     // The first connection uploads the agent to every node.
-    c.ok(&["get", "nodes", "--timeout", "120s"]);
+    let c = Cluster::up(NAME, SUBNET, 3, "controller-demo");
     let registry = c.registry();
 
     // A pod pinned by nodeSelector, applied with no controller running:
@@ -286,13 +220,13 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
     let mut second = c.controller();
     let out = c.apply(&deployment(&registry, 3, "v1"), &[]);
     assert!(out.contains("deployment.apps/web created"), "{out}");
-    c.wait("3 replicas ready", Duration::from_secs(90), |c| {
+    c.until("3 replicas ready", Duration::from_secs(90), |c| {
         c.ready_of("web").len() == 3
     });
     let nodes: BTreeSet<String> = c.ready_of("web").into_iter().map(|(_, n)| n).collect();
     assert_eq!(nodes.len(), 3, "spread over the 3 nodes: {nodes:?}");
     // Exactly 3 creations, all by one holder: the other never acted.
-    c.wait("the creations recorded", Duration::from_secs(20), |c| {
+    c.until("the creations recorded", Duration::from_secs(20), |c| {
         deployment_events(c)
             .iter()
             .filter(|e| e.2.starts_with("Created pod"))
@@ -314,7 +248,7 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
     first.stop();
     let victim = c.ready_of("web")[0].0.clone();
     c.ok(&["delete", "pod", &victim]);
-    c.wait(
+    c.until(
         "the deleted replica replaced",
         Duration::from_secs(60),
         |c| {
@@ -327,18 +261,18 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
     // replaced by the controller.
     let killed = c.ready_of("web")[0].0.clone();
     c.ok(&["kill", &killed]);
-    c.wait("the killed pod replaced", Duration::from_secs(60), |c| {
+    c.until("the killed pod replaced", Duration::from_secs(60), |c| {
         let ready = c.ready_of("web");
         ready.len() == 3 && ready.iter().all(|(n, _)| *n != killed)
     });
 
     // Scale up and down.
     c.ok(&["scale", "deployment", "web", "--replicas", "5"]);
-    c.wait("5 replicas", Duration::from_secs(60), |c| {
+    c.until("5 replicas", Duration::from_secs(60), |c| {
         c.ready_of("web").len() == 5
     });
     c.ok(&["scale", "deployment/web", "--replicas", "4"]);
-    c.wait("4 replicas", Duration::from_secs(60), |c| {
+    c.until("4 replicas", Duration::from_secs(60), |c| {
         c.pods()
             .iter()
             .filter(|p| p["metadata"]["annotations"]["flotilla.io/deployment"] == "web")
@@ -349,7 +283,7 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
     // A rolling update never below replicas - maxUnavailable (4 - 1) ready.
     c.apply(&deployment(&registry, 4, "v2"), &[]);
     let mut lowest = usize::MAX;
-    let rolled = c.wait("the rollout", Duration::from_secs(120), |c| {
+    let rolled = c.until("the rollout", Duration::from_secs(120), |c| {
         let pods = c.pods();
         let web: Vec<&Value> = pods
             .iter()
@@ -378,7 +312,7 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
     assert!(on_node3 > 0, "the test needs a replica on node3");
     let link = c.demo.link(3);
     run("ip", &["link", "set", &link, "down"]);
-    let replaced = c.wait(
+    let replaced = c.until(
         "replacements off node3",
         Duration::from_secs(10 + 30 + 30),
         |c| {
@@ -395,7 +329,7 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
     );
     // Back: the stale copies are fenced; exactly 4 remain.
     run("ip", &["link", "set", &link, "up"]);
-    c.wait(
+    c.until(
         "node3's stale copies fenced",
         Duration::from_secs(120),
         |c| {
@@ -444,7 +378,7 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
     second.stop();
     c.ok(&["delete", "deployment", "web"]);
     c.ok(&["delete", "pod", "pinned"]);
-    c.wait("no container process left", Duration::from_secs(60), |_| {
+    c.until("no container process left", Duration::from_secs(60), |_| {
         container_processes() == 0
     });
     let none = c.flotilla(&["get", "pods"]);
@@ -456,7 +390,7 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
     );
 
     // A node leaves: drained, purged, out of the cluster file (a copy).
-    let copy = c._dir.path().join("cluster.toml");
+    let copy = c.dir.path().join("cluster.toml");
     std::fs::copy(&c.cluster_file, &copy).expect("copy the cluster file");
     let copy = copy.to_string_lossy().into_owned();
     let env = [("FLOTILLA_AGENT_BINARY", c.agent.as_path())];

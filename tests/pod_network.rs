@@ -11,107 +11,29 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::TestDir;
-use support::demo::{Demo, stripped_agent, text};
+use support::demo::{Cluster, text};
 
 const NAME: &str = "pnet";
 const SUBNET: &str = "10.103.0.0/24";
 
-struct Cluster {
-    demo: Demo,
-    cluster_file: String,
-    agent: PathBuf,
-    dir: TestDir,
+/// The test's cluster, or `None` (the test skipped) when not root.
+fn up() -> Option<Cluster> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    Some(Cluster::up(NAME, SUBNET, 3, "pod-network"))
 }
 
 impl Cluster {
-    fn up() -> Option<Cluster> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
-            return None;
-        }
-        let demo = Demo::up(NAME, SUBNET, 3);
-        let dir = TestDir::new("pod-network");
-        let agent = stripped_agent(dir.path());
-        let cluster_file = demo.cluster_file().display().to_string();
-        let cluster = Cluster {
-            demo,
-            cluster_file,
-            agent,
-            dir,
-        };
-        cluster.ok(&["get", "nodes", "--timeout", "120s"]);
-        Some(cluster)
-    }
-
-    fn flotilla(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["--cluster", self.cluster_file.as_str()];
-        all.extend_from_slice(args);
-        self.demo
-            .flotilla_with(&all, &[("FLOTILLA_AGENT_BINARY", self.agent.as_path())])
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.flotilla(args);
-        assert!(out.status.success(), "flotilla {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn apply(&self, manifest: &Value, extra: &[&str]) -> String {
-        let file = self.dir.path().join(format!(
-            "{}.json",
-            manifest["metadata"]["name"].as_str().unwrap_or("x")
-        ));
-        std::fs::write(&file, manifest.to_string()).expect("write manifest");
-        let mut args = vec!["apply", "-f", file.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        self.ok(&args)
-    }
-
-    fn pods(&self) -> Vec<Value> {
-        let out = self.ok(&["get", "pods", "-o", "json"]);
-        let list: Value = serde_json::from_str(&out).expect("pods json");
-        list["items"].as_array().cloned().unwrap_or_default()
-    }
-
     fn pod(&self, name: &str) -> Option<Value> {
         self.pods()
             .into_iter()
             .find(|p| p["metadata"]["name"] == name)
-    }
-
-    fn wait<T>(
-        &self,
-        what: &str,
-        deadline: Duration,
-        mut probe: impl FnMut(&Cluster) -> Option<T>,
-    ) -> T {
-        let started = Instant::now();
-        loop {
-            if let Some(found) = probe(self) {
-                return found;
-            }
-            assert!(
-                started.elapsed() < deadline,
-                "{what}: not within {deadline:?}\n{}",
-                self.ok(&["get", "pods", "-o", "wide"]),
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
-    fn registry(&self) -> String {
-        format!("{}:5000", self.host_address())
-    }
-
-    fn host_address(&self) -> String {
-        let (net, _) = SUBNET.split_once(".0/").expect("subnet");
-        format!("{net}.1")
     }
 
     fn node_address(&self, node: &str) -> String {
@@ -208,7 +130,7 @@ const CLEAN: &str = "veth 0\nleases 0\nchains 0\n";
 
 #[test]
 fn pods_get_addresses_publish_ports_and_reach_each_other_across_nodes() {
-    let Some(cluster) = Cluster::up() else {
+    let Some(cluster) = up() else {
         return;
     };
     let registry = cluster.registry();

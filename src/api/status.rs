@@ -272,6 +272,21 @@ impl PodStatus {
             })
             .max()
     }
+
+    /// The address the pod answers on, as kubectl's IP column shows it:
+    /// `podIP`, or for a pod on its node's network (`hostNetwork`), which
+    /// gets no address of its own, the node's (`hostIP`; Kubernetes copies
+    /// it into `podIP`, flotilla's agents leave `podIP` empty). `None` when
+    /// the status carries neither.
+    pub fn ip(&self, host_network: bool) -> Option<&str> {
+        if !self.pod_ip.is_empty() {
+            Some(&self.pod_ip)
+        } else if host_network && !self.host_ip.is_empty() {
+            Some(&self.host_ip)
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -412,5 +427,27 @@ mod tests {
         .unwrap();
         assert_eq!(s.phase, PodPhase::Failed);
         assert!(s.phase.is_terminal());
+    }
+
+    #[test]
+    fn the_ip_is_the_pods_own_or_under_host_network_the_nodes() {
+        let status = |pod_ip: &str, host_ip: &str| PodStatus {
+            pod_ip: pod_ip.into(),
+            host_ip: host_ip.into(),
+            ..PodStatus::default()
+        };
+        assert_eq!(
+            status("10.88.1.7", "10.77.0.11").ip(false),
+            Some("10.88.1.7")
+        );
+        assert_eq!(
+            status("10.88.1.7", "10.77.0.11").ip(true),
+            Some("10.88.1.7")
+        );
+        // A pod on its own network has no address until it is attached,
+        // whatever its node's is.
+        assert_eq!(status("", "10.77.0.11").ip(false), None);
+        assert_eq!(status("", "10.77.0.11").ip(true), Some("10.77.0.11"));
+        assert_eq!(status("", "").ip(true), None);
     }
 }

@@ -249,6 +249,12 @@ fn pod_text(
         out!("Reason:\t{}", status.reason);
     }
     out!(
+        "IP:\t{}",
+        status
+            .ip(pod.spec.host_network)
+            .map_or_else(|| NONE.into(), escape)
+    );
+    out!(
         "UID:\t{}",
         if record.uid.is_empty() {
             NONE

@@ -7,7 +7,8 @@
 //!
 //! `NAME READY STATUS RESTARTS AGE NODE`, sorted by namespace then name as
 //! kubectl sorts them; `-A` adds a leading `NAMESPACE` column, `-o wide`
-//! adds `IP` and `IMAGES`. READY, STATUS and RESTARTS are kubectl's (see
+//! adds `IP` (see [`PodStatus::ip`]) and `IMAGES`. READY, STATUS and
+//! RESTARTS are kubectl's (see
 //! [`PodStatus::display_status`]); RESTARTS shows `3 (2m ago)` once a
 //! container restarted. A pod on a node flotilla cannot reach is shown with
 //! its last known row but STATUS `Unknown`, as Kubernetes marks pods of a
@@ -157,11 +158,11 @@ fn render_table(
             },
         ]);
         if wide {
-            cells.push(if status.pod_ip.is_empty() {
-                NONE.into()
-            } else {
-                escape(&status.pod_ip).into_owned()
-            });
+            cells.push(
+                status
+                    .ip(record.pod.spec.host_network)
+                    .map_or_else(|| NONE.into(), |ip| escape(ip).into_owned()),
+            );
             let images: Vec<&str> = record
                 .pod
                 .spec

@@ -23,6 +23,48 @@ pub fn allocate(cluster: Ipv4Net, taken: &[Ipv4Net]) -> Option<Ipv4Net> {
         .find(|candidate| !taken.iter().any(|t| t.overlaps(candidate)))
 }
 
+/// A node's stored `podCIDR`, if it has one that parses.
+///
+/// One that does not (written by hand, or damaged) is logged, naming the
+/// node and the value, and read as none, so [`super::run`] gives the node
+/// a subnet again and stores it over the bad value. Leaving it would leave
+/// the node without a pod network for good: its pods never get addresses,
+/// and no command mends the store; the value is the controller's own (no
+/// operator sets it), so replacing it loses no one's choice. The node keeps
+/// the subnet its agent already uses where it can ([`choose`]), so its
+/// pods keep their addresses.
+pub fn stored_subnet(node: &str, stored: Option<&str>) -> Option<Ipv4Net> {
+    let text = stored?;
+    match text.parse() {
+        Ok(subnet) => Some(subnet),
+        Err(err) => {
+            tracing::warn!(
+                node,
+                pod_cidr = text,
+                error = %err,
+                "the node's stored podCIDR does not parse: giving it a subnet again"
+            );
+            None
+        }
+    }
+}
+
+/// The subnet for a node that has none stored (or none that parses): the
+/// one its agent reports using (`reported`, its `podSubnet`) when that is
+/// one of `cluster`'s /24s and no other node's, so the pods it already
+/// addressed keep their addresses; else the first free /24.
+pub fn choose(cluster: Ipv4Net, taken: &[Ipv4Net], reported: Option<&str>) -> Option<Ipv4Net> {
+    let reported = reported
+        .and_then(|text| text.parse::<Ipv4Net>().ok())
+        .filter(|subnet| {
+            subnet.prefix == NODE_PREFIX
+                && subnet.network() == *subnet
+                && cluster.contains_net(subnet)
+                && !taken.iter().any(|t| t.overlaps(subnet))
+        });
+    reported.or_else(|| allocate(cluster, taken))
+}
+
 /// What the controller knows of one node for the pod network.
 #[derive(Clone, Debug, Default)]
 pub struct NodeNetworkFacts {
@@ -140,5 +182,78 @@ mod tests {
         assert_eq!(settings.routes[0].via, "10.77.0.12");
         assert_eq!(unreachable, vec!["far".to_string()]);
         assert!(settings_for("unplaced", cluster, &nodes).is_none());
+    }
+
+    #[test]
+    fn a_stored_pod_cidr_that_does_not_parse_is_logged_and_read_as_none() {
+        use std::io::Write;
+        use std::sync::{Arc, Mutex};
+
+        /// The log, kept for the test to read.
+        #[derive(Clone, Default)]
+        struct Log(Arc<Mutex<Vec<u8>>>);
+        impl Write for Log {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("log").extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+            type Writer = Log;
+            fn make_writer(&'a self) -> Log {
+                self.clone()
+            }
+        }
+
+        let log = Log::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish();
+        let read = tracing::subscriber::with_default(subscriber, || {
+            (
+                stored_subnet("node1", Some("10.88.0.0/24")),
+                stored_subnet("node2", None),
+                stored_subnet("node3", Some("10.88.2.0/99")),
+            )
+        });
+        assert_eq!(read, (Some(net("10.88.0.0/24")), None, None));
+        let text = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "only the bad value is worth a line: {text}");
+        for needed in ["WARN", "node3", "10.88.2.0/99"] {
+            assert!(lines[0].contains(needed), "{needed} missing: {text}");
+        }
+    }
+
+    #[test]
+    fn a_node_given_a_subnet_again_keeps_its_agents_if_it_is_free() {
+        let cluster = net("10.88.0.0/16");
+        let taken = [net("10.88.0.0/24")];
+        // Its agent's subnet, free: the node's pods keep their addresses.
+        assert_eq!(
+            choose(cluster, &taken, Some("10.88.7.0/24")),
+            Some(net("10.88.7.0/24"))
+        );
+        // Anything else gets the first free /24: another node's, outside
+        // the cluster's CIDR (the cluster file changed), not a /24, not a
+        // network address, unreadable, or none reported.
+        for reported in [
+            Some("10.88.0.0/24"),
+            Some("10.99.7.0/24"),
+            Some("10.88.6.0/23"),
+            Some("10.88.7.5/24"),
+            Some("garbage"),
+            None,
+        ] {
+            assert_eq!(
+                choose(cluster, &taken, reported),
+                Some(net("10.88.1.0/24")),
+                "{reported:?}"
+            );
+        }
     }
 }

@@ -199,17 +199,29 @@ impl Controller {
     async fn network_pass(&mut self, world: &World) -> Vec<String> {
         let mut errors = Vec::new();
         let cluster = self.options.pod_cidr;
+        // A stored value that does not parse is logged and replaced below
+        // (see `stored_subnet` for why).
         let mut subnets: BTreeMap<String, Ipv4Net> = world
             .nodes
             .iter()
-            .filter_map(|n| Some((n.name.clone(), n.flags.pod_cidr.as_deref()?.parse().ok()?)))
+            .filter_map(|n| {
+                let subnet = network::stored_subnet(&n.name, n.flags.pod_cidr.as_deref())?;
+                Some((n.name.clone(), subnet))
+            })
             .collect();
+        // For the subnets the agents report using.
+        let before = self.state.snapshot();
         for node in &world.nodes {
             if subnets.contains_key(&node.name) {
                 continue;
             }
             let taken: Vec<Ipv4Net> = subnets.values().copied().collect();
-            let Some(subnet) = network::allocate(cluster, &taken) else {
+            let reported = before
+                .node(&node.name)
+                .and_then(|view| view.facts.as_ref())
+                .and_then(|facts| facts.pod_network.as_ref())
+                .map(|settings| settings.pod_subnet.as_str());
+            let Some(subnet) = network::choose(cluster, &taken, reported) else {
                 errors.push(format!(
                     "no pod subnet left for node {} in {cluster}: widen pod_cidr in the cluster file",
                     node.name
@@ -223,9 +235,16 @@ impl Controller {
                     let mut flags: NodeFlags = current
                         .and_then(|v| serde_json::from_value(v.clone()).ok())
                         .unwrap_or_default();
-                    // Another controller may have got there first: keep its choice.
-                    let kept = flags.pod_cidr.get_or_insert_with(|| subnet.to_string());
-                    stored = Some(kept.clone());
+                    // Another controller may have got there first: keep its
+                    // choice. A value that does not parse is no one's choice.
+                    if flags
+                        .pod_cidr
+                        .as_deref()
+                        .is_none_or(|text| text.parse::<Ipv4Net>().is_err())
+                    {
+                        flags.pod_cidr = Some(subnet.to_string());
+                    }
+                    stored = flags.pod_cidr.clone();
                     serde_json::to_value(&flags).map_err(|e| e.to_string())
                 })
                 .await;

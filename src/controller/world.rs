@@ -40,7 +40,8 @@ pub struct NodeFlags {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_at: Option<DateTime<Utc>>,
     /// The node's share of the cluster's pod CIDR, as Kubernetes'
-    /// `Node.spec.podCIDR`: allocated once, kept for good.
+    /// `Node.spec.podCIDR`: allocated once, kept for good (unless it does
+    /// not parse: see [`super::network::stored_subnet`]).
     #[serde(default, rename = "podCIDR", skip_serializing_if = "Option::is_none")]
     pub pod_cidr: Option<String>,
 }

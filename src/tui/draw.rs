@@ -19,6 +19,8 @@ pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 12;
 /// The widest a column gets before the last one (which takes the rest).
 const MAX_COLUMN: usize = 48;
+/// Between two columns.
+const COLUMN_SPACING: u16 = 2;
 
 pub fn draw(frame: &mut Frame, app: &mut App) {
     let area = frame.area();
@@ -184,25 +186,37 @@ fn draw_body(frame: &mut Frame, app: &mut App, area: Rect) {
         .collect();
     // Widths from the header and the visible rows: cheap, and the columns
     // fit what is on screen.
-    let columns = screen.table.headers.len();
     let mut widths: Vec<usize> = screen.table.headers.iter().map(|h| h.width()).collect();
     for cells in &visible {
         for (w, cell) in widths.iter_mut().zip(cells.iter()) {
             *w = (*w).max(cell.text.width().min(MAX_COLUMN));
         }
     }
-    let constraints: Vec<Constraint> = widths
+    // On a screen too narrow for them all, the optional columns go first,
+    // whole; only then is every column cut short (ratatui shares the lack).
+    let mut shown: Vec<usize> = (0..widths.len()).collect();
+    let fits = |shown: &[usize]| {
+        let spacing = usize::from(COLUMN_SPACING) * shown.len().saturating_sub(1);
+        shown.iter().map(|&i| widths[i]).sum::<usize>() + spacing <= usize::from(inner.width)
+    };
+    for optional in &screen.table.optional {
+        if fits(&shown) {
+            break;
+        }
+        shown.retain(|i| i != optional);
+    }
+    let constraints: Vec<Constraint> = shown
         .iter()
         .enumerate()
-        .map(|(i, w)| {
-            if i + 1 == columns {
+        .map(|(n, &i)| {
+            if n + 1 == shown.len() {
                 Constraint::Fill(1)
             } else {
-                Constraint::Length(*w as u16)
+                Constraint::Length(widths[i] as u16)
             }
         })
         .collect();
-    let header = Row::new(screen.table.headers.iter().copied())
+    let header = Row::new(shown.iter().map(|&i| screen.table.headers[i]))
         .style(theme.style(Role::Muted).add_modifier(Modifier::BOLD));
     let selection = theme.style(Role::Selection);
     let rows: Vec<Row> = visible
@@ -210,8 +224,9 @@ fn draw_body(frame: &mut Frame, app: &mut App, area: Rect) {
         .enumerate()
         .map(|(i, cells)| {
             let selected = screen.offset + i == screen.selected;
-            let cells: Vec<ratatui::widgets::Cell> = cells
+            let cells: Vec<ratatui::widgets::Cell> = shown
                 .iter()
+                .filter_map(|&i| cells.get(i))
                 .map(|c| {
                     let style = if selected {
                         selection
@@ -228,7 +243,7 @@ fn draw_body(frame: &mut Frame, app: &mut App, area: Rect) {
     frame.render_widget(
         Table::new(rows, constraints)
             .header(header)
-            .column_spacing(2)
+            .column_spacing(COLUMN_SPACING)
             .style(Style::new()),
         inner,
     );

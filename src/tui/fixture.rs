@@ -59,8 +59,10 @@ fn sample(seq: u64, at: DateTime<Utc>, node: usize) -> MetricsSample {
     }
 }
 
-/// Pod `i`: mostly Running, some Pending, CrashLoopBackOff or Completed.
-fn pod(i: usize, started: DateTime<Utc>) -> PodRecord {
+/// Pod `i`, the `k`th on node index `node`: mostly Running, some Pending,
+/// CrashLoopBackOff or Completed. Each has an address in its node's /24 but
+/// the Pending ones, whose sandbox is still being made.
+fn pod(i: usize, node: usize, k: usize, started: DateTime<Utc>) -> PodRecord {
     let (phase, state, restarts) = match i % 10 {
         7 => (
             PodPhase::Running,
@@ -96,6 +98,11 @@ fn pod(i: usize, started: DateTime<Utc>) -> PodRecord {
         ),
     };
     let ready = matches!(state, ContainerState::Running(_));
+    let pod_ip = if phase == PodPhase::Pending {
+        String::new()
+    } else {
+        format!("10.88.{node}.{}", 2 + k % 250)
+    };
     PodRecord {
         uid: format!("uid-{i}"),
         pod: Pod::new(
@@ -121,6 +128,7 @@ fn pod(i: usize, started: DateTime<Utc>) -> PodRecord {
         status: PodStatus {
             phase,
             start_time: Some(started),
+            pod_ip,
             container_statuses: vec![ContainerStatus {
                 name: "main".into(),
                 state,
@@ -154,7 +162,13 @@ pub fn cluster(nodes: usize, pods: usize) -> ConsoleData {
     let state = ClusterState::with_clock(&config, clock.clone(), StateOptions::default());
     let mut by_node: Vec<Vec<PodRecord>> = vec![Vec::new(); nodes];
     for i in 0..pods {
-        by_node[i % nodes].push(pod(i, start + Duration::seconds(i as i64 % 500)));
+        let node = i % nodes;
+        by_node[node].push(pod(
+            i,
+            node,
+            i / nodes,
+            start + Duration::seconds(i as i64 % 500),
+        ));
     }
     for (n, pods) in by_node.into_iter().enumerate() {
         let name = format!("node{}", n + 1);

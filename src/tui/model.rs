@@ -107,6 +107,10 @@ pub struct Row {
 #[derive(Clone, Default)]
 pub struct Table {
     pub headers: Vec<&'static str>,
+    /// Columns (indices into `headers`) that give way, in this order, when
+    /// the table is wider than the screen, rather than every column being
+    /// cut short: those kubectl shows only with `-o wide`.
+    pub optional: Vec<usize>,
     rows: Rows,
 }
 
@@ -130,6 +134,7 @@ impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
             .field("headers", &self.headers)
+            .field("optional", &self.optional)
             .field("rows", &self.len())
             .field("lazy", &matches!(self.rows, Rows::Pods(_)))
             .finish()
@@ -140,6 +145,7 @@ impl Table {
     fn new(headers: Vec<&'static str>, rows: Vec<Row>) -> Table {
         Table {
             headers,
+            optional: Vec::new(),
             rows: Rows::Built(rows),
         }
     }
@@ -404,7 +410,8 @@ pub fn nodes_table(data: &ConsoleData, now: DateTime<Utc>) -> Table {
     )
 }
 
-/// NAME READY STATUS RESTARTS CPU MEM NODE AGE (NAMESPACE first when all):
+/// NAME READY STATUS RESTARTS CPU MEM IP NODE AGE (NAMESPACE first when
+/// all; IP before NODE, where k9s has it):
 /// every pod the agents report, sorted by namespace, name and node, then
 /// the pods waiting for a node in the order the store lists them.
 ///
@@ -547,10 +554,16 @@ pub fn pods_table(data: &ConsoleData, scope: &PodScope, now: DateTime<Utc>) -> T
         headers.push("NAMESPACE");
     }
     headers.extend([
-        "NAME", "READY", "STATUS", "RESTARTS", "CPU", "MEM", "NODE", "AGE",
+        "NAME", "READY", "STATUS", "RESTARTS", "CPU", "MEM", "IP", "NODE", "AGE",
     ]);
+    let optional = headers
+        .iter()
+        .position(|&h| h == "IP")
+        .into_iter()
+        .collect();
     Table {
         headers,
+        optional,
         rows: Rows::Pods(PodRows {
             snapshot: Arc::clone(snapshot),
             world: data.world.clone(),
@@ -581,7 +594,7 @@ fn pod_cells(
         let memory: u64 = s.containers.iter().map(|c| c.memory_bytes).sum();
         (cpu, Some(memory))
     });
-    let mut cells = Vec::with_capacity(9);
+    let mut cells = Vec::with_capacity(10);
     if show_namespace {
         cells.push(Cell::new(&meta.namespace, Role::Muted));
     }
@@ -609,6 +622,10 @@ fn pod_cells(
         ),
         Cell::text(cpu.map_or_else(|| "-".into(), |m| format!("{m}m"))),
         Cell::text(memory.map_or_else(|| "-".into(), |b| format!("{}Mi", b / (1024 * 1024)))),
+        // The pod's last known address, also on a node that stopped
+        // answering (as its status is kept); "-" like CPU and MEM when
+        // there is none yet, or none in the status of a hostNetwork pod.
+        Cell::text(status.ip(pod.spec.host_network).unwrap_or("-")),
         Cell::text(if node.is_empty() { "<none>" } else { node }),
         Cell::new(age(status.start_time, now), Role::Muted),
     ]);

@@ -1,13 +1,19 @@
 //! A demo cluster of a test's own: its own demo name (which names its
 //! links), subnet, XDG directories and HOME, so it runs beside an operator's
-//! demo and other tests' demos; taken down in Drop whatever happens.
+//! demo and other tests' demos; taken down in Drop whatever happens. And
+//! [`Cluster`], such a demo driven as an operator drives it, through the
+//! real `flotilla` binary.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use flotilla::config::cluster_file::{self, ClusterConfig};
 use flotilla::ssh::{LocalUser, SshConfig, TargetContext};
+use serde_json::Value;
+
+use super::TestDir;
 
 pub struct Demo {
     pub name: &'static str,
@@ -151,4 +157,104 @@ pub fn stripped_agent(dir: &Path) -> PathBuf {
         .expect("run strip (binutils)");
     assert!(status.success(), "strip the agent binary");
     path
+}
+
+/// A demo cluster of a test's own and the `flotilla` verbs the demo tests
+/// drive it with, each run with the test's stripped agent (uploaded on the
+/// first connection). Tests add the verbs only they need in `impl` blocks
+/// of their own.
+pub struct Cluster {
+    pub demo: Demo,
+    pub cluster_file: String,
+    pub agent: PathBuf,
+    /// Holds the agent and the manifests applied.
+    pub dir: TestDir,
+}
+
+impl Cluster {
+    /// `demo up` of `nodes` nodes named `name` on `subnet`, connected: every
+    /// node has its agent once this returns. `label` names the test's dir.
+    pub fn up(name: &'static str, subnet: &'static str, nodes: u16, label: &str) -> Cluster {
+        let demo = Demo::up(name, subnet, nodes);
+        let dir = TestDir::new(label);
+        let agent = stripped_agent(dir.path());
+        let cluster_file = demo.cluster_file().to_string_lossy().into_owned();
+        let cluster = Cluster {
+            demo,
+            cluster_file,
+            agent,
+            dir,
+        };
+        cluster.ok(&["get", "nodes", "--timeout", "120s"]);
+        cluster
+    }
+
+    /// `flotilla --cluster FILE ARGS`, run to its end.
+    pub fn flotilla(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--cluster", self.cluster_file.as_str()];
+        all.extend_from_slice(args);
+        self.demo
+            .flotilla_with(&all, &[("FLOTILLA_AGENT_BINARY", self.agent.as_path())])
+    }
+
+    /// Runs `flotilla ARGS`, which must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.flotilla(args);
+        assert!(out.status.success(), "flotilla {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `flotilla apply -f` of `manifest` (written to the test's dir, named
+    /// after it) with `extra` arguments; its stdout.
+    pub fn apply(&self, manifest: &Value, extra: &[&str]) -> String {
+        let file = self.dir.path().join(format!(
+            "{}.json",
+            manifest["metadata"]["name"].as_str().unwrap_or("x")
+        ));
+        fs::write(&file, manifest.to_string()).expect("write manifest");
+        let mut args = vec!["apply", "-f", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
+    /// `get pods -o json` items.
+    pub fn pods(&self) -> Vec<Value> {
+        let out = self.ok(&["get", "pods", "-o", "json"]);
+        let list: Value = serde_json::from_str(&out).expect("pods json");
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// What `probe` finds, asked every 300 ms; fails the test, showing the
+    /// pods and nodes, if it finds nothing within `deadline`.
+    pub fn wait<T>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        mut probe: impl FnMut(&Cluster) -> Option<T>,
+    ) -> T {
+        let started = Instant::now();
+        loop {
+            if let Some(found) = probe(self) {
+                return found;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "{what}: not within {deadline:?}\n{}\n{}",
+                self.ok(&["get", "pods", "-o", "wide"]),
+                self.ok(&["get", "nodes"])
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The demo host's address on the demo bridge (the subnet's first).
+    pub fn host_address(&self) -> String {
+        let (net, _) = self.demo.subnet.split_once(".0/").expect("a /24 subnet");
+        format!("{net}.1")
+    }
+
+    /// The demo's registry, on the host.
+    pub fn registry(&self) -> String {
+        format!("{}:5000", self.host_address())
+    }
 }

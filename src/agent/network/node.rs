@@ -7,9 +7,14 @@
 //! `ROOT/network/cni/` the CNI state [`PodNetwork`] keeps (IP leases, saved
 //! ADD results). A node that was never configured has no settings: its pods
 //! get loopback only, as before pod networking existed.
+//!
+//! The settings are read from disk once and then kept: the daemon's pass
+//! asks for them for every pod still waiting for an address, and only
+//! [`NodeNetwork::configure`] writes the file (one agent owns a root), so
+//! it replaces the kept copy as it writes.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::routes::{self, HostRoute};
 use super::{DEFAULT_PLUGIN_DIRS, Ipv4Net, NetworkConfig, NetworkError, PodNetwork};
@@ -32,6 +37,9 @@ pub struct NodeNetwork {
     plugin_dirs: Vec<PathBuf>,
     /// Serializes configure calls (file and routes change together).
     lock: Mutex<()>,
+    /// settings.json as last read or written: `None` until first asked
+    /// for, then `Some(None)` for no (or unreadable) settings.
+    settings: Mutex<Option<Option<Arc<NetworkSettings>>>>,
 }
 
 impl NodeNetwork {
@@ -41,6 +49,7 @@ impl NodeNetwork {
             dir: root.join("network"),
             plugin_dirs,
             lock: Mutex::new(()),
+            settings: Mutex::new(None),
         }
     }
 
@@ -49,8 +58,21 @@ impl NodeNetwork {
     }
 
     /// The settings last configured, if any (an unreadable file counts as
-    /// none, and says so in the log).
+    /// none, and says so in the log, once).
     pub fn settings(&self) -> Option<NetworkSettings> {
+        self.kept_settings().map(|s| (*s).clone())
+    }
+
+    /// The settings, read from disk only the first time. An unreadable
+    /// file is kept as none too: the controller, finding the node without
+    /// settings, configures it again, and that replaces the file and this.
+    fn kept_settings(&self) -> Option<Arc<NetworkSettings>> {
+        let mut kept = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get_or_insert_with(|| self.read_settings().map(Arc::new))
+            .clone()
+    }
+
+    fn read_settings(&self) -> Option<NetworkSettings> {
         let path = self.settings_path();
         let bytes = std::fs::read(&path).ok()?;
         match serde_json::from_slice(&bytes) {
@@ -67,28 +89,34 @@ impl NodeNetwork {
     pub fn configure(&self, settings: NetworkSettings) -> Result<NetworkState, NetworkError> {
         let parsed = parse_settings(&settings)?;
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        if self.settings().as_ref() != Some(&settings) {
-            std::fs::create_dir_all(&self.dir).map_err(|source| NetworkError::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
-            let bytes = serde_json::to_vec_pretty(&settings)
-                .map_err(|e| NetworkError::BadSettings(e.to_string()))?;
-            write_atomic(&self.dir, "settings.json", &bytes).map_err(|source| {
-                NetworkError::Io {
-                    path: self.settings_path(),
-                    source,
-                }
-            })?;
+        if self.kept_settings().as_deref() != Some(&settings) {
+            self.save(settings)?;
         }
         routes::sync_routes(&parsed.routes)?;
         Ok(self.state())
     }
 
+    /// Writes `settings` to disk and keeps them. The write is atomic, so
+    /// after a failure the file still holds what is kept.
+    fn save(&self, settings: NetworkSettings) -> Result<(), NetworkError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| NetworkError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let bytes = serde_json::to_vec_pretty(&settings)
+            .map_err(|e| NetworkError::BadSettings(e.to_string()))?;
+        write_atomic(&self.dir, "settings.json", &bytes).map_err(|source| NetworkError::Io {
+            path: self.settings_path(),
+            source,
+        })?;
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(Some(Arc::new(settings)));
+        Ok(())
+    }
+
     /// Puts the saved settings' routes back (an agent starting on a host
     /// that rebooted has lost them).
     pub fn restore_routes(&self) -> Result<(), NetworkError> {
-        match self.settings() {
+        match self.kept_settings() {
             Some(settings) => routes::sync_routes(&parse_settings(&settings)?.routes),
             None => Ok(()),
         }
@@ -97,14 +125,16 @@ impl NodeNetwork {
     /// The settings, the node's addresses, and what keeps pods from getting
     /// an address, if anything.
     pub fn state(&self) -> NetworkState {
-        let settings = self.settings();
-        let problem = match self.pod_network() {
-            Ok(Some(network)) => network.check_plugins().err().map(|e| e.to_string()),
-            Ok(None) => None,
-            Err(err) => Some(err.to_string()),
+        // One look at the settings for both: the problem is the reported
+        // settings' problem.
+        let settings = self.kept_settings();
+        let problem = match settings.as_deref().map(|s| self.network_from(s)) {
+            Some(Ok(network)) => network.check_plugins().err().map(|e| e.to_string()),
+            None => None,
+            Some(Err(err)) => Some(err.to_string()),
         };
         NetworkState {
-            settings,
+            settings: settings.map(|s| (*s).clone()),
             addresses: routes::node_addresses()
                 .iter()
                 .map(ToString::to_string)
@@ -115,13 +145,14 @@ impl NodeNetwork {
 
     /// The CNI network pods attach to, once the node has settings.
     pub fn pod_network(&self) -> Result<Option<PodNetwork>, NetworkError> {
-        let Some(settings) = self.settings() else {
-            return Ok(None);
-        };
-        let parsed = parse_settings(&settings)?;
-        Ok(Some(
-            self.network_of(parsed.pod_subnet, parsed.cluster_cidr),
-        ))
+        self.kept_settings()
+            .map(|settings| self.network_from(&settings))
+            .transpose()
+    }
+
+    fn network_from(&self, settings: &NetworkSettings) -> Result<PodNetwork, NetworkError> {
+        let parsed = parse_settings(settings)?;
+        Ok(self.network_of(parsed.pod_subnet, parsed.cluster_cidr))
     }
 
     /// The CNI network for tearing down: like [`Self::pod_network`], but a
@@ -257,5 +288,57 @@ mod tests {
         assert!(network.teardown_network().is_none());
         assert!(network.state().settings.is_none());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_settings_are_read_once_and_replaced_as_they_are_saved() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let network = NodeNetwork::new(root.path(), default_plugin_dirs(root.path()));
+        let first = settings(
+            "10.88.1.0/24",
+            "10.88.0.0/16",
+            &[("10.88.2.0/24", "10.77.0.12")],
+        );
+        // As an earlier agent left them.
+        let file = root.path().join("network").join("settings.json");
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&file, serde_json::to_vec(&first).expect("json")).expect("write");
+        assert_eq!(network.settings(), Some(first.clone()));
+        // Changed behind its back (nothing but `configure` writes it): every
+        // reader goes on with what was read, the file is not read again.
+        std::fs::write(&file, b"not json").expect("write");
+        assert_eq!(network.settings(), Some(first.clone()));
+        let state = network.state();
+        assert_eq!(state.settings, Some(first.clone()));
+        assert_eq!(
+            network
+                .pod_network()
+                .expect("valid settings")
+                .expect("a network")
+                .config()
+                .pod_subnet
+                .to_string(),
+            "10.88.1.0/24"
+        );
+        // Saving replaces what is kept, and what the next agent reads.
+        let second = settings("10.88.3.0/24", "10.88.0.0/16", &[]);
+        network.save(second.clone()).expect("save");
+        assert_eq!(network.settings(), Some(second.clone()));
+        let restarted = NodeNetwork::new(root.path(), default_plugin_dirs(root.path()));
+        assert_eq!(restarted.settings(), Some(second));
+    }
+
+    #[test]
+    fn no_settings_are_remembered_too_until_saved() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let network = NodeNetwork::new(root.path(), default_plugin_dirs(root.path()));
+        assert!(network.settings().is_none());
+        let file = root.path().join("network").join("settings.json");
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        let saved = settings("10.88.1.0/24", "10.88.0.0/16", &[]);
+        std::fs::write(&file, serde_json::to_vec(&saved).expect("json")).expect("write");
+        assert!(network.settings().is_none(), "the file was read again");
+        network.save(saved.clone()).expect("save");
+        assert_eq!(network.settings(), Some(saved));
     }
 }

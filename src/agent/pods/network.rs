@@ -133,3 +133,75 @@ pub fn sweep(network: &NodeNetwork, live: &[String]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::network::node::default_plugin_dirs;
+    use crate::agent::pods::record::Desired;
+    use crate::agent::protocol::messages::NetworkSettings;
+    use crate::api::{Container, ObjectMeta, PodSpec};
+
+    fn waiting(i: usize) -> PodRecord {
+        PodRecord {
+            uid: format!("uid-{i}"),
+            pod: Pod::new(
+                ObjectMeta {
+                    name: format!("web-{i}"),
+                    namespace: "default".into(),
+                    ..Default::default()
+                },
+                PodSpec {
+                    containers: vec![Container {
+                        name: "main".into(),
+                        image: "busybox".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            ),
+            created_at: chrono::Utc::now(),
+            desired: Desired::Running,
+            paused: false,
+            ephemeral: false,
+            containers: Default::default(),
+            network: None,
+            network_error: None,
+        }
+    }
+
+    /// A pass over pods waiting for an address reads the node's settings
+    /// once, not once a pod: settings that appear on disk after the first
+    /// pod was looked at (which only a test does behind the agent's back)
+    /// are not seen by the others, which would try, and fail, to attach.
+    #[test]
+    fn a_pass_over_waiting_pods_reads_the_settings_at_most_once() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let network = NodeNetwork::new(root.path(), default_plugin_dirs(root.path()));
+        let netns = root.path().join("no-such-netns");
+        let mut events = Vec::new();
+        let mut first = waiting(0);
+        assert!(attach(&network, &mut first, &netns, &mut events));
+        let dir = root.path().join("network");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let settings = NetworkSettings {
+            pod_subnet: "10.88.1.0/24".into(),
+            cluster_cidr: "10.88.0.0/16".into(),
+            routes: Vec::new(),
+        };
+        std::fs::write(
+            dir.join("settings.json"),
+            serde_json::to_vec(&settings).expect("json"),
+        )
+        .expect("write");
+        for i in 1..20 {
+            let mut record = waiting(i);
+            assert!(
+                attach(&network, &mut record, &netns, &mut events),
+                "pod {i} saw settings written after the pass began"
+            );
+            assert!(record.network.is_none() && record.network_error.is_none());
+        }
+        assert!(events.is_empty(), "{events:?}");
+    }
+}

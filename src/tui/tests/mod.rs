@@ -132,6 +132,111 @@ fn pods_view_matches_its_snapshot() {
     assert_eq!(buffer[(x, y)].fg, Color::Red);
 }
 
+/// The pod's `podIP` (`get pods -o wide`'s IP), or for a hostNetwork pod
+/// its status' `hostIP`, else "-"; in describe too.
+#[test]
+fn each_pods_ip_shows_in_its_column_and_its_description() {
+    use crate::controller::world::{NodeState, World};
+    let mut data = fixture::cluster(3, 30);
+    let mut snapshot = (*data.snapshot).clone();
+    let node1 = Arc::make_mut(&mut snapshot.nodes[0]);
+    let mut pods = node1.pods.to_vec();
+    for record in &mut pods {
+        match record.pod.metadata.name.as_str() {
+            // On its node's network: the node's address, when the status
+            // has it.
+            "web-00003" => {
+                record.pod.spec.host_network = true;
+                record.status.pod_ip.clear();
+                record.status.host_ip = "10.77.0.11".into();
+            }
+            "web-00006" => {
+                record.pod.spec.host_network = true;
+                record.status.pod_ip.clear();
+            }
+            _ => {}
+        }
+    }
+    node1.pods = pods.into();
+    data.world = Some(Arc::new(World {
+        nodes: snapshot
+            .nodes
+            .iter()
+            .map(|n| NodeState {
+                name: n.name.clone(),
+                pods: n.pods.to_vec(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }));
+    data.snapshot = Arc::new(snapshot);
+    let mut app = app(data);
+    app.run_command("pods");
+    let text = text_of(&render(&mut app, 120, 24));
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{text}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+    };
+    let header = row("NAMESPACE");
+    let ip = header
+        .iter()
+        .position(|&h| h == "IP")
+        .expect("an IP column");
+    assert_eq!(header[ip + 1], "NODE", "IP before NODE, as in k9s");
+    for (pod, shown) in [
+        ("web-00001", "10.88.1.2"),
+        ("web-00003", "10.77.0.11"),
+        ("web-00006", "-"),
+        // Still making its sandbox: no address yet.
+        ("web-00018", "-"),
+    ] {
+        assert_eq!(row(pod)[ip], shown, "{pod}");
+    }
+    // The filter sees it too.
+    app.on_key(ch('/'));
+    type_text(&mut app, "10.77.0.11");
+    app.on_key(key(KeyCode::Enter));
+    app.refresh();
+    assert_eq!(app.screen().table.len(), 1);
+    app.on_key(ch('d'));
+    match &app.screen().view {
+        View::Describe { lines, .. } => {
+            let line = lines
+                .iter()
+                .find(|l| l.starts_with("IP:"))
+                .unwrap_or_else(|| panic!("no IP line: {lines:#?}"));
+            assert!(line.ends_with(" 10.77.0.11"), "{line:?}");
+        }
+        other => panic!("not describing: {other:?}"),
+    }
+}
+
+/// kubectl shows IP only with `-o wide`: on a screen too narrow for every
+/// column, the IP column goes, whole, before the others are cut short.
+#[test]
+fn on_a_narrow_screen_the_ip_column_goes_first() {
+    let mut app = app(fixture::cluster(3, 30));
+    app.run_command("pods");
+    let wide = text_of(&render(&mut app, 100, 12));
+    assert!(
+        wide.contains(" IP ") && wide.contains("10.88.1.2"),
+        "{wide}"
+    );
+    let narrow = text_of(&render(&mut app, 84, 12));
+    assert!(
+        !narrow.contains(" IP ") && !narrow.contains("10.88.1.2"),
+        "{narrow}"
+    );
+    for kept in ["CrashLoopBackOff", "node2", "9m59s"] {
+        assert!(narrow.contains(kept), "{kept}:\n{narrow}");
+    }
+}
+
 #[test]
 fn enter_drills_node_to_pods_to_containers_and_esc_goes_back() {
     let mut app = app(fixture::cluster(3, 30));
