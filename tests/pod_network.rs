@@ -116,7 +116,8 @@ fn http_get(address: &str, port: u16) -> std::io::Result<String> {
 
 /// What pod networking leaves on a node per pod: veths (besides the node's
 /// own eth0, itself a veth in the demo), IP leases, and the
-/// NAT chains the bridge (masquerade) and portmap (hostPort) make per pod.
+/// NAT chains portmap (hostPort) makes per pod, and bridge's masquerade
+/// chains, which an older agent made.
 fn leftovers(cluster: &Cluster, node: &str) -> String {
     cluster.on_node(
         node,
@@ -183,6 +184,13 @@ fn pods_get_addresses_publish_ports_and_reach_each_other_across_nodes() {
         (logs.contains("FETCHED-POD") && logs.contains("FETCHED-REGISTRY")).then_some(logs)
     });
     assert!(logs.contains("Hello from flotilla"), "{logs}");
+    // Unmasqueraded between pods: httpd (-v) logs the client pod's own
+    // address, not node2's.
+    let served = cluster.wait("web's log of the fetch", Duration::from_secs(20), |c| {
+        let logs = c.logs("web");
+        logs.contains(&client_ip).then_some(logs)
+    });
+    assert!(!served.contains(&cluster.node_address("node2")), "{served}");
 
     // Many pods on every node, then none: nothing left behind.
     let many = json!({

@@ -59,11 +59,11 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts the metrics sampler; the caller runs [`Daemon::reconcile_loop`] and the server.
-    /// Puts the node's pod routes back and releases the addresses of pods
+    /// Puts the node's pod routes and masquerade rule back and releases the addresses of pods
     /// that went while no agent ran.
     pub fn new(manager: PodManager, objects: ObjectStore, lease: LeaseKeeper) -> Arc<Daemon> {
-        if let Err(err) = manager.network().restore_routes() {
-            tracing::warn!(error = %err, "cannot restore the pod network's routes");
+        if let Err(err) = manager.network().restore() {
+            tracing::warn!(error = %err, "cannot restore the pod network's routes and masquerade rule");
         }
         manager.sweep_network();
         let node_name = nix::unistd::gethostname()

@@ -16,8 +16,10 @@ pub(crate) const POD_IFNAME: &str = "eth0";
 /// portmap for `hostPort`s.
 ///
 /// * `isGateway`: the bridge holds the subnet's first address, the pods' default route.
-/// * `ipMasq`: traffic from a pod to anything outside the node's subnet leaves
-///   with the node's address (bridge installs one nat chain per pod).
+/// * `ipMasq` off: bridge would install a nat chain per pod (two iptables
+///   runs at every ADD, three at every DEL) and masquerade pod-to-pod
+///   traffic across nodes too; the node has one rule instead
+///   ([`super::masq::ensure_node_rule`]).
 /// * `hairpinMode`: a pod can reach itself through its own host port.
 /// * host-local's `dataDir` is under the agent's state dir, not
 ///   `/var/lib/cni/networks`: demo nodes share one filesystem, and two nodes
@@ -37,7 +39,7 @@ pub(crate) fn conflist(config: &NetworkConfig, cni_version: &str) -> Value {
                 "type": "bridge",
                 "bridge": config.bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -195,7 +197,7 @@ mod tests {
                         "type": "bridge",
                         "bridge": "flotilla0",
                         "isGateway": true,
-                        "ipMasq": true,
+                        "ipMasq": false,
                         "hairpinMode": true,
                         "ipam": {
                             "type": "host-local",

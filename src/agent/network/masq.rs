@@ -1,5 +1,7 @@
-//! The one piece of cleanup the bridge plugin leaves to us: its per-pod
-//! masquerade chain when the pod's interface was already gone at DEL.
+//! Masquerading, the node's way: one nat rule for all the node's pods
+//! ([`ensure_node_rule`]) in place of bridge's `ipMasq` chain per pod, and
+//! the cleanup of those per-pod chains that bridge leaves behind (made by an
+//! agent from before the node rule, or by bridge itself):
 //!
 //! bridge (containernetworking-plugins 1.1.x) learns which addresses to
 //! un-masquerade by deleting the pod's `eth0` inside the pod's namespace.
@@ -14,7 +16,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha512};
 
-use super::NetworkError;
+use super::{Ipv4Net, NetworkError};
 
 /// The chain name libcni's `utils.FormatChainName` gives a pod:
 /// "CNI-" and the first 24 hex digits of SHA-512(network name + container id),
@@ -31,21 +33,78 @@ pub(crate) fn comment(network: &str, container_id: &str) -> String {
     format!("name: {network:?} id: {container_id:?}")
 }
 
+/// The nat chain holding the node's masquerade rule, jumped to from
+/// POSTROUTING.
+pub(crate) const NODE_CHAIN: &str = "FLOTILLA-MASQ";
+
+/// Makes what the node's pods (`pod_subnet`) send outside the pod network
+/// (`cluster_cidr`) leave with the node's address, and nothing else: pods
+/// on other nodes see a pod's own address, as Kubernetes' network model
+/// asks. Idempotent, and a changed subnet replaces the old rule: the chain
+/// is refilled whole.
+pub(crate) fn ensure_node_rule(
+    pod_subnet: Ipv4Net,
+    cluster_cidr: Ipv4Net,
+) -> Result<(), NetworkError> {
+    let source = pod_subnet.network().to_string();
+    let outside = cluster_cidr.network().to_string();
+    // -N fails when the chain exists, which is as good.
+    let _ = iptables("ADD", &["-N", NODE_CHAIN])?;
+    node_rule_step(&["-F", NODE_CHAIN])?;
+    node_rule_step(&[
+        "-A",
+        NODE_CHAIN,
+        "-s",
+        &source,
+        "!",
+        "-d",
+        &outside,
+        "-m",
+        "comment",
+        "--comment",
+        "flotilla: pods' traffic leaving the pod network",
+        "-j",
+        "MASQUERADE",
+    ])?;
+    if !iptables("ADD", &["-C", "POSTROUTING", "-j", NODE_CHAIN])?
+        .status
+        .success()
+    {
+        node_rule_step(&["-A", "POSTROUTING", "-j", NODE_CHAIN])?;
+    }
+    Ok(())
+}
+
+fn node_rule_step(args: &[&str]) -> Result<(), NetworkError> {
+    let out = iptables("ADD", args)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(NetworkError::PluginFailed {
+        plugin: "iptables".into(),
+        command: "ADD".into(),
+        code: out.status.code().and_then(|c| u64::try_from(c).ok()),
+        message: format!(
+            "setting up the node's masquerade rule: iptables -t nat {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    })
+}
+
 /// Runs `iptables -w 10 -t nat ARGS`; `-w 10` waits up to 10 s for the
 /// xtables lock instead of failing at once or hanging forever.
-fn iptables(args: &[&str]) -> Result<std::process::Output, NetworkError> {
+/// `command` (ADD, DEL) names what it was for in an error.
+fn iptables(command: &str, args: &[&str]) -> Result<std::process::Output, NetworkError> {
     Command::new("iptables")
         .args(["-w", "10", "-t", "nat"])
         .args(args)
         .output()
         .map_err(|e| NetworkError::PluginFailed {
-            plugin: "bridge".into(),
-            command: "DEL".into(),
+            plugin: "iptables".into(),
+            command: command.into(),
             code: None,
-            message: format!(
-                "could not run iptables to remove the masquerade rules bridge left behind ({e}); \
-                 install iptables"
-            ),
+            message: format!("could not run iptables ({e}); install iptables"),
         })
 }
 
@@ -58,27 +117,30 @@ pub(crate) fn remove_leftover(
 ) -> Result<bool, NetworkError> {
     let chain = chain_name(network, container_id);
     // `-S CHAIN` fails when the chain does not exist: bridge cleaned up.
-    if !iptables(&["-S", &chain])?.status.success() {
+    if !iptables("DEL", &["-S", &chain])?.status.success() {
         return Ok(false);
     }
     let source = format!("{pod_ip}/32");
     let comment = comment(network, container_id);
     // Best effort: the jump may be gone while the chain is not (a
     // half-finished earlier cleanup); the chain cannot go while it stays.
-    let _ = iptables(&[
-        "-D",
-        "POSTROUTING",
-        "-s",
-        &source,
-        "-m",
-        "comment",
-        "--comment",
-        &comment,
-        "-j",
-        &chain,
-    ])?;
+    let _ = iptables(
+        "DEL",
+        &[
+            "-D",
+            "POSTROUTING",
+            "-s",
+            &source,
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+            "-j",
+            &chain,
+        ],
+    )?;
     for action in ["-F", "-X"] {
-        let out = iptables(&[action, &chain])?;
+        let out = iptables("DEL", &[action, &chain])?;
         if !out.status.success() {
             return Err(NetworkError::PluginFailed {
                 plugin: "bridge".into(),

@@ -22,14 +22,15 @@
 //! agent is the node's.
 //!
 //! What a caller must provide on the node: the four plugins (or let flotilla
-//! upload them into a dir of `plugin_dirs`) and `iptables` on `PATH` (bridge's
-//! ipMasq and portmap exec it). Masquerading covers everything a pod sends
-//! outside the node's /24, including to other nodes' pods: those see the
-//! node's address as the source, not the pod's.
+//! upload them into a dir of `plugin_dirs`) and `iptables` on `PATH` (the
+//! node's masquerade rule and portmap use it). What a pod sends outside the
+//! cluster CIDR leaves with the node's address (one nat rule per node,
+//! [`masq::ensure_node_rule`], set by [`node::NodeNetwork`] with the routes);
+//! pods on other nodes see the pod's own address.
 
 mod conf;
 mod ipnet;
-mod masq;
+pub(crate) mod masq;
 pub mod node;
 mod plugin;
 pub mod routes;
@@ -306,7 +307,7 @@ impl PodNetwork {
         let runtime = conf::runtime_config(ports);
         let mut prev: Option<Value> = None;
         let outcome = (|| -> Result<Attachment, NetworkError> {
-            for plugin in plugins(&list) {
+            for plugin in chain(&list, ports) {
                 let kind = plugin_type(plugin);
                 let stdin = conf::plugin_stdin(&list, plugin, prev.as_ref(), &runtime);
                 let result = self
@@ -391,7 +392,7 @@ impl PodNetwork {
         self.exec("loopback", "CHECK", id, netns, "lo", &lo)?;
         let list = conf::conflist(&self.config, version);
         let runtime = conf::runtime_config(ports);
-        for plugin in plugins(&list) {
+        for plugin in chain(&list, ports) {
             let kind = plugin_type(plugin);
             let stdin = conf::plugin_stdin(&list, plugin, Some(&saved.result), &runtime);
             match self.exec(kind, "CHECK", id, netns, &saved.ifname, &stdin) {
@@ -477,7 +478,7 @@ impl PodNetwork {
         let list = conf::conflist(&self.config, version);
         let runtime = conf::runtime_config(ports);
         let mut first_error = None;
-        for plugin in plugins(&list).iter().rev() {
+        for plugin in chain(&list, ports).into_iter().rev() {
             let kind = plugin_type(plugin);
             let stdin = conf::plugin_stdin(&list, plugin, prev, &runtime);
             match self.exec(kind, "DEL", id, netns, conf::POD_IFNAME, &stdin) {
@@ -701,6 +702,16 @@ fn plugins(list: &Value) -> &[Value] {
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
+}
+
+/// The plugins of `list` a pod with `ports` runs: portmap only when it
+/// has host ports (with none it does nothing but cost an exec, a few ms of
+/// every pod's start, and the same at CHECK and DEL).
+fn chain<'a>(list: &'a Value, ports: &[PortMapping]) -> Vec<&'a Value> {
+    plugins(list)
+        .iter()
+        .filter(|p| !ports.is_empty() || plugin_type(p) != "portmap")
+        .collect()
 }
 
 fn plugin_type(plugin: &Value) -> &str {

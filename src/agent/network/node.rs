@@ -1,7 +1,8 @@
 //! The node's side of the pod network: the settings the controller gave
 //! (`network.configure`), saved under the agent's root so that pods get
 //! addresses with no controller connected and after the agent restarts; the
-//! host-gw routes they imply; and the CNI network built from them.
+//! host-gw routes and the masquerade rule they imply; and the CNI network
+//! built from them, once per settings.
 //!
 //! On disk: `ROOT/network/settings.json` (the settings), and under
 //! `ROOT/network/cni/` the CNI state [`PodNetwork`] keeps (IP leases, saved
@@ -16,6 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::masq;
 use super::routes::{self, HostRoute};
 use super::{DEFAULT_PLUGIN_DIRS, Ipv4Net, NetworkConfig, NetworkError, PodNetwork};
 use crate::agent::objects::files::write_atomic;
@@ -40,6 +42,10 @@ pub struct NodeNetwork {
     /// settings.json as last read or written: `None` until first asked
     /// for, then `Some(None)` for no (or unreadable) settings.
     settings: Mutex<Option<Option<Arc<NetworkSettings>>>>,
+    /// The CNI network of the kept settings, built once for them: it asks
+    /// the plugins' CNI version once (four plugin runs) and holds the
+    /// per-pod locks, both of which a network built per pod would lose.
+    network: Mutex<Option<(Arc<NetworkSettings>, Arc<PodNetwork>)>>,
 }
 
 impl NodeNetwork {
@@ -50,6 +56,7 @@ impl NodeNetwork {
             plugin_dirs,
             lock: Mutex::new(()),
             settings: Mutex::new(None),
+            network: Mutex::new(None),
         }
     }
 
@@ -93,6 +100,7 @@ impl NodeNetwork {
             self.save(settings)?;
         }
         routes::sync_routes(&parsed.routes)?;
+        masq::ensure_node_rule(parsed.pod_subnet, parsed.cluster_cidr)?;
         Ok(self.state())
     }
 
@@ -113,13 +121,15 @@ impl NodeNetwork {
         Ok(())
     }
 
-    /// Puts the saved settings' routes back (an agent starting on a host
-    /// that rebooted has lost them).
-    pub fn restore_routes(&self) -> Result<(), NetworkError> {
-        match self.kept_settings() {
-            Some(settings) => routes::sync_routes(&parse_settings(&settings)?.routes),
-            None => Ok(()),
-        }
+    /// Puts the saved settings' routes and masquerade rule back (an agent
+    /// starting on a host that rebooted has lost them).
+    pub fn restore(&self) -> Result<(), NetworkError> {
+        let Some(settings) = self.kept_settings() else {
+            return Ok(());
+        };
+        let parsed = parse_settings(&settings)?;
+        routes::sync_routes(&parsed.routes)?;
+        masq::ensure_node_rule(parsed.pod_subnet, parsed.cluster_cidr)
     }
 
     /// The settings, the node's addresses, and what keeps pods from getting
@@ -144,10 +154,19 @@ impl NodeNetwork {
     }
 
     /// The CNI network pods attach to, once the node has settings.
-    pub fn pod_network(&self) -> Result<Option<PodNetwork>, NetworkError> {
-        self.kept_settings()
-            .map(|settings| self.network_from(&settings))
-            .transpose()
+    pub fn pod_network(&self) -> Result<Option<Arc<PodNetwork>>, NetworkError> {
+        let Some(settings) = self.kept_settings() else {
+            return Ok(None);
+        };
+        let mut built = self.network.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((built_for, network)) = built.as_ref()
+            && Arc::ptr_eq(built_for, &settings)
+        {
+            return Ok(Some(network.clone()));
+        }
+        let network = Arc::new(self.network_from(&settings)?);
+        *built = Some((settings, network.clone()));
+        Ok(Some(network))
     }
 
     fn network_from(&self, settings: &NetworkSettings) -> Result<PodNetwork, NetworkError> {
@@ -158,7 +177,7 @@ impl NodeNetwork {
     /// The CNI network for tearing down: like [`Self::pod_network`], but a
     /// node whose settings are gone still releases what it attached (DEL
     /// needs the plugins and the state directory, not the subnet).
-    pub fn teardown_network(&self) -> Option<PodNetwork> {
+    pub fn teardown_network(&self) -> Option<Arc<PodNetwork>> {
         if let Ok(Some(network)) = self.pod_network() {
             return Some(network);
         }
@@ -166,7 +185,7 @@ impl NodeNetwork {
         self.dir
             .join("cni")
             .is_dir()
-            .then(|| self.network_of(unknown, unknown))
+            .then(|| Arc::new(self.network_of(unknown, unknown)))
     }
 
     fn network_of(&self, pod_subnet: Ipv4Net, cluster_cidr: Ipv4Net) -> PodNetwork {

@@ -276,6 +276,15 @@ fn add_check_del_with_the_real_plugins() {
     let k = Kernel::new("life");
     let ports = [tcp(18080, 80)];
 
+    // The node's masquerade rule is the node's to set (NodeNetwork does,
+    // with the routes); set twice, it is there once.
+    let subnet: Ipv4Net = "10.88.3.0/24".parse().unwrap();
+    let cluster: Ipv4Net = "10.88.0.0/16".parse().unwrap();
+    for _ in 0..2 {
+        k.node
+            .run(|| masq::ensure_node_rule(subnet, cluster))
+            .expect("the node's masquerade rule");
+    }
     let a = k.add("pod-a", &k.pod, &ports).expect("ADD");
     let subnet: Ipv4Net = "10.88.3.0/24".parse().unwrap();
     let gateway = Ipv4Addr::new(10, 88, 3, 1);
@@ -298,7 +307,8 @@ fn add_check_del_with_the_real_plugins() {
     );
     ping(&k.pod, gateway).expect("the pod pings its gateway");
 
-    // portmap's DNAT and bridge's masquerade, in the node's nat table.
+    // portmap's DNAT, and the node's one masquerade rule (not bridge's
+    // chain per pod), in the node's nat table.
     let nat = k.nat_rules();
     assert!(
         nat.lines()
@@ -307,11 +317,20 @@ fn add_check_del_with_the_real_plugins() {
         "no DNAT for 18080 in:\n{nat}"
     );
     assert!(
-        nat.contains(&format!("-s {}/32", a.ip)),
-        "no masquerade in:\n{nat}"
+        nat.lines().any(
+            |l| l.starts_with("-A FLOTILLA-MASQ -s 10.88.3.0/24 ! -d 10.88.0.0/16")
+                && l.ends_with("-j MASQUERADE")
+        ),
+        "no masquerade rule in:\n{nat}"
     );
+    assert_eq!(
+        nat.matches("-A POSTROUTING -j FLOTILLA-MASQ").count(),
+        1,
+        "{nat}"
+    );
+    assert_eq!(nat.matches("-A FLOTILLA-MASQ ").count(), 1, "{nat}");
     assert!(
-        nat.contains(&masq::chain_name(DEFAULT_NETWORK_NAME, "pod-a")),
+        !nat.contains(&masq::chain_name(DEFAULT_NETWORK_NAME, "pod-a")),
         "{nat}"
     );
 
@@ -382,7 +401,29 @@ fn del_after_the_pod_namespace_is_gone() {
     let mut k = Kernel::new("gone");
     let ports = [tcp(18081, 8080)];
     let a = k.add("pod-g", &k.pod, &ports).expect("ADD");
+    // The chain bridge's ipMasq made for a pod (an agent from before the
+    // node rule), which bridge leaves behind when the netns is gone.
     let chain = masq::chain_name(DEFAULT_NETWORK_NAME, "pod-g");
+    let comment = masq::comment(DEFAULT_NETWORK_NAME, "pod-g");
+    let source = format!("{}/32", a.ip);
+    k.node.exec_ok(&["iptables", "-t", "nat", "-N", &chain]);
+    k.node
+        .exec_ok(&["iptables", "-t", "nat", "-A", &chain, "-j", "MASQUERADE"]);
+    k.node.exec_ok(&[
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        &source,
+        "-m",
+        "comment",
+        "--comment",
+        &comment,
+        "-j",
+        &chain,
+    ]);
     assert!(k.nat_rules().contains(&chain));
 
     let pod_path = k.pod.path();

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::agent::node::{DiskUsage, MetricsSample, NodeFacts};
+use crate::agent::protocol::exec::{Bytes, ExecTerminal};
 use crate::api::status::{ContainerState, ContainerStateWaiting, ContainerStatus};
 use crate::api::{Container, ObjectMeta, PodSpec};
 
@@ -144,6 +145,32 @@ fn sample_calls() -> Vec<Call> {
             }],
         }),
         Call::NetworkStatus(Empty {}),
+        Call::ExecStart(ExecStartParams {
+            namespace: "default".into(),
+            name: "web".into(),
+            container: Some("main".into()),
+            command: vec!["sh".into(), "-c".into(), "echo hi".into()],
+            stdin: true,
+            tty: Some(ExecTerminal {
+                term: "xterm-256color".into(),
+                cols: 120,
+                rows: 40,
+            }),
+        }),
+        Call::ExecInput(ExecInputParams {
+            id: 5,
+            data: Bytes(b"ls\r".to_vec()),
+            eof: true,
+        }),
+        Call::ExecResize(ExecResizeParams {
+            id: 5,
+            cols: 100,
+            rows: 30,
+        }),
+        Call::ExecSignal(ExecSignalParams {
+            id: 5,
+            signal: "INT".into(),
+        }),
     ]
 }
 
