@@ -343,13 +343,14 @@ async fn crash_loop_back_off_doubles_up_to_its_cap() {
         .subscribe_events(&EventFilter::default())
         .await
         .expect("events.subscribe");
-    client
+    let created = client
         .create_pod(pod(&node, "crash", "Always", &[("main", "exit 1")]))
         .await
         .expect("create");
     // Starts, as the agent records them; the test's back-off is 200 ms
     // doubling to 800 ms.
     let mut starts: Vec<DateTime<Utc>> = Vec::new();
+    let mut phases = Vec::new();
     let started = Instant::now();
     while starts.len() < 5 {
         let event: Event = tokio::time::timeout(DEADLINE, events.next())
@@ -357,6 +358,11 @@ async fn crash_loop_back_off_doubles_up_to_its_cap() {
             .expect("an event in time")
             .expect("the event stream goes on")
             .expect("an event");
+        if event.pod == "crash" {
+            // Each event names its pod's uid and the phase it left it in.
+            assert_eq!(event.uid, created.uid, "{event:?}");
+            phases.push(event.phase.expect("the pod's phase"));
+        }
         if event.pod == "crash" && event.reason == "Started" {
             starts.push(event.time);
         }
@@ -374,6 +380,15 @@ async fn crash_loop_back_off_doubles_up_to_its_cap() {
             "gaps {gaps:?} ms, back-offs 200, 400, 800, 800"
         );
     }
+    // A pod restarting under restartPolicy Always never ends (Succeeded,
+    // Failed): it is Running between its restarts.
+    assert!(
+        phases
+            .iter()
+            .all(|p| matches!(p, PodPhase::Pending | PodPhase::Running)),
+        "{phases:?}"
+    );
+    assert_eq!(phases.last(), Some(&PodPhase::Running), "{phases:?}");
     let record = client.pod_status(&pod_ref("crash")).await.unwrap();
     assert!(container(&record, "main").restart_count >= 4, "{record:?}");
     delete(&client, "crash").await;

@@ -353,7 +353,7 @@ impl AgentService for Fake {
     async fn exec(
         &self,
         params: ExecStartParams,
-        mut control: tokio::sync::mpsc::Receiver<ExecControl>,
+        control: tokio::sync::mpsc::Receiver<ExecControl>,
     ) -> ServiceResult<ServiceStream<ExecOutput>> {
         if params.name == "missing" {
             return Err(ServiceError::NotFound("no pod default/missing".into()));

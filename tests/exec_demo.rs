@@ -258,6 +258,13 @@ fn interactive_shell(cli: &Cli, via: &[&str]) {
     tmux.wait_for("the first size", Duration::from_secs(20), |s| {
         s.lines().any(|l| l.trim() == "40 120")
     });
+    if via.is_empty() {
+        // Through the agent, the terminal is one of the container's own.
+        tmux.type_line("tty; ls /dev/pts");
+        tmux.wait_for("the container's terminal", Duration::from_secs(20), |s| {
+            s.lines().any(|l| l.trim() == "/dev/pts/0")
+        });
+    }
     tmux.resize(100, 30);
     tmux.type_line("stty size");
     tmux.wait_for("the new size", Duration::from_secs(20), |s| {

@@ -142,9 +142,9 @@ impl Daemon {
             message: event.message,
             namespace: event.namespace,
             pod: event.pod,
-            uid: String::new(),
+            uid: event.uid,
             container: (!event.container.is_empty()).then_some(event.container),
-            phase: None,
+            phase: event.phase,
         };
         tracing::info!(reason = %event.reason, pod = %event.pod, "{}", event.message);
         if let Ok(mut history) = self.history.lock() {

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 use super::known_hosts::{self, HostKeyDecision};
+use super::quick_ack::QuickAck;
 use super::{ChannelError, SshError};
 
 /// Stdout and stderr are each captured up to this many bytes; past it,
@@ -263,7 +264,7 @@ async fn handshake(
 ) -> Result<Handle<ClientHandler>, SshError> {
     // russh has no handshake timeout: a peer that accepts TCP and then says
     // nothing would hang us forever.
-    let connecting = client::connect_stream(Arc::new(client_config()), tcp, handler);
+    let connecting = client::connect_stream(Arc::new(client_config()), QuickAck::new(tcp), handler);
     match tokio::time::timeout(target.connect_timeout, connecting).await {
         Err(_) => Err(SshError::Timeout {
             address: target.address.clone(),

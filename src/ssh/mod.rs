@@ -18,6 +18,7 @@ pub mod connector;
 pub mod digest_cache;
 pub mod fleet;
 pub mod known_hosts;
+mod quick_ack;
 pub mod reconnect;
 pub mod session;
 pub mod target;

@@ -13,6 +13,8 @@
 //! the stage's exit ─▶ (output drained, at most EXIT_DRAIN more) ─▶ `exit {code}`
 //! ```
 //!
+//! The terminal comes from the container's own devpts when it can (its
+//! `/dev/pts/N` inside, as runc's console socket gives), else the host's.
 //! The stage takes the terminal as its process's controlling terminal
 //! (setsid, TIOCSCTTY), so ^C typed by the client reaches the process
 //! through the line discipline, and closing the master hangs it up. Neither
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use rustix::fs::{FileType, OFlags};
 use rustix::pty::OpenptFlags;
 use rustix::termios::Winsize;
 use tokio::io::unix::AsyncFd;
@@ -37,6 +40,8 @@ use tokio::sync::mpsc;
 
 use crate::agent::protocol::exec::{Bytes, ExecControl, ExecOutput};
 use crate::agent::runtime::exec::{ExecSpec, stage_command};
+use crate::agent::runtime::rootfs::Root;
+use crate::procfs::ProcessId;
 
 /// How long output may still come after the stage has ended (a background
 /// process of the exec holding the terminal or a pipe open) before the exit
@@ -80,7 +85,7 @@ pub fn start(
     let mut command = tokio::process::Command::from(command);
     let (child, io) = match terminal {
         Some((cols, rows)) => {
-            let (master, slave) = open_pty(cols, rows)?;
+            let (master, slave) = open_pty(&spec.pid, cols, rows)?;
             let stdio = |what| slave.try_clone().map(Stdio::from).map_err(io_error(what));
             command
                 .stdin(stdio("share the terminal")?)
@@ -111,10 +116,23 @@ pub fn start(
     Ok(receiver)
 }
 
-/// A pseudo-terminal pair of `cols` × `rows`, both ends close-on-exec.
-fn open_pty(cols: u16, rows: u16) -> Result<(OwnedFd, OwnedFd), ExecProcessError> {
+/// A pseudo-terminal pair of `cols` × `rows`, both ends close-on-exec:
+/// from the container's own devpts when it can be opened safely (so, as
+/// with runc's console socket, the process's terminal is a /dev/pts/N of
+/// its container and `tty` names it), else from the host's.
+fn open_pty(
+    container: &ProcessId,
+    cols: u16,
+    rows: u16,
+) -> Result<(OwnedFd, OwnedFd), ExecProcessError> {
     let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
-    let master = rustix::pty::openpt(flags).map_err(|e| io_error("open a terminal")(e.into()))?;
+    let master = match container_ptmx(container) {
+        Ok(master) => master,
+        Err(why) => {
+            tracing::debug!(%why, "the exec's terminal comes from the host's devpts");
+            rustix::pty::openpt(flags).map_err(|e| io_error("open a terminal")(e.into()))?
+        }
+    };
     rustix::pty::grantpt(&master)
         .and_then(|()| rustix::pty::unlockpt(&master))
         .map_err(|e| io_error("unlock the terminal")(e.into()))?;
@@ -124,6 +142,38 @@ fn open_pty(cols: u16, rows: u16) -> Result<(OwnedFd, OwnedFd), ExecProcessError
         .map_err(|e| io_error("open the terminal's other end")(e.into()))?;
     set_size(&master, cols, rows).map_err(io_error("size the terminal"))?;
     Ok((master, slave))
+}
+
+/// devpts' `f_type` (linux/magic.h).
+const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+
+/// The container's `/dev/pts/ptmx`, reached through `/proc/PID/root` of
+/// its first process with no symlink followed, and taken only if it is a
+/// devpts' ptmx (char 5:2 on a devpts filesystem: the container cannot
+/// mount one of its own) and the process is still the same one after the
+/// open (its pid was not reused by another container's meanwhile).
+fn container_ptmx(container: &ProcessId) -> Result<OwnedFd, String> {
+    let root_path = format!("/proc/{}/root", container.pid);
+    let root = Root::open(Path::new(&root_path)).map_err(|e| format!("{root_path}: {e}"))?;
+    let ptmx = root
+        .open_no_symlinks("dev/pts/ptmx", OFlags::RDWR | OFlags::NOCTTY)
+        .map_err(|e| format!("/dev/pts/ptmx of the container: {e}"))?;
+    let fs = rustix::fs::fstatfs(&ptmx).map_err(|e| e.to_string())?;
+    #[allow(clippy::unnecessary_cast)] // f_type's width varies by architecture
+    if fs.f_type as i64 != DEVPTS_SUPER_MAGIC {
+        return Err("the container's /dev/pts is not a devpts".into());
+    }
+    let stat = rustix::fs::fstat(&ptmx).map_err(|e| e.to_string())?;
+    let is_ptmx = FileType::from_raw_mode(stat.st_mode) == FileType::CharacterDevice
+        && rustix::fs::major(stat.st_rdev) == 5
+        && rustix::fs::minor(stat.st_rdev) == 2;
+    if !is_ptmx {
+        return Err("the container's /dev/pts/ptmx is not the ptmx device".into());
+    }
+    if !container.is_alive() {
+        return Err("the container's process ended".into());
+    }
+    Ok(ptmx)
 }
 
 fn set_size(master: impl AsFd, cols: u16, rows: u16) -> io::Result<()> {

@@ -25,7 +25,7 @@ use crate::agent::image::config::ImageConfig;
 use crate::agent::image::{self, PullOptions, Store};
 use crate::agent::network::{self, node::NodeNetwork};
 use crate::agent::runtime::{PodSandbox, SandboxSpec};
-use crate::api::status::ContainerStateTerminated;
+use crate::api::status::{ContainerStateTerminated, PodPhase};
 use crate::api::{Container, Pod, PullPolicy, RestartPolicy};
 
 /// How the agent runs pods on this host.
@@ -70,6 +70,21 @@ pub struct PodEvent {
     pub namespace: String,
     pub pod: String,
     pub container: String,
+    /// Filled in at the end of the pass that made the event, with the
+    /// pod's phase after it ([`PodEvent::of_pod`]).
+    pub uid: String,
+    pub phase: Option<PodPhase>,
+}
+
+impl PodEvent {
+    /// Says which pod the events are about: its uid, and its phase once
+    /// the pass that made them is over.
+    fn of_pod(events: &mut [PodEvent], uid: &str, phase: Option<PodPhase>) {
+        for event in events {
+            event.uid = uid.to_string();
+            event.phase = phase;
+        }
+    }
 }
 
 pub struct PodManager {
@@ -255,6 +270,8 @@ impl PodManager {
                     namespace: pod.pod.metadata.namespace.clone(),
                     pod: pod.pod.metadata.name.clone(),
                     container: String::new(),
+                    uid: pod.uid.clone(),
+                    phase: None,
                 }),
             }
         }
@@ -288,8 +305,9 @@ impl PodManager {
             let sandbox = self.ensure_sandbox(&record)?;
             let netns = sandbox.dir().join("ns").join("net");
             let attached = pod_network::attach(&self.network, &mut record, &netns, &mut events);
+            // Made (and limited) when a container starts, not every pass:
+            // a pass over a running pod makes no cgroup call.
             let pod_group = self.pod_group(&record.uid)?;
-            pod_group.create()?;
             let pids = record
                 .pod
                 .metadata
@@ -297,10 +315,6 @@ impl PodManager {
                 .get(PIDS_ANNOTATION)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(crate::agent::cgroup::DEFAULT_POD_PIDS_MAX);
-            pod_group.set_limits(&Limits {
-                pids_max: Some(pids),
-                ..Limits::default()
-            })?;
             // No container starts before its pod has its address.
             for container in containers.iter().filter(|_| attached) {
                 let launch = if foreground {
@@ -311,6 +325,7 @@ impl PodManager {
                 let pass = PodPass {
                     sandbox: &sandbox,
                     group: &pod_group,
+                    pids_max: pids,
                     now,
                 };
                 self.maybe_start(&mut record, container, &pass, &mut events, launch)?;
@@ -328,6 +343,10 @@ impl PodManager {
         } else {
             None
         };
+        if !events.is_empty() {
+            let phase = super::status::pod_status(&record, &self.instance_states(&record)).phase;
+            PodEvent::of_pod(&mut events, uid, Some(phase));
+        }
         Ok((events, prepared, due))
     }
 
@@ -404,6 +423,8 @@ impl PodManager {
             namespace: namespace.clone(),
             pod: pod_name.clone(),
             container: container.name.clone(),
+            uid: String::new(),
+            phase: None,
         });
         let restart = desired == Desired::Running
             && match restart_policy {
@@ -435,6 +456,8 @@ impl PodManager {
                 namespace,
                 pod: pod_name,
                 container: container.name.clone(),
+                uid: String::new(),
+                phase: None,
             });
         }
         Ok(())
@@ -473,6 +496,7 @@ impl PodManager {
         let PodPass {
             sandbox,
             group: pod_group,
+            pids_max,
             now,
         } = *pass;
         let restart_policy = record.pod.spec.restart_policy;
@@ -508,6 +532,8 @@ impl PodManager {
             namespace: namespace.clone(),
             pod: pod_name.clone(),
             container: container.name.clone(),
+            uid: String::new(),
+            phase: None,
         };
 
         let (image_record, config) = match self.image_for(container) {
@@ -578,6 +604,11 @@ impl PodManager {
         let log_dir = self.config.paths.log_dir(&uid, &container.name);
         fs::create_dir_all(&log_dir).map_err(|e| PodError::io(&log_dir, e))?;
 
+        pod_group.create()?;
+        pod_group.set_limits(&Limits {
+            pids_max: Some(pids_max),
+            ..Limits::default()
+        })?;
         let group = pod_group.child(&container.name)?;
         group.create()?;
         group.set_limits(&container_limits(container))?;
@@ -844,7 +875,10 @@ impl PodManager {
 
     pub fn pause(&self, namespace: &str, name: &str) -> Result<PodRecord, PodError> {
         let record = self.find(namespace, name)?;
-        self.pod_group(&record.uid)?.freeze()?;
+        // A pod none of whose containers has started yet has no group.
+        let group = self.pod_group(&record.uid)?;
+        group.create()?;
+        group.freeze()?;
         self.set_paused(&record.uid, true)
     }
 
@@ -961,7 +995,9 @@ type Pass = (Vec<PodEvent>, Option<PathBuf>, Option<DateTime<Utc>>);
 #[derive(Clone, Copy)]
 struct PodPass<'a> {
     sandbox: &'a PodSandbox,
+    /// The pod's cgroup, made and limited (`pids_max`) as a container starts.
     group: &'a Group,
+    pids_max: u64,
     now: DateTime<Utc>,
 }
 

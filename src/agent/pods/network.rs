@@ -81,6 +81,8 @@ pub fn attach(
                     namespace: record.pod.metadata.namespace.clone(),
                     pod: record.pod.metadata.name.clone(),
                     container: String::new(),
+                    uid: record.uid.clone(),
+                    phase: None,
                 });
             }
             for container in &record.pod.spec.containers {

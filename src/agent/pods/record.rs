@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backoff::BackOffState;
 use super::layout::AgentPaths;
+use crate::agent::objects::files::sync_dir;
 use crate::api::Pod;
 use crate::api::status::ContainerStateTerminated;
 
@@ -110,13 +111,16 @@ pub fn load(path: &Path) -> std::io::Result<PodRecord> {
     })
 }
 
-/// Saves atomically (temporary file, fsync, rename). An ephemeral pod's
-/// record skips the fsync: it is on tmpfs, where an fsync does nothing but
-/// cost a system call per save (a `run --rm` saves five times). The rename
-/// still makes every save all-or-nothing for readers.
+/// Saves atomically (temporary file, fsync, rename, fsync of the pod's
+/// directory, and of the pods directory on the first save, so a pod
+/// created just before a power cut is still there after it). An ephemeral
+/// pod's record skips the fsyncs: it is on tmpfs, where an fsync does
+/// nothing but cost a system call per save (a `run --rm` saves five
+/// times). The rename still makes every save all-or-nothing for readers.
 pub fn save(paths: &AgentPaths, record: &PodRecord) -> std::io::Result<()> {
     use std::io::Write;
     let path = paths.pod_file(&record.uid);
+    let first = !path.exists();
     let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
     let mut file = File::create(&tmp)?;
@@ -124,7 +128,15 @@ pub fn save(paths: &AgentPaths, record: &PodRecord) -> std::io::Result<()> {
     if !record.ephemeral {
         file.sync_all()?;
     }
-    fs::rename(&tmp, &path)
+    fs::rename(&tmp, &path)?;
+    if !record.ephemeral {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        sync_dir(dir)?;
+        if first && let Some(pods) = dir.parent() {
+            sync_dir(pods)?;
+        }
+    }
+    Ok(())
 }
 
 /// Every pod record, under the root and (ephemeral pods) under the run

@@ -92,6 +92,16 @@ impl Root {
         }
     }
 
+    /// Opens `path` with `flags`, resolved inside the root with no symlink
+    /// on the way (a device the runtime made, such as /dev/pts/ptmx).
+    pub fn open_no_symlinks(
+        &self,
+        path: &str,
+        flags: OFlags,
+    ) -> Result<OwnedFd, rustix::io::Errno> {
+        self.open_with(path, flags, ResolveFlags::NO_SYMLINKS)
+    }
+
     /// Like [`Root::resolve`], but no component may be a symlink: where the
     /// kernel's filesystems go (/proc, /sys, /dev), an image does not get to
     /// redirect them (an image whose /proc points at / would otherwise get
