@@ -291,6 +291,18 @@ fn serve(config: AgentConfig, lease_max_ttl: Duration) -> anyhow::Result<ExitCod
     // First thing: the lease's hold-back after a restart counts from here,
     // and a later start only makes it longer.
     let started = std::time::Instant::now();
+    // The daemon's own log (its tracing: events, execs, network set-up,
+    // warnings), daily files under the root; `FLOTILLA_LOG` sets the level.
+    // Made here, in the process that serves: `--detach` forks before, and
+    // the writer is a thread. Serving without a log beats not serving.
+    let log_dir = config.paths.root.join("logs");
+    let _log = match crate::logging::init_file_logging(&log_dir, "agent") {
+        Ok(guard) => Some(guard),
+        Err(err) => {
+            eprintln!("flotilla-agent: no log file ({err}); serving without one");
+            None
+        }
+    };
     let socket = super::daemon::socket_path(&config.paths.run_dir);
     let objects_dir = config.paths.objects_dir();
     let objects = ObjectStore::open(&objects_dir)?;

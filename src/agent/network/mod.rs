@@ -301,51 +301,67 @@ impl PodNetwork {
         version: &str,
     ) -> Result<Attachment, NetworkError> {
         let lo = conf::loopback(&self.config.network_name, version);
-        self.exec("loopback", "ADD", id, netns, "lo", &lo)?;
-
         let list = conf::conflist(&self.config, version);
         let runtime = conf::runtime_config(ports);
         let mut prev: Option<Value> = None;
-        let outcome = (|| -> Result<Attachment, NetworkError> {
-            for plugin in chain(&list, ports) {
-                let kind = plugin_type(plugin);
-                let stdin = conf::plugin_stdin(&list, plugin, prev.as_ref(), &runtime);
-                let result = self
-                    .exec(kind, "ADD", id, netns, conf::POD_IFNAME, &stdin)?
-                    .ok_or_else(|| NetworkError::BadResult {
-                        plugin: kind.to_string(),
-                        message: "ADD succeeded but printed no result".into(),
-                    })?;
-                prev = Some(result);
-            }
-            let result = prev.clone().expect("the list has plugins");
-            let attachment = conf::attachment(&result, conf::POD_IFNAME).map_err(|message| {
-                NetworkError::BadResult {
-                    plugin: "bridge".into(),
-                    message,
+        let outcome = std::thread::scope(|scope| {
+            // `lo` and `eth0` are independent: loopback runs beside the
+            // list, so a pod waits for the slower of the two rather than
+            // their sum (loopback is ~8 ms of ~28 here). The thread starts
+            // in this thread's network namespace, as the plugins need.
+            let loopback = scope.spawn(|| self.exec("loopback", "ADD", id, netns, "lo", &lo));
+            let attached = (|| -> Result<Attachment, NetworkError> {
+                for plugin in chain(&list, ports) {
+                    let kind = plugin_type(plugin);
+                    let stdin = conf::plugin_stdin(&list, plugin, prev.as_ref(), &runtime);
+                    let result = self
+                        .exec(kind, "ADD", id, netns, conf::POD_IFNAME, &stdin)?
+                        .ok_or_else(|| NetworkError::BadResult {
+                            plugin: kind.to_string(),
+                            message: "ADD succeeded but printed no result".into(),
+                        })?;
+                    prev = Some(result);
                 }
-            })?;
-            if !self.config.pod_subnet.contains(attachment.ip) {
-                return Err(NetworkError::BadResult {
-                    plugin: "host-local".into(),
-                    message: format!(
-                        "leased {} outside the node's pod subnet {}; remove stale leases under {}",
-                        attachment.ip,
-                        self.config.pod_subnet.network(),
-                        self.config.state_dir.join("ipam").display()
-                    ),
-                });
-            }
+                let result = prev.as_ref().expect("the list has plugins");
+                let attachment = conf::attachment(result, conf::POD_IFNAME).map_err(|message| {
+                    NetworkError::BadResult {
+                        plugin: "bridge".into(),
+                        message,
+                    }
+                })?;
+                if !self.config.pod_subnet.contains(attachment.ip) {
+                    return Err(NetworkError::BadResult {
+                        plugin: "host-local".into(),
+                        message: format!(
+                            "leased {} outside the node's pod subnet {}; remove stale leases under {}",
+                            attachment.ip,
+                            self.config.pod_subnet.network(),
+                            self.config.state_dir.join("ipam").display()
+                        ),
+                    });
+                }
+                Ok(attachment)
+            })();
+            let looped = loopback.join().unwrap_or_else(|_| {
+                Err(NetworkError::PluginFailed {
+                    plugin: "loopback".into(),
+                    command: "ADD".into(),
+                    code: None,
+                    message: "the thread running it panicked (see the agent's log)".into(),
+                })
+            });
+            let attachment = attached?;
+            looped?;
             self.save(&Saved {
                 container_id: id.to_string(),
                 cni_version: version.to_string(),
                 netns: netns.to_path_buf(),
                 ifname: conf::POD_IFNAME.to_string(),
                 ports: ports.to_vec(),
-                result,
+                result: prev.clone().expect("the list has plugins"),
             })?;
             Ok(attachment)
-        })();
+        });
 
         if let Err(e) = &outcome {
             // The spec asks the runtime to DEL after a failed ADD: whatever

@@ -47,6 +47,7 @@ pub fn attach(
     if record.pod.spec.host_network || record.network.is_some() {
         return true;
     }
+    let started = std::time::Instant::now();
     let result = network
         .pod_network()
         .and_then(|pod_network| match pod_network {
@@ -58,6 +59,12 @@ pub fn attach(
     match result {
         Ok(None) => true,
         Ok(Some(attachment)) => {
+            tracing::info!(
+                pod = %record.pod.metadata.name,
+                ip = %attachment.ip,
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                "pod network attached"
+            );
             record.network = Some(PodAddress {
                 ip: attachment.ip.to_string(),
             });
