@@ -254,13 +254,15 @@ async fn supervise(
         tokio::select! {
             biased;
             _ = items.closed() => {
-                hang_up(child, stage);
+                // Not once reaped: its pid may name another process by now.
+                hang_up(child, stage.filter(|_| status.is_none()));
                 return;
             }
             item = output.recv(), if output_open => match item {
                 Some(item) => {
                     if items.send(item).await.is_err() {
-                        hang_up(child, stage);
+                        // Not once reaped: its pid may name another process by now.
+                hang_up(child, stage.filter(|_| status.is_none()));
                         return;
                     }
                 }
