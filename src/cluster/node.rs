@@ -625,7 +625,15 @@ impl NodeUpdate<'_> {
         }
     }
 
-    fn set_pods(&mut self, pods: Vec<PodRecord>) {
+    fn set_pods(&mut self, mut pods: Vec<PodRecord>) {
+        // Kubernetes' hostIP, the node's address: an agent cannot tell which
+        // of its addresses the cluster reaches it by; the cluster file says,
+        // when it names the node by address (a host name stays unresolved).
+        if let Ok(ip) = self.record.config.address.parse::<std::net::IpAddr>() {
+            for pod in pods.iter_mut().filter(|p| p.status.host_ip.is_empty()) {
+                pod.status.host_ip = ip.to_string();
+            }
+        }
         let r = &mut *self.record;
         r.allocated = Allocated::of(&pods);
         r.pods = Arc::from(pods);

@@ -571,6 +571,8 @@ fn capacity_allocatable_and_allocated_use_quantities() {
         ["db", "job", "web"],
         "sorted"
     );
+    // Each pod's hostIP is the node's address from the cluster file.
+    assert!(n.pods.iter().all(|p| p.status.host_ip == "10.77.0.1"));
     assert_eq!(n.allocated.requests.cpu.to_string(), "1500m");
     assert_eq!(n.allocated.requests.memory.to_string(), "1280Mi");
     assert_eq!(n.allocated.limits.cpu, Quantity::zero());

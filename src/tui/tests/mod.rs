@@ -150,9 +150,11 @@ fn each_pods_ip_shows_in_its_column_and_its_description() {
                 record.status.pod_ip.clear();
                 record.status.host_ip = "10.77.0.11".into();
             }
+            // A node named by host name: no hostIP.
             "web-00006" => {
                 record.pod.spec.host_network = true;
                 record.status.pod_ip.clear();
+                record.status.host_ip.clear();
             }
             _ => {}
         }
