@@ -138,7 +138,7 @@ impl NodeNetwork {
         // One look at the settings for both: the problem is the reported
         // settings' problem.
         let settings = self.kept_settings();
-        let problem = match settings.as_deref().map(|s| self.network_from(s)) {
+        let problem = match settings.clone().map(|s| self.network_for(s)) {
             Some(Ok(network)) => network.check_plugins().err().map(|e| e.to_string()),
             None => None,
             Some(Err(err)) => Some(err.to_string()),
@@ -155,18 +155,22 @@ impl NodeNetwork {
 
     /// The CNI network pods attach to, once the node has settings.
     pub fn pod_network(&self) -> Result<Option<Arc<PodNetwork>>, NetworkError> {
-        let Some(settings) = self.kept_settings() else {
-            return Ok(None);
-        };
+        self.kept_settings()
+            .map(|settings| self.network_for(settings))
+            .transpose()
+    }
+
+    /// The CNI network of `settings`, built once for the settings kept.
+    fn network_for(&self, settings: Arc<NetworkSettings>) -> Result<Arc<PodNetwork>, NetworkError> {
         let mut built = self.network.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((built_for, network)) = built.as_ref()
             && Arc::ptr_eq(built_for, &settings)
         {
-            return Ok(Some(network.clone()));
+            return Ok(network.clone());
         }
         let network = Arc::new(self.network_from(&settings)?);
         *built = Some((settings, network.clone()));
-        Ok(Some(network))
+        Ok(network)
     }
 
     fn network_from(&self, settings: &NetworkSettings) -> Result<PodNetwork, NetworkError> {

@@ -656,14 +656,15 @@ fn fake_plugins_see_the_calls_the_spec_describes() {
 
     let a = net.add("pod-1", &handle, &ports).unwrap();
     assert_eq!(a.ip, Ipv4Addr::new(10, 88, 3, 7));
-    assert_eq!(
-        fakes.calls(),
-        [
-            "ADD loopback pod-1 lo",
-            "ADD bridge pod-1 eth0",
-            "ADD portmap pod-1 eth0"
-        ]
+    // loopback runs beside the list, so only the list's order is fixed.
+    let calls = fakes.calls();
+    assert!(
+        calls.iter().any(|c| c == "ADD loopback pod-1 lo"),
+        "{calls:?}"
     );
+    let list: Vec<_> = calls.iter().filter(|c| !c.contains("loopback")).collect();
+    assert_eq!(list, ["ADD bridge pod-1 eth0", "ADD portmap pod-1 eth0"]);
+    assert_eq!(calls.len(), 3, "{calls:?}");
     let bridge = fakes.stdin("ADD", "bridge");
     assert_eq!(bridge["cniVersion"], "1.0.0");
     assert_eq!(bridge["name"], "flotilla");
@@ -954,7 +955,12 @@ fn a_torn_saved_result_is_ignored() {
     assert_eq!(net.attachment("pod-8"), None);
     // ADD makes a fresh one (no CHECK of garbage), DEL cleans up.
     net.add("pod-8", &own_netns(), &[]).unwrap();
-    assert_eq!(fakes.calls()[0], "ADD loopback pod-8 lo");
+    let calls = fakes.calls();
+    assert!(
+        calls.iter().any(|c| c == "ADD loopback pod-8 lo"),
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("CHECK")), "{calls:?}");
     assert!(net.attachment("pod-8").is_some());
     net.del("pod-8", None, &[]).unwrap();
     assert!(!state.path().join("results/pod-8.json").exists());

@@ -120,7 +120,8 @@ pub fn load(path: &Path) -> std::io::Result<PodRecord> {
 pub fn save(paths: &AgentPaths, record: &PodRecord) -> std::io::Result<()> {
     use std::io::Write;
     let path = paths.pod_file(&record.uid);
-    let first = !path.exists();
+    // Whether this save makes the pod's entry in the pods directory.
+    let first = !record.ephemeral && !path.exists();
     let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
     let mut file = File::create(&tmp)?;
