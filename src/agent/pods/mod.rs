@@ -21,6 +21,7 @@ pub mod exec_process;
 pub mod layout;
 pub mod manager;
 pub mod network;
+pub mod output_pump;
 pub mod record;
 pub mod resident;
 pub mod shim;

@@ -11,16 +11,16 @@
 //! (`supervise`), teeing the output to the terminal.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::output_pump::{self, Source};
 use crate::agent::cgroup::{self, Ended};
 use crate::agent::logs::{CriLogWriter, Rotation, Stream};
 use crate::agent::runtime::{
@@ -142,10 +142,6 @@ pub fn shim_main(dir: &Path, detach: bool) -> ExitCode {
         let spawned = Command::new(exe)
             .arg("__shim")
             .arg(dir)
-            // glibc gives each thread that allocates an arena of its own
-            // (~70 KB resident each); the shim's two pipe readers allocate
-            // little and rarely, so one arena serves all three threads.
-            .env("MALLOC_ARENA_MAX", "1")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -234,7 +230,7 @@ fn run_container(
     state: &mut InstanceState,
     tee: Option<Tee>,
 ) -> Result<ExitRecord, String> {
-    let writer = CriLogWriter::open(
+    let mut writer = CriLogWriter::open(
         &plan.log_path,
         Rotation {
             max_bytes: plan.log_max_bytes,
@@ -242,7 +238,6 @@ fn run_container(
         },
     )
     .map_err(|e| format!("opening the log {}: {e}", plan.log_path.display()))?;
-    let writer = Arc::new(Mutex::new(writer));
     let (out_read, out_write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     let (err_read, err_write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     let devnull = fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
@@ -260,22 +255,26 @@ fn run_container(
         Some(t) => (Some(t.stdout), Some(t.stderr)),
         None => (None, None),
     };
-    let readers = [
-        spawn_reader(out_read, Stream::Stdout, writer.clone(), tee_out),
-        spawn_reader(err_read, Stream::Stderr, writer.clone(), tee_err),
+    let sources = vec![
+        Source {
+            pipe: out_read,
+            stream: Stream::Stdout,
+            tee: tee_out,
+        },
+        Source {
+            pipe: err_read,
+            stream: Stream::Stderr,
+            tee: tee_err,
+        },
     ];
-    if detached {
-        // A detached shim now only copies pipes for the container's lifetime.
-        super::resident::release_startup_pages();
-    }
+    output_pump::copy_until_closed(sources, &mut writer, || {
+        if detached {
+            // A detached shim now only copies pipes for the container's lifetime.
+            super::resident::release_startup_pages();
+        }
+    });
     let exit = process.wait().map_err(|e| e.to_string())?;
-    for reader in readers {
-        let _ = reader.join();
-    }
-    if let Ok(writer) = Arc::try_unwrap(writer) {
-        let writer = writer.into_inner().unwrap_or_else(|p| p.into_inner());
-        let _ = writer.close();
-    }
+    let _ = writer.close();
     let oom = oom_kills(plan) > oom_before;
     let ended = match exit {
         ContainerExit::Code(c) => Ended::Exited(c),
@@ -308,32 +307,6 @@ fn oom_kills(plan: &LaunchPlan) -> u64 {
                 .and_then(|n| n.trim().parse::<u64>().ok())
         })
         .sum()
-}
-
-fn spawn_reader(
-    pipe: OwnedFd,
-    stream: Stream,
-    writer: Arc<Mutex<CriLogWriter>>,
-    mut tee: Option<Box<dyn Write + Send>>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut file = fs::File::from(pipe);
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let n = match file.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
-            if let Ok(mut w) = writer.lock() {
-                let _ = w.write(stream, &buffer[..n]);
-            }
-            if let Some(out) = tee.as_mut() {
-                let _ = out.write_all(&buffer[..n]).and_then(|()| out.flush());
-            }
-        }
-    })
 }
 
 /// The container's process as the plan describes it, with the runtime's
