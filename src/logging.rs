@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::EnvFilter;
 
@@ -21,6 +21,13 @@ pub enum LoggingError {
         source: tracing_appender::rolling::InitError,
     },
 }
+
+/// Lines queued for the writer thread before new ones are dropped.
+/// tracing-appender's default, 128 000, preallocates and touches a
+/// 4 MB queue up front: more than the rest of the agent's idle memory. The
+/// writer thread drains the queue as fast as the disk takes it, so only a
+/// burst of this many lines within one write could lose any.
+const BUFFERED_LINES: usize = 2048;
 
 /// Starts logging to `<dir>/<prefix>.YYYY-MM-DD`. Keep the returned guard alive
 /// for the life of `main`: dropping it stops the writer thread. The level comes
@@ -39,7 +46,9 @@ pub fn init_file_logging(dir: &Path, prefix: &str) -> Result<WorkerGuard, Loggin
             path: dir.display().to_string(),
             source,
         })?;
-    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LINES)
+        .finish(appender);
     let filter = EnvFilter::try_from_env("FLOTILLA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // A second init (tests calling twice) is harmless: keep the first subscriber.
     let _ = tracing_subscriber::fmt()
