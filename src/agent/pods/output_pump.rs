@@ -29,6 +29,13 @@ pub struct Source {
     pub tee: Option<Box<dyn Write + Send>>,
 }
 
+/// A source being read.
+struct Open {
+    file: File,
+    stream: Stream,
+    tee: Option<Box<dyn Write + Send>>,
+}
+
 /// Copies `sources` into `writer` until every pipe is at end of file, that is
 /// until the container and whatever it shared its output with have ended.
 /// `before_wait` runs once, just before the loop first sleeps: the shim gives
@@ -42,9 +49,13 @@ pub fn copy_until_closed(
     writer: &mut CriLogWriter,
     before_wait: impl FnOnce(),
 ) {
-    let mut open: Vec<(File, Stream, Option<Box<dyn Write + Send>>)> = sources
+    let mut open: Vec<Open> = sources
         .into_iter()
-        .map(|s| (File::from(s.pipe), s.stream, s.tee))
+        .map(|s| Open {
+            file: File::from(s.pipe),
+            stream: s.stream,
+            tee: s.tee,
+        })
         .collect();
     let mut buffer: Vec<u8> = Vec::new();
     let mut before_wait = Some(before_wait);
@@ -55,7 +66,7 @@ pub fn copy_until_closed(
         let ready: Vec<bool> = {
             let mut fds: Vec<PollFd> = open
                 .iter()
-                .map(|(file, _, _)| PollFd::new(file.as_fd(), PollFlags::POLLIN))
+                .map(|o| PollFd::new(o.file.as_fd(), PollFlags::POLLIN))
                 .collect();
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => fds
@@ -69,7 +80,7 @@ pub fn copy_until_closed(
             }
         };
         let mut index = 0;
-        open.retain_mut(|(file, stream, tee)| {
+        open.retain_mut(|Open { file, stream, tee }| {
             let was_ready = ready[index];
             index += 1;
             if !was_ready {

@@ -39,7 +39,7 @@ use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
 use super::init::{
-    Status, StepError, StepResult, open_cgroup_procs, pipe_cloexec, send, wait_for_cgroups,
+    CgroupJoin, Status, StepError, StepResult, pipe_cloexec, send, wait_for_cgroups,
 };
 use super::rootfs::{errno_text, io_text};
 use super::spec::ProcessSpec;
@@ -233,7 +233,7 @@ fn stage(spec: &ExecSpec) -> StepResult<u8> {
     if !spec.pid.is_alive() {
         return Err(not_running(spec));
     }
-    let cgroup_procs = open_cgroup_procs(&spec.cgroup_procs)?;
+    let cgroups = CgroupJoin::open(&spec.cgroup_procs)?;
     for (name, kind, file) in &namespaces {
         nix::sched::setns(file.as_fd(), *kind).map_err(|e| StepError {
             step: format!("join the container's {name} namespace"),
@@ -268,7 +268,7 @@ fn stage(spec: &ExecSpec) -> StepResult<u8> {
             drop(go_write);
             drop(status_read);
             let status = std::fs::File::from(status_write);
-            let error = child(spec, &status, &go_read);
+            let error = child(spec, &cgroups, &status, &go_read);
             send(&status, &Status::Failed(error));
             std::process::exit(1);
         }
@@ -279,18 +279,8 @@ fn stage(spec: &ExecSpec) -> StepResult<u8> {
     // Failures here are reported after the child's own: a child that
     // failed before being let go has exited, which is why writing to it
     // failed, and its report says what went wrong.
-    let child_pid = child.as_raw().to_string();
-    let mut moved = Ok(());
-    for (procs, file) in &cgroup_procs {
-        if let Err(e) = (&*file).write_all(child_pid.as_bytes()) {
-            moved = Err(StepError {
-                step: format!("join cgroup {}", procs.display()),
-                detail: io_text(&e),
-            });
-            break;
-        }
-    }
-    drop(cgroup_procs);
+    let moved = cgroups.move_child(child.as_raw());
+    drop(cgroups);
     let go = match moved {
         // Closing the pipe unwritten tells the child to give up.
         Err(_) => Ok(()),
@@ -346,8 +336,14 @@ fn wait_forwarding(child: Pid, waited: &SigSet) -> u8 {
 }
 
 /// The process before its exec; returns only on failure.
-fn child(spec: &ExecSpec, status: &std::fs::File, go: &OwnedFd) -> StepError {
-    match prepare(spec, go, status) {
+fn child(
+    spec: &ExecSpec,
+    cgroups: &CgroupJoin,
+    status: &std::fs::File,
+    go: &OwnedFd,
+) -> StepError {
+    // First, so everything it does is counted in the container's groups.
+    match cgroups.move_self().and_then(|()| prepare(spec, go, status)) {
         Ok((program, env)) => process::exec(&program, &spec.process.args, &env),
         Err(e) => e,
     }

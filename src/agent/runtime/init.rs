@@ -5,11 +5,11 @@
 //! ```text
 //! caller (agent/shim, threads)  ── fork+exec, private mount ns, exe bound ro ──▶  __init
 //! __init: setns(pod net/ipc/uts), clone(CLONE_PARENT|NEWPID…)
-//!         └─▶ child = PID 1, a child of the *caller*: overlay, /proc, /dev, /sys,
-//!             masks, pivot_root, cwd, seccomp, user, caps, no_new_privs,
-//!             waits for "in its cgroups", execve
-//! __init: reports the child's pid, moves it into its cgroups (meanwhile the
-//!         child builds its root), tells it to go on, and exits
+//!         └─▶ child = PID 1, a child of the *caller*: joins its v1 cgroups,
+//!             overlay, /proc, /dev, /sys, masks, pivot_root, cwd, seccomp,
+//!             user, caps, no_new_privs, waits for "in its cgroups", execve
+//! __init: reports the child's pid, moves it into its cgroup2 groups
+//!         (meanwhile the child builds its root), tells it to go on, exits
 //! ```
 //!
 //! Doing this work in a fresh process is what makes `clone` safe: no other
@@ -186,20 +186,24 @@ fn stage(config: OwnedFd, status: &std::fs::File) -> StepResult<()> {
             }
         }
     }
-    // The child is moved into its cgroups while it builds its root, and
-    // waits for that before anything of the image runs (as runc and crun
-    // do). On cgroup v1 a move into a cgroup waits for an RCU grace period
-    // (the writer side of the kernel's global threadgroup lock): 5 to 30 ms
-    // on a busy host, which the child's mounts now overlap instead of
-    // following. Until then the child runs only our setup code, in the
-    // caller's cgroups. The files are opened now: the child shares this
+    // The child joins its v1 cgroups itself, first thing (see CgroupJoin:
+    // no grace period). Its cgroup2 groups are joined by this process while
+    // the child builds its root, and the child waits for that before
+    // anything of the image runs (as runc and crun do); until then it runs
+    // only our setup code. The files are opened now: the child shares this
     // mount namespace, and once it has pivoted into its root these paths
     // are gone from here too.
-    let cgroup_procs = open_cgroup_procs(&spec.cgroup_procs)?;
+    let cgroups = CgroupJoin::open(&spec.cgroup_procs)?;
     let (go_read, go_write) = pipe_cloexec("create the cgroup pipe")?;
     let mut stack = vec![0u8; CHILD_STACK];
     let child = Box::new(|| {
-        let error = container(&spec, status.as_raw_fd(), &go_read, go_write.as_raw_fd());
+        let error = container(
+            &spec,
+            &cgroups,
+            status.as_raw_fd(),
+            &go_read,
+            go_write.as_raw_fd(),
+        );
         send(status, &Status::Failed(error));
         1
     });
@@ -214,20 +218,11 @@ fn stage(config: OwnedFd, status: &std::fs::File) -> StepResult<()> {
         })?;
     drop(go_read);
     send(status, &Status::Pid { pid: pid.as_raw() });
-    let child_pid = pid.as_raw().to_string();
-    for (procs, file) in &cgroup_procs {
-        if let Err(e) = (&*file).write_all(child_pid.as_bytes()) {
-            // Reported before the child learns of it (EOF on its pipe when
-            // this process ends), so the caller's first failure is this one.
-            send(
-                status,
-                &Status::Failed(StepError {
-                    step: format!("join cgroup {}", procs.display()),
-                    detail: io_text(&e),
-                }),
-            );
-            std::process::exit(1);
-        }
+    if let Err(e) = cgroups.move_child(pid.as_raw()) {
+        // Reported before the child learns of it (EOF on its pipe when
+        // this process ends), so the caller's first failure is this one.
+        send(status, &Status::Failed(e));
+        std::process::exit(1);
     }
     (&std::fs::File::from(go_write))
         .write_all(b"1")
@@ -281,12 +276,18 @@ fn own_mount_namespace() -> bool {
 /// readable once the init stage has moved it into its cgroups; `go_write`
 /// is the child's copy of the other end, closed first so that the init
 /// stage's exit reads as EOF.
-fn container(spec: &ContainerSpec, status: RawFd, go: &OwnedFd, go_write: RawFd) -> StepError {
+fn container(
+    spec: &ContainerSpec,
+    cgroups: &CgroupJoin,
+    status: RawFd,
+    go: &OwnedFd,
+    go_write: RawFd,
+) -> StepError {
     // SAFETY: `go_write` is this child's copy (clone without CLONE_FILES
     // copied the table) of a descriptor the parent keeps as an OwnedFd;
     // nothing in the child uses it.
     unsafe { nix::libc::close(go_write) };
-    match prepare(spec, status, go) {
+    match cgroups.move_self().and_then(|()| prepare(spec, status, go)) {
         Ok((program, env)) => process::exec(&program, &spec.process.args, &env),
         Err(e) => e,
     }
@@ -329,24 +330,71 @@ fn prepare(spec: &ContainerSpec, status: RawFd, go: &OwnedFd) -> StepResult<(Str
     Ok((program, env))
 }
 
-/// Opens each cgroup's `cgroup.procs` for writing, so a process can be moved
-/// in later even after the paths are out of reach (a pivoted root).
-pub(super) fn open_cgroup_procs(
-    paths: &[std::path::PathBuf],
-) -> StepResult<Vec<(&std::path::PathBuf, std::fs::File)>> {
-    paths
-        .iter()
-        .map(|procs| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(procs)
-                .map(|file| (procs, file))
-                .map_err(|e| StepError {
-                    step: format!("join cgroup {}", procs.display()),
-                    detail: io_text(&e),
-                })
-        })
-        .collect()
+/// The cgroups a new process joins, opened before it is created (so they
+/// can be joined after its root has pivoted away from these paths), and
+/// split by who moves it.
+///
+/// Moving a process into a cgroup by pid (`cgroup.procs`) takes the
+/// writer side of the kernel's global threadgroup lock, which waits for an
+/// RCU grace period: 5 to 20 ms on this kind of host, as long as a whole
+/// `crun run`. On a v1 hierarchy a single-threaded process can instead
+/// move its own thread (`0` written to `tasks`), which the kernel does
+/// without that lock. So the new process joins its v1 groups itself, and
+/// only cgroup2 groups (which have no `tasks`) are written by the parent.
+pub(super) struct CgroupJoin<'a> {
+    /// v1: the process writes `0` to these `tasks` files itself.
+    by_itself: Vec<(&'a std::path::PathBuf, std::fs::File)>,
+    /// cgroup2: the parent writes the pid to these `cgroup.procs`.
+    by_parent: Vec<(&'a std::path::PathBuf, std::fs::File)>,
+}
+
+impl<'a> CgroupJoin<'a> {
+    /// Opens the groups named by their `cgroup.procs` paths.
+    pub(super) fn open(paths: &'a [std::path::PathBuf]) -> StepResult<CgroupJoin<'a>> {
+        let open = |path: &std::path::Path| std::fs::OpenOptions::new().write(true).open(path);
+        let failed = |procs: &std::path::PathBuf, e: &std::io::Error| StepError {
+            step: format!("join cgroup {}", procs.display()),
+            detail: io_text(e),
+        };
+        let mut join = CgroupJoin {
+            by_itself: Vec::new(),
+            by_parent: Vec::new(),
+        };
+        for procs in paths {
+            match open(&procs.with_file_name("tasks")) {
+                Ok(tasks) => join.by_itself.push((procs, tasks)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let file = open(procs).map_err(|e| failed(procs, &e))?;
+                    join.by_parent.push((procs, file));
+                }
+                Err(e) => return Err(failed(procs, &e)),
+            }
+        }
+        Ok(join)
+    }
+
+    /// In the new process, while it is single-threaded: joins the v1 groups.
+    pub(super) fn move_self(&self) -> StepResult<()> {
+        for (procs, tasks) in &self.by_itself {
+            (&*tasks).write_all(b"0").map_err(|e| StepError {
+                step: format!("join cgroup {}", procs.display()),
+                detail: io_text(&e),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// In the parent: moves the process `pid` into the cgroup2 groups.
+    pub(super) fn move_child(&self, pid: i32) -> StepResult<()> {
+        let pid = pid.to_string();
+        for (procs, file) in &self.by_parent {
+            (&*file).write_all(pid.as_bytes()).map_err(|e| StepError {
+                step: format!("join cgroup {}", procs.display()),
+                detail: io_text(&e),
+            })?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
