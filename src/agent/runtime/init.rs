@@ -341,6 +341,12 @@ fn prepare(spec: &ContainerSpec, status: RawFd, go: &OwnedFd) -> StepResult<(Str
 /// move its own thread (`0` written to `tasks`), which the kernel does
 /// without that lock. So the new process joins its v1 groups itself, and
 /// only cgroup2 groups (which have no `tasks`) are written by the parent.
+///
+/// Being born in the cgroup2 group (`clone3` with `CLONE_INTO_CGROUP`)
+/// would spare that move too, but on Linux 6.18 a process born that way
+/// into a group that `cgroup.kill` once emptied is killed at birth: a
+/// container restarted after its shim was lost never ran. Giving each
+/// instance a fresh group would allow it; until then the parent moves it.
 pub(super) struct CgroupJoin<'a> {
     /// v1: the process writes `0` to these `tasks` files itself.
     by_itself: Vec<(&'a std::path::PathBuf, std::fs::File)>,
