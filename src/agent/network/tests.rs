@@ -965,3 +965,59 @@ fn a_torn_saved_result_is_ignored() {
     net.del("pod-8", None, &[]).unwrap();
     assert!(!state.path().join("results/pod-8.json").exists());
 }
+
+#[test]
+fn leased_ids_reads_host_local_leases_old_and_new() {
+    let fakes = Fakes::new(ALL_VERSIONS, &[]);
+    let state = tempfile::tempdir().unwrap();
+    let net = fakes.network(state.path());
+    assert!(net.leased_ids().is_empty(), "no lease dir yet");
+    let dir = state.path().join("ipam").join(DEFAULT_NETWORK_NAME);
+    fs::create_dir_all(&dir).unwrap();
+    // containernetworking-plugins 0.8 and later: id, CRLF, interface.
+    fs::write(dir.join("10.88.3.7"), "pod-b\r\neth0").unwrap();
+    // Before: the id alone.
+    fs::write(dir.join("10.88.3.8"), "pod-a").unwrap();
+    // host-local's own files, and what is no lease of a pod.
+    fs::write(dir.join("last_reserved_ip.0"), "10.88.3.8").unwrap();
+    fs::write(dir.join("lock"), "").unwrap();
+    fs::write(dir.join("10.88.3.9"), "../etc\r\neth0").unwrap();
+    fs::write(dir.join(".10.88.3.10.tmp"), "pod-c").unwrap();
+    assert_eq!(net.leased_ids(), ["pod-a", "pod-b"]);
+    assert!(fakes.calls().is_empty(), "{:?}", fakes.calls());
+}
+
+/// A result that never reached the disk (the node lost power after ADD,
+/// before the unsynced write was flushed) while host-local's lease did: the
+/// lease still names the pod, DEL without a result releases it by id, and
+/// ADD of a pod whose lease outlived its result ends with one lease.
+#[test]
+fn a_lease_whose_result_was_lost_is_found_and_released() {
+    require_kernel!();
+    let k = Kernel::new("lost");
+    let a = k.add("pod-l", &k.pod, &[]).expect("ADD");
+    fs::remove_file(k.state.path().join("results/pod-l.json")).unwrap();
+    assert!(k.net.attached_ids().is_empty());
+    assert_eq!(k.net.leased_ids(), ["pod-l"]);
+    assert_eq!(k.leases(), [a.ip.to_string()]);
+
+    // A pod still on record ADDs again: host-local refuses a second
+    // address for the id, and the failed ADD's DEL releases the first, so
+    // the retry (the next reconcile pass) gets one.
+    let first = k.add("pod-l", &k.pod, &[]);
+    assert!(
+        matches!(&first, Err(NetworkError::PluginFailed { .. })),
+        "{first:?}"
+    );
+    assert!(k.leases().is_empty(), "{:?}", k.leases());
+    let b = k
+        .add("pod-l", &k.pod, &[])
+        .expect("ADD after the failed one");
+    assert_eq!(k.leases(), [b.ip.to_string()]);
+
+    // A pod that is gone: DEL by id alone, as the start-up sweep does.
+    fs::remove_file(k.state.path().join("results/pod-l.json")).unwrap();
+    k.del("pod-l", None, &[]).expect("DEL without a result");
+    assert!(k.leases().is_empty(), "{:?}", k.leases());
+    assert!(k.net.leased_ids().is_empty());
+}

@@ -130,8 +130,9 @@ impl PodManager {
 
     /// Releases pod addresses whose pods are gone (run at the agent's start).
     pub fn sweep_network(&self) {
-        let live: Vec<String> = self.list().into_iter().map(|r| r.uid).collect();
-        pod_network::sweep(&self.network, &live);
+        pod_network::sweep(&self.network, || {
+            self.list().into_iter().map(|r| r.uid).collect()
+        });
     }
 
     pub fn list(&self) -> Vec<PodRecord> {

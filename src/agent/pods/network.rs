@@ -124,13 +124,25 @@ pub fn detach(
 }
 
 /// Releases attachments whose pods no longer exist (an agent that died
-/// between removing a pod and releasing its address). `live` are the uids
-/// of the pods on record.
-pub fn sweep(network: &NodeNetwork, live: &[String]) {
+/// between removing a pod and releasing its address, or a node that lost
+/// power before a saved result reached the disk): every id with a saved
+/// result or a host-local lease that is not a pod on record. `live` lists
+/// the uids of the pods on record; it is asked after the ids are read, so a
+/// pod created meanwhile (its record is written before its ADD) counts as
+/// live.
+pub fn sweep(network: &NodeNetwork, live: impl FnOnce() -> Vec<String>) {
     let Some(pod_network) = network.teardown_network() else {
         return;
     };
-    for uid in pod_network.attached_ids() {
+    let mut ids = pod_network.attached_ids();
+    ids.extend(pod_network.leased_ids());
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return;
+    }
+    let live = live();
+    for uid in ids {
         if live.contains(&uid) {
             continue;
         }
@@ -212,5 +224,63 @@ mod tests {
             assert!(record.network.is_none() && record.network_error.is_none());
         }
         assert!(events.is_empty(), "{events:?}");
+    }
+
+    /// The start-up sweep DELs every id with a lease or a saved result
+    /// whose pod is not on record, by id alone when its result is lost.
+    #[test]
+    fn the_sweep_releases_leases_and_results_of_pods_that_are_gone() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let plugins = root.path().join("plugins");
+        std::fs::create_dir_all(&plugins).expect("mkdir");
+        let log = root.path().join("calls.log");
+        for name in crate::agent::network::REQUIRED_PLUGINS {
+            let script = format!(
+                "#!/bin/sh\n\
+                 cat >/dev/null\n\
+                 if [ \"$CNI_COMMAND\" = VERSION ]; then \
+                 echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}}'; exit 0; fi\n\
+                 echo \"$CNI_COMMAND {name} $CNI_CONTAINERID\" >> {}\n",
+                log.display()
+            );
+            let path = plugins.join(name);
+            std::fs::write(&path, script).expect("write plugin");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let network = NodeNetwork::new(root.path(), vec![plugins]);
+        let dir = root.path().join("network");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let settings = NetworkSettings {
+            pod_subnet: "10.88.1.0/24".into(),
+            cluster_cidr: "10.88.0.0/16".into(),
+            routes: Vec::new(),
+        };
+        std::fs::write(
+            dir.join("settings.json"),
+            serde_json::to_vec(&settings).expect("json"),
+        )
+        .expect("write");
+        let leases = dir.join("cni/ipam/flotilla");
+        std::fs::create_dir_all(&leases).expect("mkdir");
+        std::fs::write(leases.join("10.88.1.2"), "live-1\r\neth0").expect("lease");
+        std::fs::write(leases.join("10.88.1.3"), "gone-1\r\neth0").expect("lease");
+        let results = dir.join("cni/results");
+        std::fs::create_dir_all(&results).expect("mkdir");
+        // Torn: the sweep still releases it, without a prevResult.
+        std::fs::write(results.join("gone-2.json"), "{").expect("result");
+
+        let mut asked = false;
+        sweep(&network, || {
+            asked = true;
+            vec!["live-1".to_string()]
+        });
+        assert!(asked);
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(
+            calls.lines().collect::<Vec<_>>(),
+            ["DEL bridge gone-1", "DEL bridge gone-2"]
+        );
+        assert!(!results.join("gone-2.json").exists());
     }
 }
