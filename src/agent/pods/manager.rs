@@ -303,7 +303,12 @@ impl PodManager {
             self.notice_exit(&mut record, container, now, &mut events)?;
         }
         if record.desired == Desired::Running && !record.paused {
-            let sandbox = self.ensure_sandbox(&record)?;
+            let (sandbox, fresh) = self.ensure_sandbox(&record)?;
+            if fresh {
+                // A new network namespace (the node rebooted, /run is new)
+                // holds no address, whatever the record says: ADD again.
+                record.network = None;
+            }
             let netns = sandbox.dir().join("ns").join("net");
             let attached = pod_network::attach(&self.network, &mut record, &netns, &mut events);
             // Made (and limited) when a container starts, not every pass:
@@ -464,18 +469,19 @@ impl PodManager {
         Ok(())
     }
 
-    fn ensure_sandbox(&self, record: &PodRecord) -> Result<PodSandbox, PodError> {
+    /// The pod's sandbox, and whether it was made just now.
+    fn ensure_sandbox(&self, record: &PodRecord) -> Result<(PodSandbox, bool), PodError> {
         let run = self.config.paths.sandboxes_dir();
         fs::create_dir_all(&run).map_err(|e| PodError::io(&run, e))?;
         match PodSandbox::open(&run, &record.uid) {
-            Ok(sandbox) => Ok(sandbox),
+            Ok(sandbox) => Ok((sandbox, false)),
             Err(_) => {
                 let spec = SandboxSpec::new(
                     &record.uid,
                     &hostname_of(&record.pod),
                     record.pod.spec.host_network,
                 );
-                Ok(PodSandbox::create(&run, &spec)?)
+                Ok((PodSandbox::create(&run, &spec)?, true))
             }
         }
     }
