@@ -310,7 +310,12 @@ impl PodManager {
                 record.network = None;
             }
             let netns = sandbox.dir().join("ns").join("net");
-            let attached = pod_network::attach(&self.network, &mut record, &netns, &mut events);
+            // The pod's ADD runs beside its containers' preparation; each
+            // container waits for it right before it starts.
+            let network = pod_network::begin_attach(&self.network, &record, &netns);
+            // A pod whose last ADD failed prepares nothing until one works:
+            // its containers would only wait again, an fsync a pass.
+            let ready = record.network_error.is_none() || network.as_ref().is_none_or(|n| n.wait());
             // Made (and limited) when a container starts, not every pass:
             // a pass over a running pod makes no cgroup call.
             let pod_group = self.pod_group(&record.uid)?;
@@ -321,8 +326,7 @@ impl PodManager {
                 .get(PIDS_ANNOTATION)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(crate::agent::cgroup::DEFAULT_POD_PIDS_MAX);
-            // No container starts before its pod has its address.
-            for container in containers.iter().filter(|_| attached) {
+            for container in containers.iter().filter(|_| ready) {
                 let launch = if foreground {
                     Launch::Foreground(&mut prepared)
                 } else {
@@ -333,9 +337,11 @@ impl PodManager {
                     group: &pod_group,
                     pids_max: pids,
                     now,
+                    network: network.as_ref(),
                 };
                 self.maybe_start(&mut record, container, &pass, &mut events, launch)?;
             }
+            pod_network::finish_attach(network, &mut record, &mut events);
         }
         if serde_json::to_vec(&record).ok() != as_loaded {
             self.save(&record)?;
@@ -505,6 +511,7 @@ impl PodManager {
             group: pod_group,
             pids_max,
             now,
+            network,
         } = *pass;
         let restart_policy = record.pod.spec.restart_policy;
         let uid = record.uid.clone();
@@ -592,9 +599,6 @@ impl PodManager {
                     .paths
                     .merged_dir(&uid, &container.name, previous),
             );
-            if let Some(exit) = crec.handled_exit.take() {
-                crec.last_termination = Some(exit);
-            }
         }
         let dir = self
             .config
@@ -672,6 +676,11 @@ impl PodManager {
         let bytes =
             serde_json::to_vec_pretty(&plan).map_err(|e| PodError::Invalid(e.to_string()))?;
         fs::write(&launch_path, bytes).map_err(|e| PodError::io(&launch_path, e))?;
+        // No container starts before its pod has its address; a failed ADD
+        // leaves it waiting (finish_attach says why), the instance unused.
+        if network.is_some_and(|n| !n.wait()) {
+            return Ok(());
+        }
         match launch {
             Launch::Shim => shim::start_detached(&self.config.agent_binary, &dir)
                 .map_err(|e| PodError::io(&dir, e))?,
@@ -689,6 +698,12 @@ impl PodManager {
             }
         }
 
+        // The last run's end becomes its last state only now that the next
+        // run started: a start that waits (for the pod's address) leaves
+        // the container as it was, ended and due to restart.
+        if let Some(exit) = crec.handled_exit.take() {
+            crec.last_termination = Some(exit);
+        }
         crec.instance = Some(instance);
         crec.restart_count = instance;
         crec.handled_exit = None;
@@ -1006,6 +1021,8 @@ struct PodPass<'a> {
     group: &'a Group,
     pids_max: u64,
     now: DateTime<Utc>,
+    /// The pod's ADD, if one runs: a container starts only once it is done.
+    network: Option<&'a pod_network::PendingAttach>,
 }
 
 enum Launch<'a> {
