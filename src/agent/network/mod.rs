@@ -4,13 +4,16 @@
 //!
 //! * **The pods' network attachments** ([`PodNetwork`]). The agent plays the
 //!   runtime's part of the CNI spec: it runs the standard plugins
-//!   (containernetworking-plugins: `loopback`, then the list `bridge` with
-//!   `host-local` IPAM, then `portmap`) for ADD, CHECK and DEL against a pod's
-//!   network namespace, and keeps each ADD result under
+//!   (containernetworking-plugins: the list `bridge` with `host-local` IPAM,
+//!   then `portmap` for a pod with host ports) for ADD, CHECK and DEL against
+//!   a pod's network namespace, and keeps each ADD result under
 //!   `state_dir/results/<id>.json` so CHECK and DEL get their `prevResult`
 //!   and status survives an agent restart. Each node's pods get addresses
 //!   from the node's own /24 of the cluster CIDR, behind a bridge
-//!   (`flotilla0`) that holds the gateway address.
+//!   (`flotilla0`) that holds the gateway address. The pod's `lo` is not a
+//!   plugin's: the pod sandbox brings it up as it makes the namespace (one
+//!   netlink message, where the `loopback` plugin was a Go process at every
+//!   ADD, CHECK and DEL, on a pod's critical path).
 //! * **The routes to other nodes' pods** ([`routes`]): one host-gw route per
 //!   other node (`10.88.4.0/24 via <node4's address>`) in the main table,
 //!   marked with a private route protocol so flotilla finds and removes only
@@ -21,7 +24,7 @@
 //! netlink act on the **calling thread's** network namespace, which for the
 //! agent is the node's.
 //!
-//! What a caller must provide on the node: the four plugins (or let flotilla
+//! What a caller must provide on the node: the three plugins (or let flotilla
 //! upload them into a dir of `plugin_dirs`) and `iptables` on `PATH` (the
 //! node's masquerade rule and portmap use it). What a pod sends outside the
 //! cluster CIDR leaves with the node's address (one nat rule per node,
@@ -40,7 +43,6 @@ mod tests;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -61,7 +63,7 @@ pub const DEFAULT_NETWORK_NAME: &str = "flotilla";
 /// then Debian's `containernetworking-plugins`.
 pub const DEFAULT_PLUGIN_DIRS: [&str; 2] = ["/opt/cni/bin", "/usr/lib/cni"];
 /// Every plugin this network runs (`host-local` is run by `bridge`).
-pub const REQUIRED_PLUGINS: [&str; 4] = ["bridge", "host-local", "portmap", "loopback"];
+pub const REQUIRED_PLUGINS: [&str; 3] = ["bridge", "host-local", "portmap"];
 /// How long one plugin call may take before it is killed.
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// CNI versions flotilla speaks, preferred first. 0.4.0 is the oldest with
@@ -228,9 +230,9 @@ impl PodNetwork {
         conf::conflist(&self.config, cni_version)
     }
 
-    /// The plugins this network needs (bridge, host-local, portmap,
-    /// loopback), or [`NetworkError::PluginMissing`] naming the plugin and
-    /// every dir searched.
+    /// The plugins this network needs (bridge, host-local, portmap), or
+    /// [`NetworkError::PluginMissing`] naming the plugin and every dir
+    /// searched.
     pub fn check_plugins(&self) -> Result<(), NetworkError> {
         for name in REQUIRED_PLUGINS {
             plugin::find(&self.config.plugin_dirs, name)?;
@@ -239,8 +241,9 @@ impl PodNetwork {
     }
 
     /// CNI ADD for `container_id` (the pod uid) in the namespace at `netns`:
-    /// `lo` up, then `eth0` on the bridge with an address from the node's
-    /// subnet and the pod's host ports. Idempotent: an id that already has a
+    /// `eth0` on the bridge with an address from the node's subnet, and the
+    /// pod's host ports (`lo` is the caller's: the pod sandbox brings it up
+    /// when it makes the namespace). Idempotent: an id that already has a
     /// saved result gets it back after a passing CHECK; if CHECK fails, or the
     /// namespace or ports differ, the old attachment is deleted and a fresh
     /// one made, so one pod never holds two leases.
@@ -300,68 +303,49 @@ impl PodNetwork {
         ports: &[PortMapping],
         version: &str,
     ) -> Result<Attachment, NetworkError> {
-        let lo = conf::loopback(&self.config.network_name, version);
         let list = conf::conflist(&self.config, version);
         let runtime = conf::runtime_config(ports);
         let mut prev: Option<Value> = None;
-        let outcome = std::thread::scope(|scope| {
-            // `lo` and `eth0` are independent: loopback runs beside the
-            // list, so a pod waits for the slower of the two rather than
-            // their sum (loopback is ~8 ms of ~28 here). The thread starts
-            // in this thread's network namespace, as the plugins need.
-            let loopback = scope.spawn(|| self.exec("loopback", "ADD", id, netns, "lo", &lo));
-            let attached = (|| -> Result<Attachment, NetworkError> {
-                for plugin in chain(&list, ports) {
-                    let kind = plugin_type(plugin);
-                    let stdin = conf::plugin_stdin(&list, plugin, prev.as_ref(), &runtime);
-                    let result = self
-                        .exec(kind, "ADD", id, netns, conf::POD_IFNAME, &stdin)?
-                        .ok_or_else(|| NetworkError::BadResult {
-                            plugin: kind.to_string(),
-                            message: "ADD succeeded but printed no result".into(),
-                        })?;
-                    prev = Some(result);
+        let outcome = (|| -> Result<Attachment, NetworkError> {
+            for plugin in chain(&list, ports) {
+                let kind = plugin_type(plugin);
+                let stdin = conf::plugin_stdin(&list, plugin, prev.as_ref(), &runtime);
+                let result = self
+                    .exec(kind, "ADD", id, netns, conf::POD_IFNAME, &stdin)?
+                    .ok_or_else(|| NetworkError::BadResult {
+                        plugin: kind.to_string(),
+                        message: "ADD succeeded but printed no result".into(),
+                    })?;
+                prev = Some(result);
+            }
+            let result = prev.as_ref().expect("the list has plugins");
+            let attachment = conf::attachment(result, conf::POD_IFNAME).map_err(|message| {
+                NetworkError::BadResult {
+                    plugin: "bridge".into(),
+                    message,
                 }
-                let result = prev.as_ref().expect("the list has plugins");
-                let attachment = conf::attachment(result, conf::POD_IFNAME).map_err(|message| {
-                    NetworkError::BadResult {
-                        plugin: "bridge".into(),
-                        message,
-                    }
-                })?;
-                if !self.config.pod_subnet.contains(attachment.ip) {
-                    return Err(NetworkError::BadResult {
-                        plugin: "host-local".into(),
-                        message: format!(
-                            "leased {} outside the node's pod subnet {}; remove stale leases under {}",
-                            attachment.ip,
-                            self.config.pod_subnet.network(),
-                            self.config.state_dir.join("ipam").display()
-                        ),
-                    });
-                }
-                Ok(attachment)
-            })();
-            let looped = loopback.join().unwrap_or_else(|_| {
-                Err(NetworkError::PluginFailed {
-                    plugin: "loopback".into(),
-                    command: "ADD".into(),
-                    code: None,
-                    message: "the thread running it panicked (see the agent's log)".into(),
-                })
-            });
-            let attachment = attached?;
-            looped?;
+            })?;
+            if !self.config.pod_subnet.contains(attachment.ip) {
+                return Err(NetworkError::BadResult {
+                    plugin: "host-local".into(),
+                    message: format!(
+                        "leased {} outside the node's pod subnet {}; remove stale leases under {}",
+                        attachment.ip,
+                        self.config.pod_subnet.network(),
+                        self.config.state_dir.join("ipam").display()
+                    ),
+                });
+            }
             self.save(&Saved {
                 container_id: id.to_string(),
                 cni_version: version.to_string(),
                 netns: netns.to_path_buf(),
                 ifname: conf::POD_IFNAME.to_string(),
                 ports: ports.to_vec(),
-                result: prev.clone().expect("the list has plugins"),
+                result: result.clone(),
             })?;
             Ok(attachment)
-        });
+        })();
 
         if let Err(e) = &outcome {
             // The spec asks the runtime to DEL after a failed ADD: whatever
@@ -404,8 +388,6 @@ impl PodNetwork {
     ) -> Result<(), NetworkError> {
         let id = &saved.container_id;
         let version = &saved.cni_version;
-        let lo = conf::loopback(&self.config.network_name, version);
-        self.exec("loopback", "CHECK", id, netns, "lo", &lo)?;
         let list = conf::conflist(&self.config, version);
         let runtime = conf::runtime_config(ports);
         for plugin in chain(&list, ports) {
@@ -520,14 +502,6 @@ impl PodNetwork {
                 }
             }
         }
-        // loopback has nothing to undo without a namespace.
-        if !netns.as_os_str().is_empty() {
-            let lo = conf::loopback(&self.config.network_name, version);
-            if let Err(e) = self.exec("loopback", "DEL", id, netns, "lo", &lo) {
-                warn!(pod = id, error = %e, "network DEL");
-                first_error.get_or_insert(e);
-            }
-        }
         first_error.map_or(Ok(()), Err)
     }
 
@@ -556,6 +530,48 @@ impl PodNetwork {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// Ids holding a host-local lease in this network's lease directory,
+    /// sorted and without repeats. Each lease is a file named by its
+    /// address whose first line is the container id (containernetworking-
+    /// plugins 0.8 and later add the interface on a second line). With
+    /// [`Self::attached_ids`], what a sweep must check: a lease whose result
+    /// was lost (a crash before it reached the disk, or during an ADD) is
+    /// released only by its container id.
+    pub fn leased_ids(&self) -> Vec<String> {
+        let dir = self.lease_dir();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter(|entry| {
+                // Leases only: not `lock` or `last_reserved_ip.0`.
+                entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|name| name.parse::<std::net::IpAddr>().is_ok())
+            })
+            .filter_map(|entry| {
+                let text = fs::read_to_string(entry.path()).ok()?;
+                let id = text.lines().next()?.trim();
+                valid_id(id).ok()?;
+                Some(id.to_string())
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// host-local's directory for this network: its `dataDir` joined with
+    /// the network name.
+    fn lease_dir(&self) -> PathBuf {
+        self.config
+            .state_dir
+            .join("ipam")
+            .join(&self.config.network_name)
     }
 
     fn attachment_of(&self, saved: &Saved) -> Result<Attachment, NetworkError> {
@@ -669,8 +685,31 @@ impl PodNetwork {
         }
     }
 
-    /// Writes the result to a temporary file, syncs it and renames it into
-    /// place, so a crash leaves the old result or the new one, never half.
+    /// Writes the result to a temporary file and renames it into place, so
+    /// a reader (or an agent killed mid-write) sees the old result or the
+    /// new one, never half.
+    ///
+    /// Not synced: an fsync of the file and of its directory cost 5 to 15 ms
+    /// of every pod's start on a disk mounted with `discard`, and no crash
+    /// needs them:
+    ///
+    /// * The agent process dying (killed, a panic) loses nothing: the
+    ///   written file is in the page cache, and the next agent reads it.
+    /// * The kernel dying (power loss, a panic) takes every network
+    ///   namespace, veth and iptables rule with it, so of a pod's attachment
+    ///   only files can outlive it: this result, and host-local's lease
+    ///   (`<state_dir>/ipam/<network>/<ip>`, holding the container id, which
+    ///   host-local does not sync either). Whichever of the two reached the
+    ///   disk, the agent's start-up sweep ([`Self::leased_ids`] beside
+    ///   [`Self::attached_ids`]) DELs every id whose pod is gone; a lease
+    ///   without a readable result gets DEL without `prevResult`, which
+    ///   host-local serves by container id and interface. A pod still on
+    ///   record is attached again by its next ADD: when its result is lost
+    ///   and its lease is not, host-local refuses the duplicate, the failed
+    ///   ADD's DEL releases the lease, and the next pass's ADD succeeds.
+    ///
+    /// So no crash leaks an address, and none leaves a pod with a result
+    /// naming an address it does not hold.
     fn save(&self, saved: &Saved) -> Result<(), NetworkError> {
         let dir = self.results_dir();
         let io = |path: &Path| {
@@ -681,16 +720,8 @@ impl PodNetwork {
         let path = self.result_path(&saved.container_id);
         let tmp = dir.join(format!(".{}.json.tmp", saved.container_id));
         let bytes = serde_json::to_vec_pretty(saved).expect("JSON values serialize");
-        let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(&bytes).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        // The rename is durable once the directory is.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
     }
 }
 

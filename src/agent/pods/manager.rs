@@ -130,8 +130,9 @@ impl PodManager {
 
     /// Releases pod addresses whose pods are gone (run at the agent's start).
     pub fn sweep_network(&self) {
-        let live: Vec<String> = self.list().into_iter().map(|r| r.uid).collect();
-        pod_network::sweep(&self.network, &live);
+        pod_network::sweep(&self.network, || {
+            self.list().into_iter().map(|r| r.uid).collect()
+        });
     }
 
     pub fn list(&self) -> Vec<PodRecord> {
@@ -302,9 +303,19 @@ impl PodManager {
             self.notice_exit(&mut record, container, now, &mut events)?;
         }
         if record.desired == Desired::Running && !record.paused {
-            let sandbox = self.ensure_sandbox(&record)?;
+            let (sandbox, fresh) = self.ensure_sandbox(&record)?;
+            if fresh {
+                // A new network namespace (the node rebooted, /run is new)
+                // holds no address, whatever the record says: ADD again.
+                record.network = None;
+            }
             let netns = sandbox.dir().join("ns").join("net");
-            let attached = pod_network::attach(&self.network, &mut record, &netns, &mut events);
+            // The pod's ADD runs beside its containers' preparation; each
+            // container waits for it right before it starts.
+            let network = pod_network::begin_attach(&self.network, &record, &netns);
+            // A pod whose last ADD failed prepares nothing until one works:
+            // its containers would only wait again, an fsync a pass.
+            let ready = record.network_error.is_none() || network.as_ref().is_none_or(|n| n.wait());
             // Made (and limited) when a container starts, not every pass:
             // a pass over a running pod makes no cgroup call.
             let pod_group = self.pod_group(&record.uid)?;
@@ -315,8 +326,7 @@ impl PodManager {
                 .get(PIDS_ANNOTATION)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(crate::agent::cgroup::DEFAULT_POD_PIDS_MAX);
-            // No container starts before its pod has its address.
-            for container in containers.iter().filter(|_| attached) {
+            for container in containers.iter().filter(|_| ready) {
                 let launch = if foreground {
                     Launch::Foreground(&mut prepared)
                 } else {
@@ -327,9 +337,11 @@ impl PodManager {
                     group: &pod_group,
                     pids_max: pids,
                     now,
+                    network: network.as_ref(),
                 };
                 self.maybe_start(&mut record, container, &pass, &mut events, launch)?;
             }
+            pod_network::finish_attach(network, &mut record, &mut events);
         }
         if serde_json::to_vec(&record).ok() != as_loaded {
             self.save(&record)?;
@@ -463,18 +475,19 @@ impl PodManager {
         Ok(())
     }
 
-    fn ensure_sandbox(&self, record: &PodRecord) -> Result<PodSandbox, PodError> {
+    /// The pod's sandbox, and whether it was made just now.
+    fn ensure_sandbox(&self, record: &PodRecord) -> Result<(PodSandbox, bool), PodError> {
         let run = self.config.paths.sandboxes_dir();
         fs::create_dir_all(&run).map_err(|e| PodError::io(&run, e))?;
         match PodSandbox::open(&run, &record.uid) {
-            Ok(sandbox) => Ok(sandbox),
+            Ok(sandbox) => Ok((sandbox, false)),
             Err(_) => {
                 let spec = SandboxSpec::new(
                     &record.uid,
                     &hostname_of(&record.pod),
                     record.pod.spec.host_network,
                 );
-                Ok(PodSandbox::create(&run, &spec)?)
+                Ok((PodSandbox::create(&run, &spec)?, true))
             }
         }
     }
@@ -498,6 +511,7 @@ impl PodManager {
             group: pod_group,
             pids_max,
             now,
+            network,
         } = *pass;
         let restart_policy = record.pod.spec.restart_policy;
         let uid = record.uid.clone();
@@ -585,9 +599,6 @@ impl PodManager {
                     .paths
                     .merged_dir(&uid, &container.name, previous),
             );
-            if let Some(exit) = crec.handled_exit.take() {
-                crec.last_termination = Some(exit);
-            }
         }
         let dir = self
             .config
@@ -665,6 +676,11 @@ impl PodManager {
         let bytes =
             serde_json::to_vec_pretty(&plan).map_err(|e| PodError::Invalid(e.to_string()))?;
         fs::write(&launch_path, bytes).map_err(|e| PodError::io(&launch_path, e))?;
+        // No container starts before its pod has its address; a failed ADD
+        // leaves it waiting (finish_attach says why), the instance unused.
+        if network.is_some_and(|n| !n.wait()) {
+            return Ok(());
+        }
         match launch {
             Launch::Shim => shim::start_detached(&self.config.agent_binary, &dir)
                 .map_err(|e| PodError::io(&dir, e))?,
@@ -682,6 +698,12 @@ impl PodManager {
             }
         }
 
+        // The last run's end becomes its last state only now that the next
+        // run started: a start that waits (for the pod's address) leaves
+        // the container as it was, ended and due to restart.
+        if let Some(exit) = crec.handled_exit.take() {
+            crec.last_termination = Some(exit);
+        }
         crec.instance = Some(instance);
         crec.restart_count = instance;
         crec.handled_exit = None;
@@ -999,6 +1021,8 @@ struct PodPass<'a> {
     group: &'a Group,
     pids_max: u64,
     now: DateTime<Utc>,
+    /// The pod's ADD, if one runs: a container starts only once it is done.
+    network: Option<&'a pod_network::PendingAttach>,
 }
 
 enum Launch<'a> {

@@ -2,13 +2,21 @@
 //! containers start, the address released (CNI DEL) when it is removed, and
 //! attachments whose pods are gone cleaned up. A pod with `hostNetwork`, or
 //! on a node the controller has not configured yet, has no attachment.
+//!
+//! The ADD runs on a thread of its own while the pod's containers are
+//! prepared ([`begin_attach`]); a container waits for it only right before
+//! it starts ([`PendingAttach::wait`]), and [`finish_attach`] records the
+//! outcome in the pod's record.
 
+use std::cell::RefCell;
 use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::manager::PodEvent;
 use super::record::{PodAddress, PodRecord};
-use crate::agent::network::PortMapping;
 use crate::agent::network::node::NodeNetwork;
+use crate::agent::network::{Attachment, NetworkError, PortMapping};
 use crate::api::{Pod, Protocol};
 
 /// The waiting reason of containers whose pod has no address yet because
@@ -35,34 +43,169 @@ pub fn host_ports(pod: &Pod) -> Vec<PortMapping> {
         .collect()
 }
 
+/// What an ADD comes to: the attachment, or `None` on a node without pod
+/// network settings.
+type Added = Result<Option<Attachment>, NetworkError>;
+
+/// A pod's CNI ADD running on a thread of its own while the pod's
+/// containers are prepared (image, directories, cgroups, the layers'
+/// lease, the launch plan): the ADD (bridge and host-local, two Go
+/// processes, 15 to 50 ms on the 2-core demo VM) and that preparation
+/// (files and cgroups, with fsyncs: about as long) need nothing of each
+/// other, and only the start of a container must wait for the address. A
+/// container waits with [`PendingAttach::wait`], right before it starts.
+pub struct PendingAttach {
+    started: Instant,
+    state: RefCell<Attaching>,
+}
+
+enum Attaching {
+    Running(JoinHandle<(Added, Duration)>),
+    Done {
+        added: Added,
+        took: Duration,
+        /// How long a container's start waited for the ADD.
+        waited: Duration,
+    },
+}
+
+impl PendingAttach {
+    /// Waits for the ADD (the first time); whether the pod has its address
+    /// (or needs none), so its containers may start. A panic in the ADD is
+    /// this thread's, as if the ADD had run here.
+    pub fn wait(&self) -> bool {
+        let mut state = self.state.borrow_mut();
+        if let Attaching::Running(_) = &*state {
+            let waiting = Instant::now();
+            let Attaching::Running(handle) = std::mem::replace(&mut *state, Attaching::taken())
+            else {
+                unreachable!("matched above")
+            };
+            let (added, took) = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            *state = Attaching::Done {
+                added,
+                took,
+                waited: waiting.elapsed(),
+            };
+        }
+        matches!(&*state, Attaching::Done { added: Ok(_), .. })
+    }
+
+    /// The ADD's outcome, how long it took, and how long a start waited.
+    fn finish(self) -> (Added, Duration, Duration) {
+        self.wait();
+        match self.state.replace(Attaching::taken()) {
+            Attaching::Done {
+                added,
+                took,
+                waited,
+            } => (added, took, waited),
+            Attaching::Running(_) => unreachable!("waited for above"),
+        }
+    }
+}
+
+impl Attaching {
+    /// What stands in for a state moved out.
+    fn taken() -> Attaching {
+        Attaching::Done {
+            added: Ok(None),
+            took: Duration::ZERO,
+            waited: Duration::ZERO,
+        }
+    }
+}
+
+impl Drop for PendingAttach {
+    /// A pass that ends early (an error) still waits for its ADD: the next
+    /// pass, under the same pod lock, must find it done (its result saved,
+    /// so that its ADD is a CHECK), not race it. Not while unwinding: the
+    /// thread is left to finish on its own.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.wait();
+        }
+    }
+}
+
+/// Starts giving the pod its address in the netns at `netns`, on a thread
+/// of its own (which inherits this thread's network namespace, the node's,
+/// where the plugins must run); `None` when the pod has one or needs none.
+/// Hand the result to [`finish_attach`].
+pub fn begin_attach(
+    network: &NodeNetwork,
+    record: &PodRecord,
+    netns: &Path,
+) -> Option<PendingAttach> {
+    if record.pod.spec.host_network || record.network.is_some() {
+        return None;
+    }
+    let started = Instant::now();
+    let pod_network = match network.pod_network() {
+        Ok(Some(pod_network)) => pod_network,
+        done => {
+            let added = done.map(|_| None);
+            return Some(PendingAttach {
+                started,
+                state: RefCell::new(Attaching::Done {
+                    added,
+                    took: Duration::ZERO,
+                    waited: Duration::ZERO,
+                }),
+            });
+        }
+    };
+    let (uid, netns, ports) = (
+        record.uid.clone(),
+        netns.to_path_buf(),
+        host_ports(&record.pod),
+    );
+    let handle = std::thread::spawn(move || {
+        let added = pod_network.add(&uid, &netns, &ports).map(Some);
+        (added, started.elapsed())
+    });
+    Some(PendingAttach {
+        started,
+        state: RefCell::new(Attaching::Running(handle)),
+    })
+}
+
 /// Gives the pod its address in the netns at `netns`, unless it has one or
-/// needs none. False while it cannot: its containers must not start yet,
-/// and wait with the plugin's message as their reason.
+/// needs none: [`begin_attach`], then [`finish_attach`].
 pub fn attach(
     network: &NodeNetwork,
     record: &mut PodRecord,
     netns: &Path,
     events: &mut Vec<PodEvent>,
 ) -> bool {
-    if record.pod.spec.host_network || record.network.is_some() {
+    let pending = begin_attach(network, record, netns);
+    finish_attach(pending, record, events)
+}
+
+/// Records how the pod's ADD went (waiting for it if no container did).
+/// False while the pod has no address: its containers must not start yet,
+/// and wait with the plugin's message as their reason.
+pub fn finish_attach(
+    pending: Option<PendingAttach>,
+    record: &mut PodRecord,
+    events: &mut Vec<PodEvent>,
+) -> bool {
+    let Some(pending) = pending else {
         return true;
-    }
-    let started = std::time::Instant::now();
-    let result = network
-        .pod_network()
-        .and_then(|pod_network| match pod_network {
-            Some(pod_network) => pod_network
-                .add(&record.uid, netns, &host_ports(&record.pod))
-                .map(Some),
-            None => Ok(None),
-        });
+    };
+    let started = pending.started;
+    let (result, took, waited) = pending.finish();
     match result {
         Ok(None) => true,
         Ok(Some(attachment)) => {
             tracing::info!(
                 pod = %record.pod.metadata.name,
                 ip = %attachment.ip,
-                ms = started.elapsed().as_secs_f64() * 1000.0,
+                ms = took.as_secs_f64() * 1000.0,
+                waited_ms = waited.as_secs_f64() * 1000.0,
+                total_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "pod network attached"
             );
             record.network = Some(PodAddress {
@@ -112,7 +255,7 @@ pub fn detach(
     uid: &str,
     pod: &Pod,
     netns: Option<&Path>,
-) -> Result<(), crate::agent::network::NetworkError> {
+) -> Result<(), NetworkError> {
     let Some(pod_network) = network.teardown_network() else {
         return Ok(());
     };
@@ -124,13 +267,25 @@ pub fn detach(
 }
 
 /// Releases attachments whose pods no longer exist (an agent that died
-/// between removing a pod and releasing its address). `live` are the uids
-/// of the pods on record.
-pub fn sweep(network: &NodeNetwork, live: &[String]) {
+/// between removing a pod and releasing its address, or a node that lost
+/// power before a saved result reached the disk): every id with a saved
+/// result or a host-local lease that is not a pod on record. `live` lists
+/// the uids of the pods on record; it is asked after the ids are read, so a
+/// pod created meanwhile (its record is written before its ADD) counts as
+/// live.
+pub fn sweep(network: &NodeNetwork, live: impl FnOnce() -> Vec<String>) {
     let Some(pod_network) = network.teardown_network() else {
         return;
     };
-    for uid in pod_network.attached_ids() {
+    let mut ids = pod_network.attached_ids();
+    ids.extend(pod_network.leased_ids());
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return;
+    }
+    let live = live();
+    for uid in ids {
         if live.contains(&uid) {
             continue;
         }
@@ -212,5 +367,63 @@ mod tests {
             assert!(record.network.is_none() && record.network_error.is_none());
         }
         assert!(events.is_empty(), "{events:?}");
+    }
+
+    /// The start-up sweep DELs every id with a lease or a saved result
+    /// whose pod is not on record, by id alone when its result is lost.
+    #[test]
+    fn the_sweep_releases_leases_and_results_of_pods_that_are_gone() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let plugins = root.path().join("plugins");
+        std::fs::create_dir_all(&plugins).expect("mkdir");
+        let log = root.path().join("calls.log");
+        for name in crate::agent::network::REQUIRED_PLUGINS {
+            let script = format!(
+                "#!/bin/sh\n\
+                 cat >/dev/null\n\
+                 if [ \"$CNI_COMMAND\" = VERSION ]; then \
+                 echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}}'; exit 0; fi\n\
+                 echo \"$CNI_COMMAND {name} $CNI_CONTAINERID\" >> {}\n",
+                log.display()
+            );
+            let path = plugins.join(name);
+            std::fs::write(&path, script).expect("write plugin");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let network = NodeNetwork::new(root.path(), vec![plugins]);
+        let dir = root.path().join("network");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let settings = NetworkSettings {
+            pod_subnet: "10.88.1.0/24".into(),
+            cluster_cidr: "10.88.0.0/16".into(),
+            routes: Vec::new(),
+        };
+        std::fs::write(
+            dir.join("settings.json"),
+            serde_json::to_vec(&settings).expect("json"),
+        )
+        .expect("write");
+        let leases = dir.join("cni/ipam/flotilla");
+        std::fs::create_dir_all(&leases).expect("mkdir");
+        std::fs::write(leases.join("10.88.1.2"), "live-1\r\neth0").expect("lease");
+        std::fs::write(leases.join("10.88.1.3"), "gone-1\r\neth0").expect("lease");
+        let results = dir.join("cni/results");
+        std::fs::create_dir_all(&results).expect("mkdir");
+        // Torn: the sweep still releases it, without a prevResult.
+        std::fs::write(results.join("gone-2.json"), "{").expect("result");
+
+        let mut asked = false;
+        sweep(&network, || {
+            asked = true;
+            vec!["live-1".to_string()]
+        });
+        assert!(asked);
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(
+            calls.lines().collect::<Vec<_>>(),
+            ["DEL bridge gone-1", "DEL bridge gone-2"]
+        );
+        assert!(!results.join("gone-2.json").exists());
     }
 }
