@@ -282,7 +282,7 @@ fn pods_get_addresses_publish_ports_and_reach_each_other_across_nodes() {
     );
     assert!(ip.starts_with("10.88."), "{ip}");
     let uploaded = cluster.on_node("node3", "ls /var/lib/flotilla/cni/bin");
-    for plugin in ["bridge", "host-local", "portmap"] {
+    for plugin in ["bridge", "host-local", "portmap", "loopback"] {
         assert!(
             uploaded.lines().any(|l| l == plugin),
             "{plugin} in {uploaded}"

@@ -62,6 +62,11 @@ pub(crate) fn gateway(subnet: &Ipv4Net) -> Option<Ipv4Addr> {
     (subnet.prefix < 31).then(|| subnet.host(1)).flatten()
 }
 
+/// The single-plugin configuration that brings the pod's `lo` up.
+pub(crate) fn loopback(network_name: &str, cni_version: &str) -> Value {
+    json!({"cniVersion": cni_version, "name": network_name, "type": "loopback"})
+}
+
 /// What the runtime offers for capabilities (CNI CONVENTIONS.md): the pod's
 /// port mappings, under the name portmap declares.
 pub(crate) fn runtime_config(ports: &[PortMapping]) -> Map<String, Value> {
@@ -213,6 +218,10 @@ mod tests {
         assert_eq!(
             list["plugins"][0]["ipam"]["ranges"][0][0],
             json!({"subnet": "10.88.3.0/24", "gateway": "10.88.3.1"})
+        );
+        assert_eq!(
+            loopback("flotilla", "1.0.0"),
+            json!({"cniVersion": "1.0.0", "name": "flotilla", "type": "loopback"})
         );
     }
 

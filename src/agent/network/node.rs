@@ -43,7 +43,7 @@ pub struct NodeNetwork {
     /// for, then `Some(None)` for no (or unreadable) settings.
     settings: Mutex<Option<Option<Arc<NetworkSettings>>>>,
     /// The CNI network of the kept settings, built once for them: it asks
-    /// the plugins' CNI version once (three plugin runs) and holds the
+    /// the plugins' CNI version once (four plugin runs) and holds the
     /// per-pod locks, both of which a network built per pod would lose.
     network: Mutex<Option<(Arc<NetworkSettings>, Arc<PodNetwork>)>>,
 }

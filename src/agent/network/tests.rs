@@ -2,7 +2,7 @@
 //!
 //! Two kinds:
 //!
-//! * **Fake plugins** (any user): shell scripts standing in for the three
+//! * **Fake plugins** (any user): shell scripts standing in for the four
 //!   plugins, which log their stdin and environment, so the calls flotilla
 //!   makes (order, `prevResult`, `runtimeConfig`, version fallback, error
 //!   handling, the timeout) are checked exactly without touching the kernel.
@@ -133,15 +133,6 @@ impl Netns {
         })
     }
 
-    /// A pod's namespace as the agent's sandbox leaves it for ADD: `lo` up,
-    /// by the sandbox's own call (no CNI plugin brings it up).
-    fn pod(tag: &str) -> Netns {
-        let ns = Netns::new(tag);
-        ns.run(crate::agent::runtime::sandbox::loopback_up)
-            .expect("bring the pod's lo up");
-        ns
-    }
-
     fn delete(&mut self) {
         if !self.deleted {
             let _ = ip_cmd(&["netns", "del", &self.name]);
@@ -196,7 +187,7 @@ impl Kernel {
         config.pod_subnet = subnet.parse().unwrap();
         Kernel {
             node: Netns::new(&format!("{tag}-n")),
-            pod: Netns::pod(&format!("{tag}-p")),
+            pod: Netns::new(&format!("{tag}-p")),
             net: PodNetwork::new(config),
             state,
         }
@@ -303,8 +294,7 @@ fn add_check_del_with_the_real_plugins() {
         (24, Some(gateway), "eth0")
     );
 
-    // The pod has its address, beside the loopback its sandbox brought
-    // up, and reaches the gateway.
+    // The pod has its address and loopback, and reaches the gateway.
     let addrs = k.pod.exec_ok(&["ip", "-4", "-o", "addr", "show"]);
     assert!(
         addrs.contains(&format!("eth0    inet {}/24", a.ip))
@@ -390,7 +380,7 @@ fn add_check_del_with_the_real_plugins() {
 fn two_pods_on_one_node_reach_each_other() {
     require_kernel!();
     let k = Kernel::new("pair");
-    let other = Netns::pod("pair-q");
+    let other = Netns::new("pair-q");
     let a = k.add("pod-a", &k.pod, &[]).expect("ADD a");
     let b = k.add("pod-b", &other, &[]).expect("ADD b");
     assert_ne!(a.ip, b.ip);
@@ -577,7 +567,7 @@ fn sync_routes_keeps_exactly_ours() {
 
 // ------------------------------------------------------------ fake plugins
 
-/// Writes the three plugins as shell scripts into a temp dir. Each records
+/// Writes the four plugins as shell scripts into a temp dir. Each records
 /// its stdin as `<COMMAND>-<plugin>.json`, its CNI_* environment as
 /// `<COMMAND>-<plugin>.env`, and a line in `calls.log`; `behaviour` maps a
 /// plugin to shell run in place of the default (print a result on ADD).
@@ -588,18 +578,28 @@ struct Fakes {
 const ALL_VERSIONS: &str =
     r#"{"cniVersion":"1.0.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0"]}"#;
 
-const FAKE_RESULT: &str = r#"{"cniVersion":"1.0.0","interfaces":[{"name":"flotilla0"},{"name":"veth0"},{"name":"eth0","sandbox":"x"}],"ips":[{"interface":2,"address":"10.88.3.7/24","gateway":"10.88.3.1"}]}"#;
+fn fake_result(ifname: &str) -> String {
+    if ifname == "lo" {
+        r#"{"cniVersion":"1.0.0","interfaces":[{"name":"lo","sandbox":"x"}],"ips":[{"interface":0,"address":"127.0.0.1/8"}]}"#.into()
+    } else {
+        r#"{"cniVersion":"1.0.0","interfaces":[{"name":"flotilla0"},{"name":"veth0"},{"name":"eth0","sandbox":"x"}],"ips":[{"interface":2,"address":"10.88.3.7/24","gateway":"10.88.3.1"}]}"#.into()
+    }
+}
 
 impl Fakes {
     fn new(versions: &str, behaviour: &[(&str, &str)]) -> Fakes {
         let dir = tempfile::tempdir().unwrap();
         for name in REQUIRED_PLUGINS {
+            let ifname = if name == "loopback" { "lo" } else { "eth0" };
             let action = behaviour
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, b)| b.to_string())
                 .unwrap_or_else(|| {
-                    format!("if [ \"$CNI_COMMAND\" = ADD ]; then echo '{FAKE_RESULT}'; fi")
+                    format!(
+                        "if [ \"$CNI_COMMAND\" = ADD ]; then echo '{}'; fi",
+                        fake_result(ifname)
+                    )
                 });
             let script = format!(
                 "#!/bin/sh\n\
@@ -656,11 +656,15 @@ fn fake_plugins_see_the_calls_the_spec_describes() {
 
     let a = net.add("pod-1", &handle, &ports).unwrap();
     assert_eq!(a.ip, Ipv4Addr::new(10, 88, 3, 7));
-    // The list in order; no loopback plugin (the sandbox brings `lo` up).
-    assert_eq!(
-        fakes.calls(),
-        ["ADD bridge pod-1 eth0", "ADD portmap pod-1 eth0"]
+    // loopback runs beside the list, so only the list's order is fixed.
+    let calls = fakes.calls();
+    assert!(
+        calls.iter().any(|c| c == "ADD loopback pod-1 lo"),
+        "{calls:?}"
     );
+    let list: Vec<_> = calls.iter().filter(|c| !c.contains("loopback")).collect();
+    assert_eq!(list, ["ADD bridge pod-1 eth0", "ADD portmap pod-1 eth0"]);
+    assert_eq!(calls.len(), 3, "{calls:?}");
     let bridge = fakes.stdin("ADD", "bridge");
     assert_eq!(bridge["cniVersion"], "1.0.0");
     assert_eq!(bridge["name"], "flotilla");
@@ -694,8 +698,12 @@ fn fake_plugins_see_the_calls_the_spec_describes() {
     // A second ADD is CHECK, not ADD.
     assert_eq!(net.add("pod-1", &handle, &ports).unwrap(), a);
     assert_eq!(
-        fakes.calls()[2..],
-        ["CHECK bridge pod-1 eth0", "CHECK portmap pod-1 eth0"]
+        fakes.calls()[3..],
+        [
+            "CHECK loopback pod-1 lo",
+            "CHECK bridge pod-1 eth0",
+            "CHECK portmap pod-1 eth0"
+        ]
     );
     assert_eq!(fakes.stdin("CHECK", "portmap")["prevResult"], a.result);
 
@@ -703,8 +711,9 @@ fn fake_plugins_see_the_calls_the_spec_describes() {
     fs::remove_file(&handle).unwrap();
     net.del("pod-1", None, &[]).unwrap();
     assert_eq!(
-        fakes.calls()[4..],
-        ["DEL portmap pod-1 eth0", "DEL bridge pod-1 eth0"]
+        fakes.calls()[6..],
+        ["DEL portmap pod-1 eth0", "DEL bridge pod-1 eth0"],
+        "no namespace: loopback has nothing to do"
     );
     let del = fakes.stdin("DEL", "portmap");
     assert_eq!(del["prevResult"], a.result);
@@ -713,11 +722,10 @@ fn fake_plugins_see_the_calls_the_spec_describes() {
     assert!(!saved.exists());
     assert!(net.attached_ids().is_empty());
 
-    // DEL of nothing: still the plugins a pod without ports has, no
-    // prevResult.
+    // DEL of nothing: still every plugin, no prevResult.
     net.del("pod-1", Some(&own_netns()), &[]).unwrap();
     assert!(fakes.stdin("DEL", "bridge").get("prevResult").is_none());
-    assert_eq!(fakes.calls()[6..], ["DEL bridge pod-1 eth0"]);
+    assert_eq!(fakes.calls().last().unwrap(), "DEL loopback pod-1 lo");
 }
 
 #[test]
@@ -730,6 +738,7 @@ fn fake_plugins_without_1_0_0_get_0_4_0() {
     let net = fakes.network(state.path());
     net.add("pod-2", &own_netns(), &[]).unwrap();
     assert_eq!(fakes.stdin("ADD", "bridge")["cniVersion"], "0.4.0");
+    assert_eq!(fakes.stdin("ADD", "loopback")["cniVersion"], "0.4.0");
     net.del("pod-2", None, &[]).unwrap();
     assert_eq!(fakes.stdin("DEL", "bridge")["cniVersion"], "0.4.0");
 
@@ -782,8 +791,12 @@ fn a_cni_error_object_becomes_plugin_failed_and_add_is_undone() {
     assert!(err.to_string().contains("portmap"), "{err}");
     // The half-made attachment was deleted, with bridge's result as prevResult.
     assert_eq!(
-        fakes.calls()[2..],
-        ["DEL portmap pod-3 eth0", "DEL bridge pod-3 eth0"]
+        fakes.calls()[3..],
+        [
+            "DEL portmap pod-3 eth0",
+            "DEL bridge pod-3 eth0",
+            "DEL loopback pod-3 lo"
+        ]
     );
     assert_eq!(
         fakes.stdin("DEL", "bridge")["prevResult"]["ips"][0]["address"],
@@ -942,7 +955,12 @@ fn a_torn_saved_result_is_ignored() {
     assert_eq!(net.attachment("pod-8"), None);
     // ADD makes a fresh one (no CHECK of garbage), DEL cleans up.
     net.add("pod-8", &own_netns(), &[]).unwrap();
-    assert_eq!(fakes.calls(), ["ADD bridge pod-8 eth0"]);
+    let calls = fakes.calls();
+    assert!(
+        calls.iter().any(|c| c == "ADD loopback pod-8 lo"),
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("CHECK")), "{calls:?}");
     assert!(net.attachment("pod-8").is_some());
     net.del("pod-8", None, &[]).unwrap();
     assert!(!state.path().join("results/pod-8.json").exists());
