@@ -346,7 +346,22 @@ mod tests {
         let mut events = Vec::new();
         let mut first = waiting(0);
         assert!(attach(&network, &mut first, &netns, &mut events));
-        let dir = root.path().join("network");
+        write_settings(root.path());
+        for i in 1..20 {
+            let mut record = waiting(i);
+            assert!(
+                attach(&network, &mut record, &netns, &mut events),
+                "pod {i} saw settings written after the pass began"
+            );
+            assert!(record.network.is_none() && record.network_error.is_none());
+        }
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    /// Writes the node's network settings (pod subnet 10.88.1.0/24) under
+    /// `root`, as `network.configure` would; returns the network dir.
+    fn write_settings(root: &std::path::Path) -> std::path::PathBuf {
+        let dir = root.join("network");
         std::fs::create_dir_all(&dir).expect("mkdir");
         let settings = NetworkSettings {
             pod_subnet: "10.88.1.0/24".into(),
@@ -358,15 +373,7 @@ mod tests {
             serde_json::to_vec(&settings).expect("json"),
         )
         .expect("write");
-        for i in 1..20 {
-            let mut record = waiting(i);
-            assert!(
-                attach(&network, &mut record, &netns, &mut events),
-                "pod {i} saw settings written after the pass began"
-            );
-            assert!(record.network.is_none() && record.network_error.is_none());
-        }
-        assert!(events.is_empty(), "{events:?}");
+        dir
     }
 
     /// The start-up sweep DELs every id with a lease or a saved result
@@ -392,18 +399,7 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         let network = NodeNetwork::new(root.path(), vec![plugins]);
-        let dir = root.path().join("network");
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let settings = NetworkSettings {
-            pod_subnet: "10.88.1.0/24".into(),
-            cluster_cidr: "10.88.0.0/16".into(),
-            routes: Vec::new(),
-        };
-        std::fs::write(
-            dir.join("settings.json"),
-            serde_json::to_vec(&settings).expect("json"),
-        )
-        .expect("write");
+        let dir = write_settings(root.path());
         let leases = dir.join("cni/ipam/flotilla");
         std::fs::create_dir_all(&leases).expect("mkdir");
         std::fs::write(leases.join("10.88.1.2"), "live-1\r\neth0").expect("lease");
