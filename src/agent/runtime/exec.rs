@@ -336,12 +336,7 @@ fn wait_forwarding(child: Pid, waited: &SigSet) -> u8 {
 }
 
 /// The process before its exec; returns only on failure.
-fn child(
-    spec: &ExecSpec,
-    cgroups: &CgroupJoin,
-    status: &std::fs::File,
-    go: &OwnedFd,
-) -> StepError {
+fn child(spec: &ExecSpec, cgroups: &CgroupJoin, status: &std::fs::File, go: &OwnedFd) -> StepError {
     // First, so everything it does is counted in the container's groups.
     match cgroups.move_self().and_then(|()| prepare(spec, go, status)) {
         Ok((program, env)) => process::exec(&program, &spec.process.args, &env),
