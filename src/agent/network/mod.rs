@@ -335,7 +335,7 @@ impl PodNetwork {
                             "leased {} outside the node's pod subnet {}; remove stale leases under {}",
                             attachment.ip,
                             self.config.pod_subnet.network(),
-                            self.config.state_dir.join("ipam").display()
+                            self.lease_dir().display()
                         ),
                     });
                 }

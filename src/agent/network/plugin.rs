@@ -266,10 +266,10 @@ fn reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
 /// thread waits for that word with the timeout. Polling `try_wait` with a
 /// doubling pause (1, 2, 4 ... ms, as this did) noticed a plugin up to
 /// twice its run time late: the demo's ADDs, timed by the agent's log,
-/// clustered at ~17 and ~33 ms, the polls at 15 and 31 ms. Left unreaped, the child's pid (and so its process group) cannot be
-/// reused before the caller kills the group after a timeout; a SIGCHLD
-/// handler would be process-wide state the rest of the agent does not
-/// expect.
+/// clustered at ~17 and ~33 ms, the polls at 15 and 31 ms. Left unreaped,
+/// the child's pid (and so its process group) cannot be reused before the
+/// caller kills the group after a timeout; a SIGCHLD handler would be
+/// process-wide state the rest of the agent does not expect.
 fn wait_timeout(
     child: &mut Child,
     timeout: Duration,

@@ -251,18 +251,19 @@ async fn supervise(
         if status.is_some() && !output_open {
             break;
         }
+        // The stage to signal: none once reaped, since its pid may name
+        // another process by then.
+        let live_stage = stage.filter(|_| status.is_none());
         tokio::select! {
             biased;
             _ = items.closed() => {
-                // Not once reaped: its pid may name another process by now.
-                hang_up(child, stage.filter(|_| status.is_none()));
+                hang_up(child, live_stage);
                 return;
             }
             item = output.recv(), if output_open => match item {
                 Some(item) => {
                     if items.send(item).await.is_err() {
-                        // Not once reaped: its pid may name another process by now.
-                hang_up(child, stage.filter(|_| status.is_none()));
+                        hang_up(child, live_stage);
                         return;
                     }
                 }
@@ -288,7 +289,7 @@ async fn supervise(
                     }
                 }
                 Some(ExecControl::Signal(signal)) => {
-                    if let Some(stage) = stage.filter(|_| status.is_none()) {
+                    if let Some(stage) = live_stage {
                         let _ = kill(stage, signal);
                     }
                 }

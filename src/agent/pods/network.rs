@@ -56,65 +56,47 @@ type Added = Result<Option<Attachment>, NetworkError>;
 /// container waits with [`PendingAttach::wait`], right before it starts.
 pub struct PendingAttach {
     started: Instant,
-    state: RefCell<Attaching>,
-}
-
-enum Attaching {
-    Running(JoinHandle<(Added, Duration)>),
-    Done {
-        added: Added,
-        took: Duration,
-        /// How long a container's start waited for the ADD.
-        waited: Duration,
-    },
+    /// The ADD's thread, until a wait joins it.
+    running: RefCell<Option<JoinHandle<(Added, Duration)>>>,
+    /// Its outcome once joined: what it came to, how long it took, and how
+    /// long a container's start waited for it.
+    done: RefCell<Option<(Added, Duration, Duration)>>,
 }
 
 impl PendingAttach {
+    fn new(
+        started: Instant,
+        running: Option<JoinHandle<(Added, Duration)>>,
+        done: Option<Added>,
+    ) -> Self {
+        PendingAttach {
+            started,
+            running: RefCell::new(running),
+            done: RefCell::new(done.map(|added| (added, Duration::ZERO, Duration::ZERO))),
+        }
+    }
+
     /// Waits for the ADD (the first time); whether the pod has its address
     /// (or needs none), so its containers may start. A panic in the ADD is
     /// this thread's, as if the ADD had run here.
     pub fn wait(&self) -> bool {
-        let mut state = self.state.borrow_mut();
-        if let Attaching::Running(_) = &*state {
+        if let Some(handle) = self.running.borrow_mut().take() {
             let waiting = Instant::now();
-            let Attaching::Running(handle) = std::mem::replace(&mut *state, Attaching::taken())
-            else {
-                unreachable!("matched above")
-            };
             let (added, took) = handle
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            *state = Attaching::Done {
-                added,
-                took,
-                waited: waiting.elapsed(),
-            };
+            *self.done.borrow_mut() = Some((added, took, waiting.elapsed()));
         }
-        matches!(&*state, Attaching::Done { added: Ok(_), .. })
+        matches!(&*self.done.borrow(), Some((Ok(_), _, _)))
     }
 
     /// The ADD's outcome, how long it took, and how long a start waited.
     fn finish(self) -> (Added, Duration, Duration) {
         self.wait();
-        match self.state.replace(Attaching::taken()) {
-            Attaching::Done {
-                added,
-                took,
-                waited,
-            } => (added, took, waited),
-            Attaching::Running(_) => unreachable!("waited for above"),
-        }
-    }
-}
-
-impl Attaching {
-    /// What stands in for a state moved out.
-    fn taken() -> Attaching {
-        Attaching::Done {
-            added: Ok(None),
-            took: Duration::ZERO,
-            waited: Duration::ZERO,
-        }
+        self.done
+            .borrow_mut()
+            .take()
+            .expect("a waited-for ADD has an outcome")
     }
 }
 
@@ -145,17 +127,7 @@ pub fn begin_attach(
     let started = Instant::now();
     let pod_network = match network.pod_network() {
         Ok(Some(pod_network)) => pod_network,
-        done => {
-            let added = done.map(|_| None);
-            return Some(PendingAttach {
-                started,
-                state: RefCell::new(Attaching::Done {
-                    added,
-                    took: Duration::ZERO,
-                    waited: Duration::ZERO,
-                }),
-            });
-        }
+        done => return Some(PendingAttach::new(started, None, Some(done.map(|_| None)))),
     };
     let (uid, netns, ports) = (
         record.uid.clone(),
@@ -166,22 +138,7 @@ pub fn begin_attach(
         let added = pod_network.add(&uid, &netns, &ports).map(Some);
         (added, started.elapsed())
     });
-    Some(PendingAttach {
-        started,
-        state: RefCell::new(Attaching::Running(handle)),
-    })
-}
-
-/// Gives the pod its address in the netns at `netns`, unless it has one or
-/// needs none: [`begin_attach`], then [`finish_attach`].
-pub fn attach(
-    network: &NodeNetwork,
-    record: &mut PodRecord,
-    netns: &Path,
-    events: &mut Vec<PodEvent>,
-) -> bool {
-    let pending = begin_attach(network, record, netns);
-    finish_attach(pending, record, events)
+    Some(PendingAttach::new(started, Some(handle), None))
 }
 
 /// Records how the pod's ADD went (waiting for it if no container did).
@@ -305,6 +262,18 @@ mod tests {
     use crate::agent::pods::record::Desired;
     use crate::agent::protocol::messages::NetworkSettings;
     use crate::api::{Container, ObjectMeta, PodSpec};
+
+    /// One whole attach, as a pass makes it: [`begin_attach`], then
+    /// [`finish_attach`].
+    fn attach(
+        network: &NodeNetwork,
+        record: &mut PodRecord,
+        netns: &Path,
+        events: &mut Vec<PodEvent>,
+    ) -> bool {
+        let pending = begin_attach(network, record, netns);
+        finish_attach(pending, record, events)
+    }
 
     fn waiting(i: usize) -> PodRecord {
         PodRecord {
