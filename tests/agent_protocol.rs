@@ -348,15 +348,20 @@ impl AgentService for Fake {
     }
 
     /// An echo: input comes back as stdout, a resize as `size CxR`; EOF
-    /// ends it with 0, a signal with 128 + its number. Pod `missing` has
-    /// no such container.
+    /// ends it with 0, a signal with 128 + its number. Only pod `web`
+    /// exists: any other name is not found, as the agent answers (an exec
+    /// of any name would stream until its input ends, which the fuzz test's
+    /// one-reply-per-request never sends).
     async fn exec(
         &self,
         params: ExecStartParams,
         control: tokio::sync::mpsc::Receiver<ExecControl>,
     ) -> ServiceResult<ServiceStream<ExecOutput>> {
-        if params.name == "missing" {
-            return Err(ServiceError::NotFound("no pod default/missing".into()));
+        if params.name != "web" {
+            return Err(ServiceError::NotFound(format!(
+                "no pod {}/{}",
+                params.namespace, params.name
+            )));
         }
         let guard = LiveGuard::new(&self.live_streams);
         let out = |text: &str| ExecOutput::Stdout(Bytes(text.as_bytes().to_vec()));
