@@ -378,6 +378,12 @@ fn an_ephemeral_pod_lives_in_the_run_dir_and_a_daemon_pod_on_disk() {
         "{names:?}"
     );
     assert_eq!(logs(&node, &["eph"]), "ready\n");
+    // Its namespaces are its own process's (none is bound in a sandbox);
+    // an exec finds them all the same.
+    assert!(!node.run_dir.join("pods").join(&eph).join("ns").exists());
+    let exec = node.run(&["exec", "eph", "--", "hostname"]);
+    exec.assert_ok();
+    assert_eq!(exec.stdout, "eph\n", "{}", exec.text());
 
     // The run ends and removes its pod, lease and all.
     node.run(&["stop", "-t", "30", "eph"]).assert_ok();
@@ -413,6 +419,68 @@ fn run_passes_environment_variables() {
     ]);
     run.assert_ok();
     assert_eq!(run.stdout, "hello|a b=c||/bin:/sbin\n", "{}", run.text());
+    node.assert_clean();
+}
+
+#[test]
+fn a_run_rm_container_makes_the_namespaces_a_pod_would_have() {
+    // `run --rm` lets its one container make its namespaces (nothing bound
+    // in the sandbox); a detached run joins the sandbox's. Both must look
+    // the same from inside: the pod's hostname, loopback up, and network,
+    // IPC and UTS namespaces that are not the node's.
+    let node = Node::new("run-ns");
+    let script = "hostname; cat /sys/class/net/lo/flags; \
+        for ns in net ipc uts; do readlink /proc/self/ns/$ns; done";
+    let host: Vec<String> = ["net", "ipc", "uts"]
+        .iter()
+        .map(|ns| {
+            fs::read_link(format!("/proc/self/ns/{ns}"))
+                .expect("read this process's namespace")
+                .display()
+                .to_string()
+        })
+        .collect();
+    let check = |how: &str, out: &str, name: &str| {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 5, "{how}: {out}");
+        assert_eq!(lines[0], name, "{how}: the hostname is the pod's name");
+        // IFF_UP | IFF_LOOPBACK
+        assert_eq!(lines[1], "0x9", "{how}: loopback is up");
+        for (inside, outside) in lines[2..].iter().zip(&host) {
+            assert_ne!(inside, outside, "{how}: {inside} is the node's own");
+        }
+    };
+
+    let run = node.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "fg",
+        &node.image,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    run.assert_ok();
+    check("run --rm", &run.stdout, "fg");
+
+    node.run(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        &node.image,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ])
+    .assert_ok();
+    let terminated = wait_terminated(&node, "bg");
+    assert_eq!(terminated["exitCode"], 0, "{terminated}");
+    check("run -d", &logs(&node, &["bg"]), "bg");
+    node.run(&["rm", "bg"]).assert_ok();
     node.assert_clean();
 }
 

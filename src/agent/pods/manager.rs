@@ -309,10 +309,11 @@ impl PodManager {
                 // holds no address, whatever the record says: ADD again.
                 record.network = None;
             }
-            let netns = sandbox.dir().join("ns").join("net");
             // The pod's ADD runs beside its containers' preparation; each
             // container waits for it right before it starts.
-            let network = pod_network::begin_attach(&self.network, &record, &netns);
+            let network = sandbox
+                .netns()
+                .and_then(|netns| pod_network::begin_attach(&self.network, &record, &netns));
             // A pod whose last ADD failed prepares nothing until one works:
             // its containers would only wait again, an fsync a pass.
             let ready = record.network_error.is_none() || network.as_ref().is_none_or(|n| n.wait());
@@ -482,14 +483,26 @@ impl PodManager {
         match PodSandbox::open(&run, &record.uid) {
             Ok(sandbox) => Ok((sandbox, false)),
             Err(_) => {
-                let spec = SandboxSpec::new(
+                let mut spec = SandboxSpec::new(
                     &record.uid,
                     &hostname_of(&record.pod),
                     record.pod.spec.host_network,
                 );
+                spec.container_namespaces = self.container_namespaces(record);
                 Ok((PodSandbox::create(&run, &spec)?, true))
             }
         }
+    }
+
+    /// Whether the pod's container may make its namespaces itself (see
+    /// the sandbox's doc): an ephemeral pod (`run --rm`, never restarted)
+    /// of one container that no CNI plugin has to enter.
+    fn container_namespaces(&self, record: &PodRecord) -> bool {
+        let spec = &record.pod.spec;
+        record.ephemeral
+            && spec.restart_policy == RestartPolicy::Never
+            && spec.containers.len() == 1
+            && (spec.host_network || matches!(self.network.pod_network(), Ok(None)))
     }
 
     fn pod_group(&self, uid: &str) -> Result<Group, PodError> {
@@ -637,12 +650,13 @@ impl PodManager {
             self.store.add_lease(&holder, diff_ids)?;
         }
 
+        let namespaces = sandbox.namespaces();
         let plan = LaunchPlan {
             id: format!("{uid}-{}-{instance}", container.name),
             hostname,
-            net: (!record_host_network(&record.pod)).then(|| sandbox.dir().join("ns").join("net")),
-            ipc: Some(sandbox.dir().join("ns").join("ipc")),
-            uts: Some(sandbox.dir().join("ns").join("uts")),
+            net: namespaces.net,
+            ipc: namespaces.ipc,
+            uts: namespaces.uts,
             etc_mounts: sandbox
                 .etc_mounts()
                 .into_iter()
@@ -885,7 +899,7 @@ impl PodManager {
         let sandbox = PodSandbox::open(&self.config.paths.sandboxes_dir(), &record.uid).ok();
         // Released before the sandbox goes, so the plugins still find the
         // veth in its netns; a failure keeps the pod for the next attempt.
-        let netns = sandbox.as_ref().map(|s| s.dir().join("ns").join("net"));
+        let netns = sandbox.as_ref().and_then(PodSandbox::netns);
         pod_network::detach(&self.network, &record.uid, &record.pod, netns.as_deref())
             .map_err(|e| PodError::Network(e.to_string()))?;
         if let Some(sandbox) = sandbox {
@@ -1030,10 +1044,6 @@ enum Launch<'a> {
     Shim,
     /// By the caller, in its own process; the instance directory goes here.
     Foreground(&'a mut Option<PathBuf>),
-}
-
-fn record_host_network(pod: &Pod) -> bool {
-    pod.spec.host_network
 }
 
 /// A pod's hostname: its name, cut to a DNS label's 63 characters.

@@ -35,10 +35,14 @@ pub struct LaunchPlan {
     /// Runtime id: unique on this host.
     pub id: String,
     pub hostname: String,
-    /// The pod sandbox's namespace files to join (None: the host's).
-    pub net: Option<PathBuf>,
-    pub ipc: Option<PathBuf>,
-    pub uts: Option<PathBuf>,
+    /// The pod sandbox's namespace files to join, the node's, or fresh ones
+    /// (written as a path, null, or "new": see [`plan_namespace`]).
+    #[serde(with = "plan_namespace")]
+    pub net: Namespace,
+    #[serde(with = "plan_namespace")]
+    pub ipc: Namespace,
+    #[serde(with = "plan_namespace")]
+    pub uts: Namespace,
     /// /etc/hosts, /etc/hostname, /etc/resolv.conf of the pod.
     pub etc_mounts: Vec<(PathBuf, String)>,
     pub lower_dirs: Vec<PathBuf>,
@@ -59,6 +63,37 @@ pub struct LaunchPlan {
     pub log_max_files: usize,
     /// The agent binary, whose `__init` stage creates the container.
     pub agent_binary: PathBuf,
+}
+
+/// A launch plan's namespace as plans have always written it: null for
+/// the node's, the nsfs path to join, and (added for containers that make
+/// their own) `"new"`, which no path can be since paths are absolute. So
+/// plans written by an older agent, still read by `exec` and `stop`, read
+/// the same.
+mod plan_namespace {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::agent::runtime::Namespace;
+
+    const NEW: &str = "new";
+
+    pub fn serialize<S: Serializer>(ns: &Namespace, to: S) -> Result<S::Ok, S::Error> {
+        match ns {
+            Namespace::Host => None::<&str>.serialize(to),
+            Namespace::New => Some(NEW).serialize(to),
+            Namespace::Join(path) => Some(path).serialize(to),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Namespace, D::Error> {
+        Ok(match Option::<PathBuf>::deserialize(from)? {
+            None => Namespace::Host,
+            Some(path) if path.as_os_str() == NEW => Namespace::New,
+            Some(path) => Namespace::Join(path),
+        })
+    }
 }
 
 /// What the shim reports. Written atomically, so a reader sees one state or the next.
@@ -321,10 +356,6 @@ pub fn process_spec(plan: &LaunchPlan) -> ProcessSpec {
 }
 
 fn container_spec(plan: &LaunchPlan, stdio: [OwnedFd; 3]) -> ContainerSpec {
-    let ns = |path: &Option<PathBuf>| match path {
-        Some(p) => Namespace::Join(p.clone()),
-        None => Namespace::Host,
-    };
     let mut spec = ContainerSpec::new(
         &plan.id,
         RootfsSpec {
@@ -339,9 +370,9 @@ fn container_spec(plan: &LaunchPlan, stdio: [OwnedFd; 3]) -> ContainerSpec {
     );
     spec.hostname = plan.hostname.clone();
     spec.namespaces = Namespaces {
-        net: ns(&plan.net),
-        ipc: ns(&plan.ipc),
-        uts: ns(&plan.uts),
+        net: plan.net.clone(),
+        ipc: plan.ipc.clone(),
+        uts: plan.uts.clone(),
     };
     spec.mounts = plan
         .etc_mounts
@@ -361,4 +392,27 @@ fn container_spec(plan: &LaunchPlan, stdio: [OwnedFd; 3]) -> ContainerSpec {
     let [stdin, stdout, stderr] = stdio;
     spec.stdio = [Some(stdin), Some(stdout), Some(stderr)];
     spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct One(#[serde(with = "plan_namespace")] Namespace);
+
+    #[test]
+    fn plan_namespaces_read_as_older_agents_wrote_them() {
+        for (ns, json) in [
+            (Namespace::Host, "null"),
+            (Namespace::New, "\"new\""),
+            (
+                Namespace::Join("/run/flotilla/pods/p/ns/net".into()),
+                "\"/run/flotilla/pods/p/ns/net\"",
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&One(ns.clone())).unwrap(), json);
+            assert_eq!(serde_json::from_str::<One>(json).unwrap().0, ns);
+        }
+    }
 }

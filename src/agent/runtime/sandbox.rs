@@ -14,6 +14,14 @@
 //! multi-threaded process, so no fork (and no `unsafe`) is needed. The thread
 //! names the pod, brings loopback up, binds its namespaces and ends.
 //!
+//! A sandbox made with `container_namespaces` binds nothing: the pod's only
+//! container makes the namespaces itself as it starts, and they end with it.
+//! `run --rm` pods are made so (as crun and runc make a container's): no
+//! thread, no three binds now and three unmounts later (each unmount waits
+//! for an RCU grace period), for namespaces nothing else will join. Only a
+//! pod that neither restarts, nor has a second container, nor is attached
+//! to a network through its netns path can do without them.
+//!
 //! The three /etc files are bound into every container **read-only**, where
 //! Docker binds its per-container copies read-write: here one set of files
 //! serves every container of the pod, so a writable mount would let one
@@ -49,6 +57,10 @@ pub struct SandboxSpec {
     /// The node's resolv.conf to derive the pod's from.
     #[serde(default = "node_resolv_conf")]
     pub resolv_conf: PathBuf,
+    /// The pod's one container makes its namespaces itself; none is bound
+    /// here (see the module's doc).
+    #[serde(default)]
+    pub container_namespaces: bool,
 }
 
 fn node_resolv_conf() -> PathBuf {
@@ -62,6 +74,7 @@ impl SandboxSpec {
             name: name.to_string(),
             host_network,
             resolv_conf: node_resolv_conf(),
+            container_namespaces: false,
         }
     }
 }
@@ -140,6 +153,9 @@ impl PodSandbox {
             "resolv.conf",
             pod_resolv_conf(&node, self.spec.host_network).as_bytes(),
         )?;
+        if self.spec.container_namespaces {
+            return Ok(());
+        }
         let ns_dir = self.dir.join("ns");
         fs::create_dir(&ns_dir).map_err(io(&ns_dir))?;
         let mut flags = CloneFlags::empty();
@@ -203,17 +219,32 @@ impl PodSandbox {
         &self.dir
     }
 
+    /// The nsfs files bound for this pod (none for container namespaces).
     fn ns_files(&self) -> Vec<(&'static str, PathBuf)> {
         NAMESPACES
             .iter()
+            .filter(|_| !self.spec.container_namespaces)
             .filter(|(name, _)| !(*name == "net" && self.spec.host_network))
             .map(|(name, _)| (*name, self.dir.join("ns").join(name)))
             .collect()
     }
 
-    /// The namespaces a container of this pod joins.
+    /// The pod's own network namespace, bound where CNI plugins can enter
+    /// it; None with the node's network or container namespaces.
+    pub fn netns(&self) -> Option<PathBuf> {
+        (!self.spec.host_network && !self.spec.container_namespaces)
+            .then(|| self.dir.join("ns").join("net"))
+    }
+
+    /// The namespaces a container of this pod joins (or makes).
     pub fn namespaces(&self) -> Namespaces {
-        let join = |name: &str| Namespace::Join(self.dir.join("ns").join(name));
+        let join = |name: &str| {
+            if self.spec.container_namespaces {
+                Namespace::New
+            } else {
+                Namespace::Join(self.dir.join("ns").join(name))
+            }
+        };
         Namespaces {
             net: if self.spec.host_network {
                 Namespace::Host
@@ -242,6 +273,7 @@ impl PodSandbox {
     pub fn destroy(self) -> Result<(), RuntimeError> {
         for (name, path) in NAMESPACES
             .iter()
+            .filter(|_| !self.spec.container_namespaces)
             .map(|(name, _)| (*name, self.dir.join("ns").join(name)))
         {
             match nix::mount::umount2(&path, MntFlags::MNT_DETACH) {
@@ -403,6 +435,37 @@ mod tests {
             pod_resolv_conf("nameserver 127.0.0.53\n", false),
             "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
+    }
+
+    #[test]
+    fn a_sandbox_for_container_namespaces_binds_nothing() {
+        // Needs no privilege: no namespace is made here.
+        let run = tempfile::tempdir().unwrap();
+        for host_network in [false, true] {
+            let mut spec = SandboxSpec::new("p1", "web", host_network);
+            spec.container_namespaces = true;
+            let sandbox = PodSandbox::create(run.path(), &spec).unwrap();
+            assert!(!sandbox.dir().join("ns").exists());
+            assert_eq!(sandbox.netns(), None);
+            let net = if host_network {
+                Namespace::Host
+            } else {
+                Namespace::New
+            };
+            assert_eq!(
+                sandbox.namespaces(),
+                Namespaces {
+                    net,
+                    ipc: Namespace::New,
+                    uts: Namespace::New
+                }
+            );
+            assert_eq!(sandbox.etc_mounts().len(), 3);
+            let opened = PodSandbox::open(run.path(), "p1").unwrap();
+            assert_eq!(opened.namespaces(), sandbox.namespaces());
+            opened.destroy().unwrap();
+            assert!(!run.path().join("p1").exists());
+        }
     }
 
     #[test]

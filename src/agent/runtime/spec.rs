@@ -247,7 +247,7 @@ impl ProcessSpec {
 
 /// The namespaces a container joins (the pod's) or gets of its own. Mount and
 /// PID namespaces are always new.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Namespaces {
     pub net: Namespace,
     pub ipc: Namespace,
