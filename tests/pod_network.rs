@@ -138,6 +138,12 @@ fn pods_get_addresses_publish_ports_and_reach_each_other_across_nodes() {
     let httpd_image = format!("{registry}/demo/httpd:latest");
     let busybox_image = format!("{registry}/demo/busybox:latest");
 
+    // node1 and node2 drop what they forward unless a rule says otherwise,
+    // as a host with Docker does: the pod network must still work there.
+    for node in ["node1", "node2"] {
+        cluster.on_node(node, "iptables -w 10 -P FORWARD DROP");
+    }
+
     // httpd on node1, published on the node's port 8080.
     cluster.apply(
         &pod("web", "node1", &httpd_image, None, Some(8080)),

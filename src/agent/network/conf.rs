@@ -19,7 +19,7 @@ pub(crate) const POD_IFNAME: &str = "eth0";
 /// * `ipMasq` off: bridge would install a nat chain per pod (two iptables
 ///   runs at every ADD, three at every DEL) and masquerade pod-to-pod
 ///   traffic across nodes too; the node has one rule instead
-///   ([`super::masq::ensure_node_rule`]).
+///   ([`super::masq::ensure_node_rules`]).
 /// * `hairpinMode`: a pod can reach itself through its own host port.
 /// * host-local's `dataDir` is under the agent's state dir, not
 ///   `/var/lib/cni/networks`: demo nodes share one filesystem, and two nodes

@@ -1,5 +1,11 @@
-//! Masquerading, the node's way: one nat rule for all the node's pods
-//! ([`ensure_node_rule`]) in place of bridge's `ipMasq` chain per pod, and
+//! The node's iptables rules for its pods ([`ensure_node_rules`]): one nat
+//! rule masquerading all the node's pods, in place of bridge's `ipMasq`
+//! chain per pod; and accept rules for the pod network in the filter
+//! table's FORWARD, so that pods still reach each other and the outside on
+//! a host whose FORWARD policy is DROP (Docker sets it so; flannel adds the
+//! same two rules). Also the cleanup of those per-pod chains that bridge
+//! leaves behind (made by an agent from before the node rule, or by bridge
+//! itself):
 //! the cleanup of those per-pod chains that bridge leaves behind (made by an
 //! agent from before the node rule, or by bridge itself):
 //!
@@ -37,46 +43,81 @@ pub(crate) fn comment(network: &str, container_id: &str) -> String {
 /// POSTROUTING.
 pub(crate) const NODE_CHAIN: &str = "FLOTILLA-MASQ";
 
+/// The filter chain accepting the pod network's traffic, jumped to first
+/// thing from FORWARD.
+pub(crate) const FORWARD_CHAIN: &str = "FLOTILLA-FORWARD";
+
 /// Makes what the node's pods (`pod_subnet`) send outside the pod network
 /// (`cluster_cidr`) leave with the node's address, and nothing else: pods
 /// on other nodes see a pod's own address, as Kubernetes' network model
-/// asks. Idempotent, and a changed subnet replaces the old rule: the chain
-/// is refilled whole.
-pub(crate) fn ensure_node_rule(
+/// asks. And lets whatever comes from or goes to the pod network through
+/// FORWARD, whatever its policy or later rules. Idempotent, and a changed
+/// subnet replaces the old rules: each chain is refilled whole.
+pub(crate) fn ensure_node_rules(
     pod_subnet: Ipv4Net,
     cluster_cidr: Ipv4Net,
 ) -> Result<(), NetworkError> {
     let source = pod_subnet.network().to_string();
     let outside = cluster_cidr.network().to_string();
     // -N fails when the chain exists, which is as good.
-    let _ = iptables("ADD", &["-N", NODE_CHAIN])?;
-    node_rule_step(&["-F", NODE_CHAIN])?;
-    node_rule_step(&[
-        "-A",
-        NODE_CHAIN,
-        "-s",
-        &source,
-        "!",
-        "-d",
-        &outside,
-        "-m",
-        "comment",
-        "--comment",
-        "flotilla: pods' traffic leaving the pod network",
-        "-j",
-        "MASQUERADE",
-    ])?;
-    if !iptables("ADD", &["-C", "POSTROUTING", "-j", NODE_CHAIN])?
+    let _ = iptables("nat", "ADD", &["-N", NODE_CHAIN])?;
+    node_rule_step("nat", &["-F", NODE_CHAIN])?;
+    node_rule_step(
+        "nat",
+        &[
+            "-A",
+            NODE_CHAIN,
+            "-s",
+            &source,
+            "!",
+            "-d",
+            &outside,
+            "-m",
+            "comment",
+            "--comment",
+            "flotilla: pods' traffic leaving the pod network",
+            "-j",
+            "MASQUERADE",
+        ],
+    )?;
+    if !iptables("nat", "ADD", &["-C", "POSTROUTING", "-j", NODE_CHAIN])?
         .status
         .success()
     {
-        node_rule_step(&["-A", "POSTROUTING", "-j", NODE_CHAIN])?;
+        node_rule_step("nat", &["-A", "POSTROUTING", "-j", NODE_CHAIN])?;
+    }
+
+    let _ = iptables("filter", "ADD", &["-N", FORWARD_CHAIN])?;
+    node_rule_step("filter", &["-F", FORWARD_CHAIN])?;
+    for direction in ["-s", "-d"] {
+        node_rule_step(
+            "filter",
+            &[
+                "-A",
+                FORWARD_CHAIN,
+                direction,
+                &outside,
+                "-m",
+                "comment",
+                "--comment",
+                "flotilla: the pod network's traffic",
+                "-j",
+                "ACCEPT",
+            ],
+        )?;
+    }
+    // First in FORWARD: a rule appended after a DROP would never be reached.
+    if !iptables("filter", "ADD", &["-C", "FORWARD", "-j", FORWARD_CHAIN])?
+        .status
+        .success()
+    {
+        node_rule_step("filter", &["-I", "FORWARD", "1", "-j", FORWARD_CHAIN])?;
     }
     Ok(())
 }
 
-fn node_rule_step(args: &[&str]) -> Result<(), NetworkError> {
-    let out = iptables("ADD", args)?;
+fn node_rule_step(table: &str, args: &[&str]) -> Result<(), NetworkError> {
+    let out = iptables(table, "ADD", args)?;
     if out.status.success() {
         return Ok(());
     }
@@ -85,19 +126,23 @@ fn node_rule_step(args: &[&str]) -> Result<(), NetworkError> {
         command: "ADD".into(),
         code: out.status.code().and_then(|c| u64::try_from(c).ok()),
         message: format!(
-            "setting up the node's masquerade rule: iptables -t nat {} failed: {}",
+            "setting up the node's pod network rules: iptables -t {table} {} failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ),
     })
 }
 
-/// Runs `iptables -w 10 -t nat ARGS`; `-w 10` waits up to 10 s for the
+/// Runs `iptables -w 10 -t TABLE ARGS`; `-w 10` waits up to 10 s for the
 /// xtables lock instead of failing at once or hanging forever.
 /// `command` (ADD, DEL) names what it was for in an error.
-fn iptables(command: &str, args: &[&str]) -> Result<std::process::Output, NetworkError> {
+fn iptables(
+    table: &str,
+    command: &str,
+    args: &[&str],
+) -> Result<std::process::Output, NetworkError> {
     Command::new("iptables")
-        .args(["-w", "10", "-t", "nat"])
+        .args(["-w", "10", "-t", table])
         .args(args)
         .output()
         .map_err(|e| NetworkError::PluginFailed {
@@ -117,7 +162,7 @@ pub(crate) fn remove_leftover(
 ) -> Result<bool, NetworkError> {
     let chain = chain_name(network, container_id);
     // `-S CHAIN` fails when the chain does not exist: bridge cleaned up.
-    if !iptables("DEL", &["-S", &chain])?.status.success() {
+    if !iptables("nat", "DEL", &["-S", &chain])?.status.success() {
         return Ok(false);
     }
     let source = format!("{pod_ip}/32");
@@ -125,6 +170,7 @@ pub(crate) fn remove_leftover(
     // Best effort: the jump may be gone while the chain is not (a
     // half-finished earlier cleanup); the chain cannot go while it stays.
     let _ = iptables(
+        "nat",
         "DEL",
         &[
             "-D",
@@ -140,7 +186,7 @@ pub(crate) fn remove_leftover(
         ],
     )?;
     for action in ["-F", "-X"] {
-        let out = iptables("DEL", &[action, &chain])?;
+        let out = iptables("nat", "DEL", &[action, &chain])?;
         if !out.status.success() {
             return Err(NetworkError::PluginFailed {
                 plugin: "bridge".into(),

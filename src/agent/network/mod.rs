@@ -25,8 +25,9 @@
 //! upload them into a dir of `plugin_dirs`) and `iptables` on `PATH` (the
 //! node's masquerade rule and portmap use it). What a pod sends outside the
 //! cluster CIDR leaves with the node's address (one nat rule per node,
-//! [`masq::ensure_node_rule`], set by [`node::NodeNetwork`] with the routes);
-//! pods on other nodes see the pod's own address.
+//! [`masq::ensure_node_rules`], set by [`node::NodeNetwork`] with the routes);
+//! pods on other nodes see the pod's own address. The same call lets the pod
+//! network's traffic through FORWARD when the host's policy there is DROP.
 
 mod conf;
 mod ipnet;

@@ -1,7 +1,7 @@
 //! The node's side of the pod network: the settings the controller gave
 //! (`network.configure`), saved under the agent's root so that pods get
 //! addresses with no controller connected and after the agent restarts; the
-//! host-gw routes and the masquerade rule they imply; and the CNI network
+//! host-gw routes and the masquerade and FORWARD rules they imply; and the CNI network
 //! built from them, once per settings.
 //!
 //! On disk: `ROOT/network/settings.json` (the settings), and under
@@ -100,7 +100,7 @@ impl NodeNetwork {
             self.save(settings)?;
         }
         routes::sync_routes(&parsed.routes)?;
-        masq::ensure_node_rule(parsed.pod_subnet, parsed.cluster_cidr)?;
+        masq::ensure_node_rules(parsed.pod_subnet, parsed.cluster_cidr)?;
         Ok(self.state())
     }
 
@@ -121,7 +121,7 @@ impl NodeNetwork {
         Ok(())
     }
 
-    /// Puts the saved settings' routes and masquerade rule back (an agent
+    /// Puts the saved settings' routes and iptables rules back (an agent
     /// starting on a host that rebooted has lost them).
     pub fn restore(&self) -> Result<(), NetworkError> {
         let Some(settings) = self.kept_settings() else {
@@ -129,7 +129,7 @@ impl NodeNetwork {
         };
         let parsed = parse_settings(&settings)?;
         routes::sync_routes(&parsed.routes)?;
-        masq::ensure_node_rule(parsed.pod_subnet, parsed.cluster_cidr)
+        masq::ensure_node_rules(parsed.pod_subnet, parsed.cluster_cidr)
     }
 
     /// The settings, the node's addresses, and what keeps pods from getting

@@ -282,7 +282,7 @@ fn add_check_del_with_the_real_plugins() {
     let cluster: Ipv4Net = "10.88.0.0/16".parse().unwrap();
     for _ in 0..2 {
         k.node
-            .run(|| masq::ensure_node_rule(subnet, cluster))
+            .run(|| masq::ensure_node_rules(subnet, cluster))
             .expect("the node's masquerade rule");
     }
     let a = k.add("pod-a", &k.pod, &ports).expect("ADD");
@@ -328,6 +328,22 @@ fn add_check_del_with_the_real_plugins() {
         1,
         "{nat}"
     );
+    // The pod network's traffic is accepted first thing in FORWARD, once,
+    // whatever the chain's policy.
+    let filter = k.node.exec_ok(&["iptables", "-t", "filter", "-S"]);
+    for direction in ["-s", "-d"] {
+        assert!(
+            filter.lines().any(|l| l
+                .starts_with(&format!("-A FLOTILLA-FORWARD {direction} 10.88.0.0/16"))
+                && l.ends_with("-j ACCEPT")),
+            "no {direction} accept rule in:\n{filter}"
+        );
+    }
+    let forward: Vec<&str> = filter
+        .lines()
+        .filter(|l| l.starts_with("-A FORWARD"))
+        .collect();
+    assert_eq!(forward, ["-A FORWARD -j FLOTILLA-FORWARD"], "{filter}");
     assert_eq!(nat.matches("-A FLOTILLA-MASQ ").count(), 1, "{nat}");
     assert!(
         !nat.contains(&masq::chain_name(DEFAULT_NETWORK_NAME, "pod-a")),
