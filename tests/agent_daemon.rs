@@ -553,6 +553,9 @@ async fn a_killed_shim_is_noticed_and_handled_per_restart_policy() {
             .create_pod(pod(&node, name, policy, &[("main", "sleep 600")]))
             .await
             .unwrap();
+        // A create answers once the container's process runs, as a
+        // runtime's start does: a client need not look again to see it.
+        assert!(is_running(&record, "main"), "{:?}", record.status);
         uids.insert(name, record.uid);
     }
     for name in ["always", "never"] {

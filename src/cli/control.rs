@@ -111,6 +111,8 @@ pub async fn reconcile_until(
     let mut outcome = Reconciled::default();
     let mut lease: Option<Lease> = None;
     let mut next_try = Instant::now();
+    let mut changes = control.fleet.state().subscribe();
+    let mut seen_events = event_marks(&changes.borrow_and_update().clone());
     let result = loop {
         if lease.is_none() && Instant::now() >= next_try {
             let keeper = LeaseKeeper::new(control.agents(), control.holder.clone(), LEASE_TTL);
@@ -167,12 +169,54 @@ pub async fn reconcile_until(
         if Instant::now() >= deadline {
             break Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(if passed { 100 } else { 250 })).await;
+        let most = Duration::from_millis(if passed { 100 } else { 250 });
+        until_pod_event(&mut changes, &mut seen_events, most).await;
     };
     if let Some(taken) = lease {
         taken.end().await;
     }
     result.map(|()| outcome)
+}
+
+/// Waits `most`, or less if an agent reports an event meanwhile (a pod
+/// created, its container started or ended): the look that follows then
+/// sees it at once, not up to a poll later. Only events wake it, not the
+/// nodes' figures, which change every second on every node.
+async fn until_pod_event(
+    changes: &mut tokio::sync::watch::Receiver<Arc<ClusterSnapshot>>,
+    seen: &mut Vec<Option<u64>>,
+    most: Duration,
+) {
+    let timer = tokio::time::sleep(most);
+    tokio::pin!(timer);
+    loop {
+        tokio::select! {
+            _ = &mut timer => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    // The fleet is gone; the timer still paces the loop.
+                    timer.await;
+                    return;
+                }
+                // Cloned out: no borrow may be held across other calls.
+                let snapshot = changes.borrow_and_update().clone();
+                let marks = event_marks(&snapshot);
+                if marks != *seen {
+                    *seen = marks;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Each node's last event number, as the fleet has heard them.
+fn event_marks(snapshot: &ClusterSnapshot) -> Vec<Option<u64>> {
+    snapshot
+        .nodes
+        .iter()
+        .map(|node| node.events.last().map(|e| e.seq))
+        .collect()
 }
 
 /// The lease while this verb holds it: its keeper's task and signal.
@@ -200,5 +244,78 @@ fn collect(outcome: &mut Reconciled, report: PassReport) {
 fn note(outcome: &mut Reconciled, error: String) {
     if !outcome.errors.contains(&error) {
         outcome.errors.push(error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::agent::protocol::messages::{Event, EventType};
+    use crate::cluster::ClusterState;
+
+    fn state() -> ClusterState {
+        let text =
+            "[cluster]\nname = \"c\"\n\n[[nodes]]\nname = \"n1\"\naddress = \"10.77.0.11\"\n";
+        ClusterState::new(&cluster_file::parse(Path::new("c.toml"), text).expect("valid"))
+    }
+
+    fn started(seq: u64) -> Event {
+        Event {
+            seq,
+            time: chrono::Utc::now(),
+            type_: EventType::Normal,
+            reason: "Started".into(),
+            message: String::new(),
+            namespace: "default".into(),
+            pod: "web".into(),
+            uid: "u1".into(),
+            container: Some("web".into()),
+            phase: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_agents_event_ends_the_wait_early() {
+        let state = state();
+        let mut changes = state.subscribe();
+        let mut seen = event_marks(&changes.borrow_and_update().clone());
+        let node = state.node("n1").expect("node");
+        let publisher = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            node.event(started(1));
+        });
+        // A minute unless the event wakes it; the outer bound only keeps a
+        // broken wait from hanging the test run.
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            until_pod_event(&mut changes, &mut seen, Duration::from_secs(60)),
+        )
+        .await
+        .expect("the event should end the wait");
+        assert_eq!(seen, vec![Some(1)]);
+        publisher.await.expect("publisher");
+    }
+
+    #[tokio::test]
+    async fn other_changes_do_not_end_the_wait() {
+        let state = state();
+        let mut changes = state.subscribe();
+        let mut seen = event_marks(&changes.borrow_and_update().clone());
+        let node = state.node("n1").expect("node");
+        let most = Duration::from_millis(150);
+        let start = Instant::now();
+        let publisher = tokio::spawn(async move {
+            for _ in 0..5 {
+                node.alive();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        until_pod_event(&mut changes, &mut seen, most).await;
+        // A timer never fires early, so only a wrong wake ends it sooner.
+        assert!(start.elapsed() >= most, "woken by a change with no event");
+        assert_eq!(seen, vec![None]);
+        publisher.await.expect("publisher");
     }
 }

@@ -100,6 +100,9 @@ pub const PIDS_ANNOTATION: &str = "flotilla.dev/pids-limit";
 /// How long `stop` waits for the shims to record exits after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a start waits for the container's process (see `maybe_start`).
+const CONTAINER_START_WAIT: Duration = Duration::from_secs(2);
+
 impl PodManager {
     pub fn new(config: AgentConfig) -> Result<PodManager, PodError> {
         let cgroups = cgroup::detect()?.under(&config.cgroup_parent)?;
@@ -696,8 +699,22 @@ impl PodManager {
             return Ok(());
         }
         match launch {
-            Launch::Shim => shim::start_detached(&self.config.agent_binary, &dir)
-                .map_err(|e| PodError::io(&dir, e))?,
+            Launch::Shim => {
+                shim::start_detached(&self.config.agent_binary, &dir)
+                    .map_err(|e| PodError::io(&dir, e))?;
+                // As a runtime's start does, return once the container's
+                // process runs (or could not): the Started event and the
+                // reply to a create then say what is true, and a client
+                // waiting for Running sees it at its next look. The shim
+                // takes a few ms; a host too slow for the bound only
+                // reports ContainerCreating a while longer.
+                crate::procfs::wait_until(CONTAINER_START_WAIT, || {
+                    let state = shim::read_state(&dir);
+                    state.pid.is_some()
+                        || state.exit.is_some()
+                        || !state.shim.is_some_and(|p| p.is_alive())
+                });
+            }
             Launch::Foreground(prepared) => {
                 // This process supervises the instance: say so before the
                 // record names it (under the pod's lock), or a reconcile by
