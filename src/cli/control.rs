@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::ClusterSnapshot;
+use crate::cluster::{ClusterSnapshot, ClusterState};
 use crate::config::cluster_file;
 use crate::config::paths::{Dirs, cluster_file_path};
 use crate::controller::agents::Agents;
@@ -111,8 +111,7 @@ pub async fn reconcile_until(
     let mut outcome = Reconciled::default();
     let mut lease: Option<Lease> = None;
     let mut next_try = Instant::now();
-    let mut changes = control.fleet.state().subscribe();
-    let mut seen_events = event_marks(&changes.borrow_and_update().clone());
+    let mut events = EventWatch::new(control.fleet.state());
     let result = loop {
         if lease.is_none() && Instant::now() >= next_try {
             let keeper = LeaseKeeper::new(control.agents(), control.holder.clone(), LEASE_TTL);
@@ -170,7 +169,7 @@ pub async fn reconcile_until(
             break Ok(());
         }
         let most = Duration::from_millis(if passed { 100 } else { 250 });
-        until_pod_event(&mut changes, &mut seen_events, most).await;
+        events.wait(most).await;
     };
     if let Some(taken) = lease {
         taken.end().await;
@@ -178,32 +177,47 @@ pub async fn reconcile_until(
     result.map(|()| outcome)
 }
 
-/// Waits `most`, or less if an agent reports an event meanwhile (a pod
-/// created, its container started or ended): the look that follows then
-/// sees it at once, not up to a poll later. Only events wake it, not the
-/// nodes' figures, which change every second on every node.
-async fn until_pod_event(
-    changes: &mut tokio::sync::watch::Receiver<Arc<ClusterSnapshot>>,
-    seen: &mut Vec<Option<u64>>,
-    most: Duration,
-) {
-    let timer = tokio::time::sleep(most);
-    tokio::pin!(timer);
-    loop {
-        tokio::select! {
-            _ = &mut timer => return,
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    // The fleet is gone; the timer still paces the loop.
-                    timer.await;
-                    return;
-                }
-                // Cloned out: no borrow may be held across other calls.
-                let snapshot = changes.borrow_and_update().clone();
-                let marks = event_marks(&snapshot);
-                if marks != *seen {
-                    *seen = marks;
-                    return;
+/// The agents' events as the fleet hears them, for a wait that ends early
+/// when one arrives.
+struct EventWatch {
+    changes: tokio::sync::watch::Receiver<Arc<ClusterSnapshot>>,
+    /// Each node's last event number when last looked at.
+    seen: Vec<Option<u64>>,
+}
+
+impl EventWatch {
+    fn new(state: &ClusterState) -> EventWatch {
+        let mut changes = state.subscribe();
+        // Cloned out: no borrow may be held across other calls.
+        let snapshot = changes.borrow_and_update().clone();
+        EventWatch {
+            seen: event_marks(&snapshot),
+            changes,
+        }
+    }
+
+    /// Waits `most`, or less if an agent reports an event meanwhile (a pod
+    /// created, its container started or ended): the look that follows
+    /// then sees it at once, not up to a poll later. Only events end it,
+    /// not the nodes' figures, which change every second on every node.
+    async fn wait(&mut self, most: Duration) {
+        let timer = tokio::time::sleep(most);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                _ = &mut timer => return,
+                changed = self.changes.changed() => {
+                    if changed.is_err() {
+                        // The fleet is gone; the timer still paces the loop.
+                        timer.await;
+                        return;
+                    }
+                    let snapshot = self.changes.borrow_and_update().clone();
+                    let marks = event_marks(&snapshot);
+                    if marks != self.seen {
+                        self.seen = marks;
+                        return;
+                    }
                 }
             }
         }
@@ -253,7 +267,6 @@ mod tests {
 
     use super::*;
     use crate::agent::protocol::messages::{Event, EventType};
-    use crate::cluster::ClusterState;
 
     fn state() -> ClusterState {
         let text =
@@ -279,8 +292,7 @@ mod tests {
     #[tokio::test]
     async fn an_agents_event_ends_the_wait_early() {
         let state = state();
-        let mut changes = state.subscribe();
-        let mut seen = event_marks(&changes.borrow_and_update().clone());
+        let mut events = EventWatch::new(&state);
         let node = state.node("n1").expect("node");
         let publisher = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -290,19 +302,18 @@ mod tests {
         // broken wait from hanging the test run.
         tokio::time::timeout(
             Duration::from_secs(30),
-            until_pod_event(&mut changes, &mut seen, Duration::from_secs(60)),
+            events.wait(Duration::from_secs(60)),
         )
         .await
         .expect("the event should end the wait");
-        assert_eq!(seen, vec![Some(1)]);
+        assert_eq!(events.seen, vec![Some(1)]);
         publisher.await.expect("publisher");
     }
 
     #[tokio::test]
     async fn other_changes_do_not_end_the_wait() {
         let state = state();
-        let mut changes = state.subscribe();
-        let mut seen = event_marks(&changes.borrow_and_update().clone());
+        let mut events = EventWatch::new(&state);
         let node = state.node("n1").expect("node");
         let most = Duration::from_millis(150);
         let start = Instant::now();
@@ -312,10 +323,10 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
-        until_pod_event(&mut changes, &mut seen, most).await;
+        events.wait(most).await;
         // A timer never fires early, so only a wrong wake ends it sooner.
         assert!(start.elapsed() >= most, "woken by a change with no event");
-        assert_eq!(seen, vec![None]);
+        assert_eq!(events.seen, vec![None]);
         publisher.await.expect("publisher");
     }
 }
