@@ -228,6 +228,66 @@ async fn a_session_follows_its_agent_through_a_crash_and_back() {
     node.assert_clean();
 }
 
+/// An agent event brings the pod list at once, not at the next tick: the
+/// console shows a new pod as it starts, not up to a tick later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_event_brings_the_pod_list_without_waiting_for_a_tick() {
+    let mut node = Node::new("eventpods");
+    node.serve();
+    let recorder = Arc::new(Recorder::default());
+    let cancel = CancellationToken::new();
+    // Ticks two minutes apart: only the first falls inside the test.
+    let task = session::spawn(
+        "n1".into(),
+        Arc::new(UnixConnector {
+            socket: node.socket(),
+        }),
+        recorder.clone(),
+        SessionOptions {
+            interval: Duration::from_secs(120),
+            ..SessionOptions::default()
+        },
+        cancel.clone(),
+    );
+    recorder
+        .wait_for("the first listing", |seen| {
+            seen.iter().any(|s| matches!(s, Seen::Pods(0)))
+        })
+        .await;
+    // Created through the daemon, which announces it with events.
+    let stream = tokio::net::UnixStream::connect(node.socket())
+        .await
+        .expect("connect to the agent socket");
+    let client = Client::connect(stream, ClientOptions::default())
+        .await
+        .expect("hello");
+    let pod: flotilla::api::Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "sleeper", "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "main", "image": node.image,
+                "imagePullPolicy": "IfNotPresent", "command": ["sleep", "600"]}],
+        },
+    }))
+    .expect("a valid pod");
+    client.create_pod(pod).await.expect("create the pod");
+    recorder
+        .wait_for("the new pod listed after its events", |seen| {
+            seen.iter().any(|s| matches!(s, Seen::Pods(1)))
+        })
+        .await;
+    cancel.cancel();
+    task.await.unwrap();
+    let gone = flotilla::agent::protocol::messages::PodRef::new("default", "sleeper");
+    client
+        .delete_pod(&gone, Some(0))
+        .await
+        .expect("delete the pod");
+    node.assert_clean();
+}
+
 /// Events from before a session started reach it only when it asks for the
 /// replay (the console does; a verb that reads and exits does not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@
 //!
 //! While connected it asks the agent, each `interval` (1 s), for the metrics
 //! samples it has not seen yet, and lists the node's pods every `pods_every`
-//! ticks or as soon as an agent event says something changed. Every call
+//! ticks, and 20 ms after an agent event says something changed. Every call
 //! has a deadline: an agent that stops answering while its SSH link stays
 //! up is a failure too (`AgentFailed`), not a frozen node.
 
@@ -272,8 +272,12 @@ async fn serve_connection<S: NodeSink>(
     let mut ticker = tokio::time::interval(options.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = 0u32;
-    let mut pods_dirty = true;
+    // The pods are listed on the first tick, every `pods_every` ticks, and
+    // shortly after an agent event: EVENT_SETTLE later, so that a burst of
+    // events (a pod created, its container started) costs one listing.
+    let mut pods_due: Option<tokio::time::Instant> = None;
     loop {
+        let mut list_pods = false;
         tokio::select! {
             _ = ticker.tick() => {
                 match timed(deadline, client.node_metrics(last_seq)).await {
@@ -293,19 +297,15 @@ async fn serve_connection<S: NodeSink>(
                     }
                     Err(e) => return agent_failed("node.metrics", e),
                 }
+                list_pods = tick.is_multiple_of(options.pods_every.max(1));
                 tick = tick.wrapping_add(1);
-                if pods_dirty || tick.is_multiple_of(options.pods_every.max(1)) {
-                    match timed(deadline, client.list_pods(None)).await {
-                        Ok(list) => sink.pods(node, list.pods),
-                        Err(e) => return agent_failed("pods.list", e),
-                    }
-                    pods_dirty = false;
-                }
             }
+            _ = tokio::time::sleep_until(pods_due.unwrap_or_else(tokio::time::Instant::now)),
+                if pods_due.is_some() => list_pods = true,
             item = next_event(&mut events) => match item {
                 Some(Ok(event)) => {
                     sink.event(node, &event);
-                    pods_dirty = true;
+                    pods_due.get_or_insert_with(|| tokio::time::Instant::now() + EVENT_SETTLE);
                 }
                 Some(Err(e)) => {
                     tracing::warn!(node, "event stream ended: {e}");
@@ -317,8 +317,18 @@ async fn serve_connection<S: NodeSink>(
                 None => events = None,
             },
         }
+        if list_pods {
+            match timed(deadline, client.list_pods(None)).await {
+                Ok(list) => sink.pods(node, list.pods),
+                Err(e) => return agent_failed("pods.list", e),
+            }
+            pods_due = None;
+        }
     }
 }
+
+/// How long after an agent event the pods are listed (see the session loop).
+const EVENT_SETTLE: Duration = Duration::from_millis(20);
 
 async fn next_event(
     events: &mut Option<crate::agent::protocol::CallStream<Event>>,
