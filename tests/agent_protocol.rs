@@ -920,6 +920,34 @@ async fn requests_over_the_in_flight_bound_are_refused_busy() {
 }
 
 #[tokio::test]
+async fn a_burst_past_the_bound_waits_its_turn_in_the_client() {
+    // A controller binding a hundred pods sends a hundred writes at once;
+    // the client keeps its own calls under the agent's bound (64 in
+    // flight), so none is refused busy.
+    let agent = Agent::start(ServerConfig::default()).await;
+    let client = agent.client().await;
+    let calls = (0..200).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .pod_status(&PodRef::new("default", format!("slow-20-{i}")))
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let refused: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+}
+
+#[tokio::test]
 async fn a_garbage_flood_does_not_slow_another_client() {
     let agent = Agent::start(ServerConfig::default()).await;
     let good = agent.client().await;

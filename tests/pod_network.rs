@@ -198,13 +198,14 @@ fn pods_get_addresses_publish_ports_and_reach_each_other_across_nodes() {
     });
     assert!(!served.contains(&cluster.node_address("node2")), "{served}");
 
-    // Many pods on every node, then none: nothing left behind.
+    // 100 pods across the nodes, then none: nothing left behind (no veth,
+    // lease, nat chain or route).
     let many = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": "many"},
         "spec": {
-            "replicas": 30,
+            "replicas": 100,
             "selector": {"matchLabels": {"app": "many"}},
             "template": {
                 "metadata": {"labels": {"app": "many"}},
@@ -220,7 +221,7 @@ fn pods_get_addresses_publish_ports_and_reach_each_other_across_nodes() {
         },
     });
     cluster.apply(&many, &[]);
-    cluster.wait("30 pods with addresses", Duration::from_secs(240), |c| {
+    cluster.wait("100 pods with addresses", Duration::from_secs(300), |c| {
         let pods = c.pods();
         let addressed = pods
             .iter()
@@ -231,7 +232,7 @@ fn pods_get_addresses_publish_ports_and_reach_each_other_across_nodes() {
             })
             .filter(|p| pod_ip(p).is_some())
             .count();
-        (addressed == 30).then_some(())
+        (addressed == 100).then_some(())
     });
     cluster.ok(&["delete", "deployment", "many"]);
     cluster.ok(&["delete", "pod", "client"]);

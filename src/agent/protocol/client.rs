@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::codec::{LineError, LineReader, MAX_REPLY_LINE};
@@ -144,6 +144,8 @@ struct Shared {
     out: mpsc::Sender<Vec<u8>>,
     next_id: AtomicU64,
     notices: broadcast::Sender<Notice>,
+    /// See [`UNARY_IN_FLIGHT`].
+    unary_slots: Semaphore,
 }
 
 impl Shared {
@@ -280,6 +282,13 @@ impl Shared {
 /// stream is cancelled as read too slowly.
 const STREAM_STALL: Duration = Duration::from_secs(2);
 
+/// Unary calls one connection has in flight at once; more wait their turn
+/// here. The agent answers `busy` past 64 requests in flight on a
+/// connection, streams included, so a burst (a controller binding a
+/// hundred pods writes a hundred objects to every agent) would otherwise be
+/// refused in part; this leaves room for 32 open streams beside it.
+const UNARY_IN_FLIGHT: usize = 32;
+
 /// Log batches a stream holds for a slow consumer (each up to ~64 KiB of
 /// text, so ~4 MiB), in place of [`ClientOptions::stream_buffer`] items.
 const LOG_BATCH_BUFFER: usize = 64;
@@ -350,6 +359,7 @@ impl Client {
             out,
             next_id: AtomicU64::new(1),
             notices: broadcast::channel(16).0,
+            unary_slots: Semaphore::new(UNARY_IN_FLIGHT),
         });
         let writer_task = tokio::spawn(write_loop(writer, queue, shared.clone()));
         let reader_task = tokio::spawn(read_loop(
@@ -737,6 +747,12 @@ async fn call_raw(
     method: &str,
     params: &impl Serialize,
 ) -> Result<Value, ClientError> {
+    // Held until the answer (or until the caller gives up on it).
+    let _slot = shared
+        .unary_slots
+        .acquire()
+        .await
+        .map_err(|_| closed_error(shared))?;
     let id = shared.next_id();
     let (tx, rx) = oneshot::channel();
     register(shared, id, Pending::Unary(tx))?;
