@@ -115,15 +115,7 @@ async fn a_session_follows_its_agent_through_a_crash_and_back() {
         },
         replay_events: false,
     };
-    let task = session::spawn(
-        "n1".into(),
-        Arc::new(UnixConnector {
-            socket: node.socket(),
-        }),
-        recorder.clone(),
-        options,
-        cancel.clone(),
-    );
+    let task = spawn_session(&node, &recorder, options, &cancel);
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
     recorder
         .wait_for("connected, two rounds of figures, pods", |seen| {
@@ -228,33 +220,28 @@ async fn a_session_follows_its_agent_through_a_crash_and_back() {
     node.assert_clean();
 }
 
-/// An agent event brings the pod list at once, not at the next tick: the
-/// console shows a new pod as it starts, not up to a tick later.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_event_brings_the_pod_list_without_waiting_for_a_tick() {
-    let mut node = Node::new("eventpods");
-    node.serve();
-    let recorder = Arc::new(Recorder::default());
-    let cancel = CancellationToken::new();
-    // Ticks two minutes apart: only the first falls inside the test.
-    let task = session::spawn(
+/// Starts a session on `node`'s agent socket, reporting to `recorder`.
+fn spawn_session(
+    node: &Node,
+    recorder: &Arc<Recorder>,
+    options: SessionOptions,
+    cancel: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    session::spawn(
         "n1".into(),
         Arc::new(UnixConnector {
             socket: node.socket(),
         }),
         recorder.clone(),
-        SessionOptions {
-            interval: Duration::from_secs(120),
-            ..SessionOptions::default()
-        },
+        options,
         cancel.clone(),
-    );
-    recorder
-        .wait_for("the first listing", |seen| {
-            seen.iter().any(|s| matches!(s, Seen::Pods(0)))
-        })
-        .await;
-    // Created through the daemon, which announces it with events.
+    )
+}
+
+/// Creates a pod sleeping 600 s through the node's daemon (which announces
+/// it with events, and keeps them in its history); the client stays
+/// connected for the test to delete it.
+async fn create_through_the_daemon(node: &Node, name: &str) -> Client {
     let stream = tokio::net::UnixStream::connect(node.socket())
         .await
         .expect("connect to the agent socket");
@@ -264,7 +251,7 @@ async fn an_agent_event_brings_the_pod_list_without_waiting_for_a_tick() {
     let pod: flotilla::api::Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "sleeper", "namespace": "default"},
+        "metadata": {"name": name, "namespace": "default"},
         "spec": {
             "terminationGracePeriodSeconds": 0,
             "containers": [{"name": "main", "image": node.image,
@@ -273,6 +260,34 @@ async fn an_agent_event_brings_the_pod_list_without_waiting_for_a_tick() {
     }))
     .expect("a valid pod");
     client.create_pod(pod).await.expect("create the pod");
+    client
+}
+
+/// An agent event brings the pod list at once, not at the next tick: the
+/// console shows a new pod as it starts, not up to a tick later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_event_brings_the_pod_list_without_waiting_for_a_tick() {
+    let mut node = Node::new("eventpods");
+    node.serve();
+    let recorder = Arc::new(Recorder::default());
+    let cancel = CancellationToken::new();
+    // Ticks two minutes apart: only the first falls inside the test.
+    let task = spawn_session(
+        &node,
+        &recorder,
+        SessionOptions {
+            interval: Duration::from_secs(120),
+            ..SessionOptions::default()
+        },
+        &cancel,
+    );
+    recorder
+        .wait_for("the first listing", |seen| {
+            seen.iter().any(|s| matches!(s, Seen::Pods(0)))
+        })
+        .await;
+    // Created through the daemon, which announces it with events.
+    let client = create_through_the_daemon(&node, "sleeper").await;
     recorder
         .wait_for("the new pod listed after its events", |seen| {
             seen.iter().any(|s| matches!(s, Seen::Pods(1)))
@@ -295,40 +310,20 @@ async fn a_session_replays_the_agents_past_events_only_when_asked() {
     let mut node = Node::new("replay");
     node.serve();
     // Created through the daemon, so its events are in the agent's history.
-    let stream = tokio::net::UnixStream::connect(node.socket())
-        .await
-        .expect("connect to the agent socket");
-    let client = Client::connect(stream, ClientOptions::default())
-        .await
-        .expect("hello");
-    let pod: flotilla::api::Pod = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "before", "namespace": "default"},
-        "spec": {
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{"name": "main", "image": node.image,
-                "imagePullPolicy": "IfNotPresent", "command": ["sleep", "600"]}],
-        },
-    }))
-    .expect("a valid pod");
-    client.create_pod(pod).await.expect("create the pod");
+    let client = create_through_the_daemon(&node, "before").await;
     let mut counts = Vec::new();
     for replay_events in [false, true] {
         let recorder = Arc::new(Recorder::default());
         let cancel = CancellationToken::new();
-        let task = session::spawn(
-            "n1".into(),
-            Arc::new(UnixConnector {
-                socket: node.socket(),
-            }),
-            recorder.clone(),
+        let task = spawn_session(
+            &node,
+            &recorder,
             SessionOptions {
                 interval: Duration::from_millis(200),
                 replay_events,
                 ..SessionOptions::default()
             },
-            cancel.clone(),
+            &cancel,
         );
         recorder
             .wait_for("the pod listed", |seen| {
