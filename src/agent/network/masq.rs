@@ -6,8 +6,6 @@
 //! same two rules). Also the cleanup of those per-pod chains that bridge
 //! leaves behind (made by an agent from before the node rule, or by bridge
 //! itself):
-//! the cleanup of those per-pod chains that bridge leaves behind (made by an
-//! agent from before the node rule, or by bridge itself):
 //!
 //! bridge (containernetworking-plugins 1.1.x) learns which addresses to
 //! un-masquerade by deleting the pod's `eth0` inside the pod's namespace.
@@ -59,59 +57,79 @@ pub(crate) fn ensure_node_rules(
 ) -> Result<(), NetworkError> {
     let source = pod_subnet.network().to_string();
     let outside = cluster_cidr.network().to_string();
-    // -N fails when the chain exists, which is as good.
-    let _ = iptables("nat", "ADD", &["-N", NODE_CHAIN])?;
-    node_rule_step("nat", &["-F", NODE_CHAIN])?;
-    node_rule_step(
+    let masquerade = [
+        "-s",
+        source.as_str(),
+        "!",
+        "-d",
+        outside.as_str(),
+        "-m",
+        "comment",
+        "--comment",
+        "flotilla: pods' traffic leaving the pod network",
+        "-j",
+        "MASQUERADE",
+    ];
+    fill_chain(
         "nat",
-        &[
-            "-A",
-            NODE_CHAIN,
-            "-s",
-            &source,
-            "!",
-            "-d",
-            &outside,
+        NODE_CHAIN,
+        &[&masquerade],
+        "POSTROUTING",
+        Place::Last,
+    )?;
+    let accept = |direction: &'static str| {
+        [
+            direction,
+            outside.as_str(),
             "-m",
             "comment",
             "--comment",
-            "flotilla: pods' traffic leaving the pod network",
+            "flotilla: the pod network's traffic",
             "-j",
-            "MASQUERADE",
-        ],
-    )?;
-    if !iptables("nat", "ADD", &["-C", "POSTROUTING", "-j", NODE_CHAIN])?
-        .status
-        .success()
-    {
-        node_rule_step("nat", &["-A", "POSTROUTING", "-j", NODE_CHAIN])?;
-    }
-
-    let _ = iptables("filter", "ADD", &["-N", FORWARD_CHAIN])?;
-    node_rule_step("filter", &["-F", FORWARD_CHAIN])?;
-    for direction in ["-s", "-d"] {
-        node_rule_step(
-            "filter",
-            &[
-                "-A",
-                FORWARD_CHAIN,
-                direction,
-                &outside,
-                "-m",
-                "comment",
-                "--comment",
-                "flotilla: the pod network's traffic",
-                "-j",
-                "ACCEPT",
-            ],
-        )?;
-    }
+            "ACCEPT",
+        ]
+    };
     // First in FORWARD: a rule appended after a DROP would never be reached.
-    if !iptables("filter", "ADD", &["-C", "FORWARD", "-j", FORWARD_CHAIN])?
+    fill_chain(
+        "filter",
+        FORWARD_CHAIN,
+        &[&accept("-s"), &accept("-d")],
+        "FORWARD",
+        Place::First,
+    )
+}
+
+/// Where a missing jump to a chain of ours goes in its parent chain.
+enum Place {
+    First,
+    Last,
+}
+
+/// Makes `chain` in `table` hold exactly `rules` (each the arguments after
+/// `-A CHAIN`), jumped to once from `parent` (the jump added at `place`
+/// when it is missing, left where it is when it is there).
+fn fill_chain(
+    table: &str,
+    chain: &str,
+    rules: &[&[&str]],
+    parent: &str,
+    place: Place,
+) -> Result<(), NetworkError> {
+    // -N fails when the chain exists, which is as good.
+    let _ = iptables(table, "ADD", &["-N", chain])?;
+    node_rule_step(table, &["-F", chain])?;
+    for rule in rules {
+        node_rule_step(table, &[&["-A", chain][..], rule].concat())?;
+    }
+    if !iptables(table, "ADD", &["-C", parent, "-j", chain])?
         .status
         .success()
     {
-        node_rule_step("filter", &["-I", "FORWARD", "1", "-j", FORWARD_CHAIN])?;
+        let at: &[&str] = match place {
+            Place::First => &["-I", parent, "1"],
+            Place::Last => &["-A", parent],
+        };
+        node_rule_step(table, &[at, &["-j", chain]].concat())?;
     }
     Ok(())
 }

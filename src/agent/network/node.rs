@@ -1,8 +1,8 @@
 //! The node's side of the pod network: the settings the controller gave
 //! (`network.configure`), saved under the agent's root so that pods get
 //! addresses with no controller connected and after the agent restarts; the
-//! host-gw routes and the masquerade and FORWARD rules they imply; and the CNI network
-//! built from them, once per settings.
+//! host-gw routes and the masquerade and FORWARD rules they imply; and the
+//! CNI network built from them, once per settings.
 //!
 //! On disk: `ROOT/network/settings.json` (the settings), and under
 //! `ROOT/network/cni/` the CNI state [`PodNetwork`] keeps (IP leases, saved
