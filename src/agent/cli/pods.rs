@@ -155,9 +155,10 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
         // its shim is up, not yet its process. So a start error is reported
         // here, and a `logs` right after finds the log.
         crate::procfs::wait_until(START_WAIT, || {
-            manager.instance_states(&record).values().all(|s| {
-                s.pid.is_some() || s.exit.is_some() || !s.shim.is_some_and(|p| p.is_alive())
-            })
+            manager
+                .instance_states(&record)
+                .values()
+                .all(InstanceState::settled)
         });
         let state = manager.instance_states(&record);
         if let Some(err) = start_failure(&record, &state) {

@@ -390,7 +390,7 @@ impl PodManager {
         let dir = paths.instance_dir(&uid, &container.name, instance);
         let mut state = shim::read_state(&dir);
         if state.exit.is_none() {
-            let shim_alive = state.shim.is_some_and(|p| p.is_alive());
+            let shim_alive = state.shim_alive();
             if shim_alive {
                 return Ok(());
             }
@@ -709,10 +709,7 @@ impl PodManager {
                 // takes a few ms; a host too slow for the bound only
                 // reports ContainerCreating a while longer.
                 crate::procfs::wait_until(CONTAINER_START_WAIT, || {
-                    let state = shim::read_state(&dir);
-                    state.pid.is_some()
-                        || state.exit.is_some()
-                        || !state.shim.is_some_and(|p| p.is_alive())
+                    shim::read_state(&dir).settled()
                 });
             }
             Launch::Foreground(prepared) => {
@@ -849,7 +846,7 @@ impl PodManager {
         let ended = crate::procfs::wait_until(KILL_WAIT, || {
             live.iter().all(|(_, d)| {
                 let state = shim::read_state(d);
-                state.exit.is_some() || !state.shim.is_some_and(|p| p.is_alive())
+                state.exit.is_some() || !state.shim_alive()
             })
         });
         if !ended {
@@ -1004,7 +1001,7 @@ impl PodManager {
             .map(|n| {
                 let state =
                     shim::read_state(&self.config.paths.instance_dir(&record.uid, container, n));
-                state.exit.is_none() && state.shim.is_some_and(|p| p.is_alive())
+                state.exit.is_none() && state.shim_alive()
             })
             .unwrap_or(false)
     }

@@ -106,6 +106,18 @@ pub struct InstanceState {
     pub exit: Option<ExitRecord>,
 }
 
+impl InstanceState {
+    pub fn shim_alive(&self) -> bool {
+        self.shim.is_some_and(|p| p.is_alive())
+    }
+
+    /// Past its start: the container's process runs, or it ended, or its
+    /// shim is gone (so nothing more will happen by itself).
+    pub fn settled(&self) -> bool {
+        self.pid.is_some() || self.exit.is_some() || !self.shim_alive()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExitRecord {
     pub exit_code: i32,

@@ -24,9 +24,7 @@ pub fn pod_status(record: &PodRecord, states: &BTreeMap<String, InstanceState>) 
         let state = states.get(&container.name);
         // Running once the container's process exists; before that its shim
         // is still creating it (ContainerCreating below).
-        let running = state.is_some_and(|s| {
-            s.exit.is_none() && s.pid.is_some() && s.shim.is_some_and(|p| p.is_alive())
-        });
+        let running = state.is_some_and(|s| s.exit.is_none() && s.pid.is_some() && s.shim_alive());
         let container_state = if running {
             ContainerState::Running(ContainerStateRunning {
                 started_at: state.and_then(|s| s.started_at),

@@ -153,21 +153,18 @@ impl PodSandbox {
             "resolv.conf",
             pod_resolv_conf(&node, self.spec.host_network).as_bytes(),
         )?;
-        if self.spec.container_namespaces {
+        let files = self.ns_files();
+        if files.is_empty() {
             return Ok(());
         }
         let ns_dir = self.dir.join("ns");
         fs::create_dir(&ns_dir).map_err(io(&ns_dir))?;
         let mut flags = CloneFlags::empty();
-        let mut files = Vec::new();
-        for (name, flag) in NAMESPACES {
-            if name == "net" && self.spec.host_network {
-                continue;
-            }
-            let path = ns_dir.join(name);
-            fs::write(&path, b"").map_err(io(&path))?;
+        for (_, flag) in self.bound_namespaces() {
             flags |= flag;
-            files.push((name, path));
+        }
+        for (_, path) in &files {
+            fs::write(path, b"").map_err(io(path))?;
         }
         let hostname = self.spec.name.clone();
         let new_net = !self.spec.host_network;
@@ -219,13 +216,19 @@ impl PodSandbox {
         &self.dir
     }
 
-    /// The nsfs files bound for this pod (none for container namespaces).
-    fn ns_files(&self) -> Vec<(&'static str, PathBuf)> {
+    /// The namespaces bound for this pod: none for container namespaces,
+    /// no net with the node's network.
+    fn bound_namespaces(&self) -> impl Iterator<Item = (&'static str, CloneFlags)> + '_ {
         NAMESPACES
-            .iter()
+            .into_iter()
             .filter(|_| !self.spec.container_namespaces)
             .filter(|(name, _)| !(*name == "net" && self.spec.host_network))
-            .map(|(name, _)| (*name, self.dir.join("ns").join(name)))
+    }
+
+    /// The nsfs files of [`Self::bound_namespaces`].
+    fn ns_files(&self) -> Vec<(&'static str, PathBuf)> {
+        self.bound_namespaces()
+            .map(|(name, _)| (name, self.dir.join("ns").join(name)))
             .collect()
     }
 
@@ -271,11 +274,7 @@ impl PodSandbox {
     /// Unmounts the namespaces and removes the directory. The namespaces
     /// themselves end when the last container in them does.
     pub fn destroy(self) -> Result<(), RuntimeError> {
-        for (name, path) in NAMESPACES
-            .iter()
-            .filter(|_| !self.spec.container_namespaces)
-            .map(|(name, _)| (*name, self.dir.join("ns").join(name)))
-        {
+        for (name, path) in self.ns_files() {
             match nix::mount::umount2(&path, MntFlags::MNT_DETACH) {
                 // EINVAL: not a mount point (never bound); ENOENT: no file.
                 Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
