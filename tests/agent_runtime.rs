@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use flotilla::agent::runtime::{
-    BindMount, ContainerExit, ContainerSpec, Namespace, PodSandbox, RootfsSpec, RuntimeError,
-    SandboxSpec, spawn_with,
+    BindMount, ContainerExit, ContainerSpec, InitStage, Namespace, PodSandbox, RootfsSpec,
+    RuntimeError, SandboxSpec, spawn_with,
 };
 use support::TestDir;
 
@@ -506,6 +506,47 @@ fn cwd_and_env_are_set() {
     ] {
         assert!(lines.contains(&want), "{want} not in:\n{text}");
     }
+    pod.destroy();
+}
+
+#[test]
+fn an_init_stage_started_early_creates_its_container_later_or_ends_unused() {
+    // A foreground `run --rm` starts the init stage before the pod exists
+    // and sends the spec once it does.
+    let pod = Pod::new("early", "early", false);
+    let (out_r, out_w) = std::io::pipe().expect("pipe");
+    let (err_r, err_w) = std::io::pipe().expect("pipe");
+    let (stdout, stderr) = (reader(out_r), reader(err_r));
+    let stage = InitStage::start(
+        &fixture().agent,
+        [None, Some(OwnedFd::from(out_w)), Some(OwnedFd::from(err_w))],
+    )
+    .expect("start the init stage");
+    std::thread::sleep(Duration::from_millis(50));
+    let spec = pod.spec("late", &[], &["sh", "-c", "echo made later; exit 3"]);
+    let rootfs = spec.rootfs.clone();
+    let process = stage.create(spec).expect("create the container");
+    let outcome = Running {
+        pid: process.pid,
+        stdout,
+        stderr,
+        rootfs,
+    }
+    .finish()
+    .expect("finish");
+    assert_eq!(outcome.stdout, "made later\n", "{}", outcome.stderr);
+    assert_eq!(outcome.exit, ContainerExit::Code(3));
+
+    // One the caller never uses (its pod failed to be made) ends on the EOF
+    // of its config pipe, and is reaped.
+    let unused = InitStage::start(&fixture().agent, [None, None, None]).expect("start");
+    let pid = unused.pid().expect("its pid") as i32;
+    drop(unused);
+    assert_eq!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH),
+        "the unused init stage is still there"
+    );
     pod.destroy();
 }
 

@@ -198,6 +198,21 @@ fn pods_get_addresses_publish_ports_and_reach_each_other_across_nodes() {
     });
     assert!(!served.contains(&cluster.node_address("node2")), "{served}");
 
+    // `flotilla-agent run --rm` on a node with a pod network: its container
+    // joins a sandbox the CNI plugins gave an address (not namespaces of its
+    // own), and the run removes it all (checked with the rest below). The
+    // agent's own command line names its binary and options.
+    let run = cluster.on_node(
+        "node1",
+        &format!(
+            "set -- $(ps -o args= -p \"$(pgrep -o -f 'flotilla-agent-[0-9a-f]+ .*serve')\"); \
+             agent=$1; shift; options=; \
+             while [ \"$1\" != serve ]; do options=\"$options $1\"; shift; done; \
+             $agent $options run --rm --insecure {busybox_image} -- ip -4 addr show eth0"
+        ),
+    );
+    assert!(run.contains("inet 10.88."), "run --rm on node1: {run}");
+
     // 100 pods across the nodes, then none: nothing left behind (no veth,
     // lease, nat chain or route).
     let many = json!({

@@ -270,6 +270,14 @@ impl Hierarchy {
     }
 }
 
+/// One rmdir of a cgroup directory; true when it is gone (or never was).
+fn rmdir_once(dir: &Path) -> bool {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Accepts `a/b/c` only: no empty, `.` or `..` components, not absolute, no NUL.
 fn checked_relative(path: &str) -> Result<PathBuf, CgroupError> {
     let bad = |reason| CgroupError::BadPath {
@@ -581,11 +589,23 @@ impl Group {
     /// so EBUSY is retried briefly. A group that does not exist is Ok.
     pub fn remove(&self) -> Result<(), CgroupError> {
         for dir in self.dirs() {
+            // Most groups have no child group left by now: one rmdir, and
+            // the walk only when the kernel says the group is still busy.
+            if rmdir_once(&dir) {
+                continue;
+            }
             for sub in files::subtree_deepest_first(&dir)? {
                 self.rmdir(&sub)?;
             }
         }
         Ok(())
+    }
+
+    /// Removes the group if nothing is in it: one rmdir per hierarchy, no
+    /// waiting. True when it is gone from every one; false when a process
+    /// or child group keeps it, for [`Self::kill_all`] then [`Self::remove`].
+    pub fn try_remove(&self) -> bool {
+        self.dirs().iter().all(|dir| rmdir_once(dir))
     }
 
     fn rmdir(&self, dir: &Path) -> Result<(), CgroupError> {

@@ -130,7 +130,7 @@ fn generated_name(image: &str) -> String {
     format!(
         "{}-{:05x}",
         clean.trim_matches('-'),
-        rand::random::<u32>() & 0xfffff
+        crate::agent::pods::record::random_u64() & 0xfffff
     )
 }
 
@@ -147,6 +147,7 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
             .push(image.registry().to_string());
     }
     let pod = pod_for_run(args, &name)?;
+    let agent_binary = config.agent_binary.clone();
     let manager = PodManager::new(config)?;
     times.mark("open");
     if args.detach {
@@ -171,7 +172,14 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     // Foreground: this process is the container's shim, so the output
-    // reaches the terminal as it is logged and the exit code is ours.
+    // reaches the terminal as it is logged and the exit code is ours. An
+    // ephemeral pod's container makes its own namespaces, so its init stage
+    // can start first and load while the pod is recorded.
+    let early = if args.rm {
+        Some(shim::EarlyInit::start(&agent_binary).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
     let (record, dir) = manager.create_foreground(pod, args.rm)?;
     times.mark("create");
     let Some(dir) = dir else {
@@ -194,18 +202,21 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
             stdout: Box::new(std::io::stdout()),
             stderr: Box::new(std::io::stderr()),
         }),
+        early,
     );
     times.mark("container");
-    let _ = manager.reconcile(&record.uid);
-    times.mark("record exit");
     if exit.reason == "StartError" {
         eprintln!("error: {name}: {}", exit.message);
     }
     if args.rm {
+        // Deleting records the exit on its way (its stop reconciles).
         manager
-            .delete(NAMESPACE, &name, Some(Duration::ZERO))
+            .delete_uid(&record.uid, Some(Duration::ZERO))
             .with_context(|| format!("removing {name}"))?;
         times.mark("delete");
+    } else {
+        let _ = manager.reconcile(&record.uid);
+        times.mark("record exit");
     }
     times.report();
     Ok(ExitCode::from(exit.exit_code.clamp(0, 255) as u8))
@@ -494,7 +505,14 @@ fn ended<T>(
 ) -> anyhow::Result<()> {
     match result {
         Ok(_) => Ok(()),
-        Err(_) if manager.list().iter().all(|r| r.uid != uid) => Ok(()),
+        // Its removal may still be under way: give it a moment to finish.
+        Err(_)
+            if crate::procfs::wait_until(Duration::from_secs(2), || {
+                manager.list().iter().all(|r| r.uid != uid)
+            }) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e.into()),
     }
 }

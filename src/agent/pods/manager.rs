@@ -192,7 +192,7 @@ impl PodManager {
                 "pod {namespace}/{name} exists on this node; delete it first"
             )));
         }
-        let uid = format!("{:016x}", rand::random::<u64>());
+        let uid = format!("{:016x}", record::random_u64());
         let dir = self.config.paths.new_pod_dir(&uid, ephemeral);
         fs::create_dir_all(&dir).map_err(|e| PodError::io(&dir, e))?;
         record::create_lock(&self.config.paths, &uid).map_err(|e| PodError::io(&dir, e))?;
@@ -213,7 +213,7 @@ impl PodManager {
             network_error: None,
         };
         record::save(&self.config.paths, &record).map_err(|e| PodError::io(&dir, e))?;
-        let (events, started, _) = match self.reconcile_with(&uid, foreground) {
+        let pass = match self.reconcile_with(&uid, foreground) {
             Ok(done) => done,
             Err(err) => {
                 // The first pass failed (a name the sandbox refuses, a cgroup
@@ -227,7 +227,7 @@ impl PodManager {
                 return Err(err);
             }
         };
-        Ok((self.load(&uid)?, events, started))
+        Ok((pass.record, pass.events, pass.prepared))
     }
 
     fn load(&self, uid: &str) -> Result<PodRecord, PodError> {
@@ -258,9 +258,9 @@ impl PodManager {
         let mut due: Option<DateTime<Utc>> = None;
         for pod in self.list() {
             match self.reconcile_with(&pod.uid, false) {
-                Ok((mut e, _, next)) => {
-                    events.append(&mut e);
-                    due = match (due, next) {
+                Ok(mut pass) => {
+                    events.append(&mut pass.events);
+                    due = match (due, pass.due) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
@@ -284,7 +284,7 @@ impl PodManager {
 
     /// Brings one pod towards what its record says, once.
     pub fn reconcile(&self, uid: &str) -> Result<Vec<PodEvent>, PodError> {
-        Ok(self.reconcile_with(uid, false)?.0)
+        Ok(self.reconcile_with(uid, false)?.events)
     }
 
     /// `foreground`: prepare instances without starting shims, and return
@@ -296,8 +296,9 @@ impl PodManager {
         let mut record = self.load(uid)?;
         // A pass that changes nothing must not write: the daemon passes over
         // every pod each second, and an fsync per pod per second wears the
-        // node's disk for nothing.
-        let as_loaded = serde_json::to_vec(&record).ok();
+        // node's disk for nothing. (A copy to compare costs less than
+        // serialising the record twice per pass.)
+        let as_loaded = record.clone();
         let mut events = Vec::new();
         let now = Utc::now();
         // First, what ended since the last look.
@@ -347,7 +348,7 @@ impl PodManager {
             }
             pod_network::finish_attach(network, &mut record, &mut events);
         }
-        if serde_json::to_vec(&record).ok() != as_loaded {
+        if record != as_loaded {
             self.save(&record)?;
         }
         let due = if record.desired == Desired::Running && !record.paused {
@@ -363,7 +364,12 @@ impl PodManager {
             let phase = super::status::pod_status(&record, &self.instance_states(&record)).phase;
             PodEvent::of_pod(&mut events, uid, Some(phase));
         }
-        Ok((events, prepared, due))
+        Ok(Pass {
+            record,
+            events,
+            prepared,
+            due,
+        })
     }
 
     /// Handles an instance that ended: records its termination and decides
@@ -684,6 +690,7 @@ impl PodManager {
             user: config.user.clone(),
             stop_signal: config.stop_signal.clone(),
             cgroup_dirs: group.dirs(),
+            memory_dir: group.dir(cgroup::Controller::Memory),
             log_path: crate::agent::logs::instance_log_path(&log_dir, instance),
             log_max_bytes: self.config.log_max_bytes,
             log_max_files: self.config.log_max_files,
@@ -798,7 +805,14 @@ impl PodManager {
         name: &str,
         grace: Option<Duration>,
     ) -> Result<PodRecord, PodError> {
-        let record = self.find(namespace, name)?;
+        self.stop_record(self.find(namespace, name)?, grace)
+    }
+
+    fn stop_record(
+        &self,
+        record: PodRecord,
+        grace: Option<Duration>,
+    ) -> Result<PodRecord, PodError> {
         let grace = grace.unwrap_or_else(|| {
             Duration::from_secs(record.pod.spec.termination_grace_period_seconds.max(0) as u64)
         });
@@ -818,8 +832,7 @@ impl PodManager {
         }
         // The pod may have been frozen: thawed, the signals land.
         let _ = self.pod_group(&record.uid)?.thaw();
-        self.reconcile(&record.uid)?;
-        self.load(&record.uid)
+        Ok(self.reconcile_with(&record.uid, false)?.record)
     }
 
     /// SIGKILL to every container of the pod now; none restarts.
@@ -828,8 +841,7 @@ impl PodManager {
         self.set_desired(&record.uid, Desired::Stopped)?;
         let live = self.live_instances(&record);
         self.kill_instances(&record, &live)?;
-        self.reconcile(&record.uid)?;
-        self.load(&record.uid)
+        Ok(self.reconcile_with(&record.uid, false)?.record)
     }
 
     fn kill_instances(
@@ -890,14 +902,25 @@ impl PodManager {
         self.remove(&record)
     }
 
+    /// [`Self::delete`] for a caller that holds the pod's uid (the one that
+    /// created it): no search through every pod's record by name.
+    pub fn delete_uid(&self, uid: &str, grace: Option<Duration>) -> Result<(), PodError> {
+        let record = self.stop_record(self.load(uid)?, grace)?;
+        self.remove(&record)
+    }
+
     /// Removes what a stopped pod has: cgroups, leases, sandbox, directory.
     fn remove(&self, record: &PodRecord) -> Result<(), PodError> {
         let _lock = self.lock(&record.uid)?;
         let pod_group = self.pod_group(&record.uid)?;
         for container in record.containers.keys() {
             let group = pod_group.child(container)?;
-            let _ = group.kill_all();
-            group.remove()?;
+            // Stopped means empty, as a rule: then one rmdir per hierarchy
+            // does it, without listing each group's processes first.
+            if !group.try_remove() {
+                let _ = group.kill_all();
+                group.remove()?;
+            }
             let _ = self
                 .store
                 .remove_lease(&format!("{}/{container}", record.uid));
@@ -1036,10 +1059,16 @@ impl PodManager {
     }
 }
 
-/// How a prepared instance is started.
-/// What a reconcile pass of a pod produced: its events, the instance dir
-/// prepared for a foreground run, and when its next restart is due.
-type Pass = (Vec<PodEvent>, Option<PathBuf>, Option<DateTime<Utc>>);
+/// What a reconcile pass of a pod produced.
+struct Pass {
+    /// The record as the pass left it (saved if it changed).
+    record: PodRecord,
+    events: Vec<PodEvent>,
+    /// The instance directory prepared for a foreground run.
+    prepared: Option<PathBuf>,
+    /// When the pod's next restart or pull retry is due, if one waits.
+    due: Option<DateTime<Utc>>,
+}
 
 /// What one reconcile pass of a pod shares between its containers.
 #[derive(Clone, Copy)]
@@ -1053,6 +1082,7 @@ struct PodPass<'a> {
     network: Option<&'a pod_network::PendingAttach>,
 }
 
+/// How a prepared instance is started.
 enum Launch<'a> {
     /// Under its own detached shim.
     Shim,

@@ -25,7 +25,7 @@ pub enum Desired {
     Stopped,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodRecord {
     pub uid: String,
     pub pod: Pod,
@@ -74,6 +74,23 @@ pub struct ContainerRecord {
     pub handled_exit: Option<ContainerStateTerminated>,
     pub image_ref: String,
     pub image_id: String,
+}
+
+/// 64 random bits from the kernel, for a new pod's uid or a generated name.
+/// Not `rand`'s thread generator: seeding it probes the CPU's features
+/// (CPUID, which traps to the hypervisor on a VM), once per `run`.
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            // Only a kernel older than 3.17 lacks getrandom; flotilla needs newer.
+            Err(_) => return rand::random(),
+        }
+    }
+    u64::from_ne_bytes(bytes)
 }
 
 /// A pod's lock, held while its record changes (by the daemon or the CLI).

@@ -18,13 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 use chrono::{DateTime, Utc};
+use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 
 use super::output_pump::{self, Source};
 use crate::agent::cgroup::{self, Ended};
 use crate::agent::logs::{CriLogWriter, Rotation, Stream};
 use crate::agent::runtime::{
-    ContainerExit, ContainerSpec, Namespace, Namespaces, ProcessSpec, RootfsSpec,
+    ContainerExit, ContainerSpec, InitStage, Namespace, Namespaces, ProcessSpec, RootfsSpec,
 };
 use crate::procfs::ProcessId;
 
@@ -58,11 +59,24 @@ pub struct LaunchPlan {
     pub stop_signal: Option<String>,
     /// The container's cgroup, relative to the hierarchy's mounts.
     pub cgroup_dirs: Vec<PathBuf>,
+    /// The one of `cgroup_dirs` with the memory controller's files, where
+    /// OOM kills are counted. Plans from older agents lack it: all are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_dir: Option<PathBuf>,
     pub log_path: PathBuf,
     pub log_max_bytes: u64,
     pub log_max_files: usize,
     /// The agent binary, whose `__init` stage creates the container.
     pub agent_binary: PathBuf,
+}
+
+impl LaunchPlan {
+    /// Whether the container joins namespaces bound in its pod's sandbox.
+    pub fn joins_namespaces(&self) -> bool {
+        [&self.net, &self.ipc, &self.uts]
+            .iter()
+            .any(|ns| matches!(ns, Namespace::Join(_)))
+    }
 }
 
 /// A launch plan's namespace as plans have always written it: null for
@@ -229,7 +243,7 @@ pub fn shim_main(dir: &Path, detach: bool) -> ExitCode {
         eprintln!("shim {}: writing its state: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    let record = supervise(&plan, dir, state, None);
+    let record = supervise(&plan, dir, state, None, None);
     if record.reason == "StartError" {
         eprintln!("shim {}: {}", dir.display(), record.message);
     }
@@ -244,9 +258,10 @@ pub fn supervise(
     dir: &Path,
     mut state: InstanceState,
     tee: Option<Tee>,
+    early: Option<EarlyInit>,
 ) -> ExitRecord {
     let started = Utc::now();
-    let result = run_container(plan, dir, &mut state, tee);
+    let result = run_container(plan, dir, &mut state, tee, early);
     let record = match result {
         Ok(record) => record,
         Err(message) => ExitRecord {
@@ -271,11 +286,47 @@ pub struct Tee {
     pub stderr: Box<dyn Write + Send>,
 }
 
+/// A container's init stage, started with the container's output pipes
+/// before its launch plan exists (see [`InitStage`]): a foreground
+/// `run --rm` starts it first thing, so the agent binary's start-up
+/// overlaps the pod's records and cgroups. Unused for a container that
+/// joins its sandbox's namespaces (see [`run_container`]).
+pub struct EarlyInit {
+    init: InitStage,
+    /// The read ends of the container's stdout and stderr.
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+impl EarlyInit {
+    pub fn start(agent_binary: &Path) -> Result<EarlyInit, String> {
+        let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+        let (out_read, out_write) = pipe()?;
+        let (err_read, err_write) = pipe()?;
+        let devnull = fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+        let init = InitStage::start(
+            agent_binary,
+            [
+                Some(OwnedFd::from(devnull)),
+                Some(out_write),
+                Some(err_write),
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(EarlyInit {
+            init,
+            stdout: out_read,
+            stderr: err_read,
+        })
+    }
+}
+
 fn run_container(
     plan: &LaunchPlan,
     dir: &Path,
     state: &mut InstanceState,
     tee: Option<Tee>,
+    early: Option<EarlyInit>,
 ) -> Result<ExitRecord, String> {
     let mut writer = CriLogWriter::open(
         &plan.log_path,
@@ -285,14 +336,22 @@ fn run_container(
         },
     )
     .map_err(|e| format!("opening the log {}: {e}", plan.log_path.display()))?;
-    let (out_read, out_write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let (err_read, err_write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let devnull = fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
-    let spec = container_spec(plan, [OwnedFd::from(devnull), out_write, err_write]);
+    // An init stage started before the pod's sandbox bound its namespaces
+    // has a copy of the mounts without them (they need not propagate into
+    // it): one that joins them starts now.
+    let early = match early.filter(|_| !plan.joins_namespaces()) {
+        Some(early) => early,
+        None => EarlyInit::start(&plan.agent_binary)?,
+    };
+    let EarlyInit {
+        init,
+        stdout: out_read,
+        stderr: err_read,
+    } = early;
+    let spec = container_spec(plan);
     let oom_before = oom_kills(plan);
-    let process =
-        crate::agent::runtime::spawn_with(&plan.agent_binary, spec).map_err(|e| e.to_string())?;
-    // The write ends now live only in the container: EOF comes when it ends.
+    let process = init.create(spec).map_err(|e| e.to_string())?;
+    // The write ends live only in the container: EOF comes when it ends.
     state.pid = ProcessId::of(process.pid as u32);
     state.started_at = Some(Utc::now());
     let _ = write_state(dir, state);
@@ -343,7 +402,9 @@ fn run_container(
 fn oom_kills(plan: &LaunchPlan) -> u64 {
     // v1 keeps the counter in memory.oom_control, v2 in memory.events: read
     // whichever this group has.
-    plan.cgroup_dirs
+    plan.memory_dir
+        .as_ref()
+        .map_or(plan.cgroup_dirs.as_slice(), std::slice::from_ref)
         .iter()
         .filter_map(|dir| {
             let text = fs::read_to_string(dir.join("memory.events"))
@@ -367,7 +428,7 @@ pub fn process_spec(plan: &LaunchPlan) -> ProcessSpec {
     process
 }
 
-fn container_spec(plan: &LaunchPlan, stdio: [OwnedFd; 3]) -> ContainerSpec {
+fn container_spec(plan: &LaunchPlan) -> ContainerSpec {
     let mut spec = ContainerSpec::new(
         &plan.id,
         RootfsSpec {
@@ -401,8 +462,6 @@ fn container_spec(plan: &LaunchPlan, stdio: [OwnedFd; 3]) -> ContainerSpec {
         .iter()
         .map(|d| d.join("cgroup.procs"))
         .collect();
-    let [stdin, stdout, stderr] = stdio;
-    spec.stdio = [Some(stdin), Some(stdout), Some(stderr)];
     spec
 }
 

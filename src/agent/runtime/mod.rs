@@ -218,92 +218,149 @@ pub fn spawn_with(
     mut spec: ContainerSpec,
 ) -> Result<ContainerProcess, RuntimeError> {
     spec.validate()?;
-    // Absolute and free of symlinks: the bind mount and the exec below must
-    // name the same file, and the child changes directory before both.
-    let agent_binary = &std::fs::canonicalize(agent_binary).map_err(|source| RuntimeError::Io {
-        path: agent_binary.to_path_buf(),
-        source,
-    })?;
-    for dir in [
-        &spec.rootfs.upper_dir,
-        &spec.rootfs.work_dir,
-        &spec.rootfs.merged_dir,
-    ] {
-        std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-    }
-    let config = serde_json::to_vec(&spec).map_err(|e| sys("serialise the spec", e))?;
     let stdio = std::mem::take(&mut spec.stdio);
-    let id = spec.id.clone();
+    InitStage::start(agent_binary, stdio)?.create(spec)
+}
 
-    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e));
-    let (config_read, config_write) = pipe()?;
-    let (status_read, status_write) = pipe()?;
-    // Above the stdio numbers and away from what std's spawn uses, so the
-    // child can keep them under the same numbers.
-    let high = |fd: OwnedFd| rustix::io::fcntl_dupfd_cloexec(&fd, 10).map_err(|e| sys("dup", e));
-    let config_read = high(config_read)?;
-    let status_write = high(status_write)?;
-    let (config_fd, status_fd) = (config_read.as_raw_fd(), status_write.as_raw_fd());
+/// An init stage started before its container's spec is ready: the agent
+/// binary's exec and start-up (a millisecond, most of it the dynamic
+/// loader) then run beside whatever the caller still has to prepare, as a
+/// foreground `run` does with the pod's records and cgroups. It waits on
+/// its config pipe; [`InitStage::create`] sends the spec. A stage dropped
+/// unused reads EOF, fails that step and exits, and is reaped.
+pub struct InitStage {
+    agent_binary: PathBuf,
+    child: Option<std::process::Child>,
+    config: Option<std::fs::File>,
+    status: Option<std::fs::File>,
+}
 
-    let mut command = read_only_agent(agent_binary, vec![config_read, status_write])?;
-    command
-        .arg("__init")
-        .arg(config_fd.to_string())
-        .arg(status_fd.to_string())
-        .env_clear()
-        .current_dir("/");
-    let [stdin, stdout, stderr] = stdio;
-    let to_stdio = |fd: Option<OwnedFd>| fd.map_or_else(Stdio::null, Stdio::from);
-    command
-        .stdin(to_stdio(stdin))
-        .stdout(to_stdio(stdout))
-        .stderr(to_stdio(stderr));
-    let mut child = command.spawn().map_err(|e| RuntimeError::Init {
-        id: id.clone(),
-        step: format!("start the init stage {}", agent_binary.display()),
-        detail: rootfs::io_text(&e),
-    })?;
-    // Our copies of the child's ends: the status pipe reads EOF only once
-    // every writer is gone.
-    drop(command);
-    let mut config_write = std::fs::File::from(config_write);
-    let write_result = config_write.write_all(&config);
-    drop(config_write);
+impl InitStage {
+    /// Starts the init stage of `agent_binary` (see [`spawn_with`]) with
+    /// the container's stdin, stdout and stderr (none: /dev/null).
+    pub fn start(
+        agent_binary: &Path,
+        stdio: [Option<OwnedFd>; 3],
+    ) -> Result<InitStage, RuntimeError> {
+        // Absolute and free of symlinks: the bind mount and the exec below
+        // must name the same file, and the child changes directory before both.
+        let agent_binary =
+            std::fs::canonicalize(agent_binary).map_err(|source| RuntimeError::Io {
+                path: agent_binary.to_path_buf(),
+                source,
+            })?;
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e));
+        let (config_read, config_write) = pipe()?;
+        let (status_read, status_write) = pipe()?;
+        // Above the stdio numbers and away from what std's spawn uses, so
+        // the child can keep them under the same numbers.
+        let high =
+            |fd: OwnedFd| rustix::io::fcntl_dupfd_cloexec(&fd, 10).map_err(|e| sys("dup", e));
+        let config_read = high(config_read)?;
+        let status_write = high(status_write)?;
+        let (config_fd, status_fd) = (config_read.as_raw_fd(), status_write.as_raw_fd());
 
-    let mut pid = None;
-    let mut failure = None;
-    for line in std::io::BufReader::new(std::fs::File::from(status_read))
-        .lines()
-        .map_while(Result::ok)
-    {
-        match serde_json::from_str::<init::Status>(&line) {
-            Ok(init::Status::Pid { pid: p }) => pid = Some(p),
-            Ok(init::Status::Failed(e)) => failure = failure.or(Some(e)),
-            Err(_) => {}
+        let mut command = read_only_agent(&agent_binary, vec![config_read, status_write])?;
+        command
+            .arg("__init")
+            .arg(config_fd.to_string())
+            .arg(status_fd.to_string())
+            .env_clear()
+            .current_dir("/");
+        let [stdin, stdout, stderr] = stdio;
+        let to_stdio = |fd: Option<OwnedFd>| fd.map_or_else(Stdio::null, Stdio::from);
+        command
+            .stdin(to_stdio(stdin))
+            .stdout(to_stdio(stdout))
+            .stderr(to_stdio(stderr));
+        let child = command.spawn().map_err(|e| RuntimeError::Sys {
+            what: format!("start the init stage {}", agent_binary.display()),
+            detail: rootfs::io_text(&e),
+        })?;
+        // Our copies of the child's ends go with the command: the status
+        // pipe reads EOF only once every writer is gone, and the container's
+        // output pipes once the container has ended.
+        drop(command);
+        Ok(InitStage {
+            agent_binary,
+            child: Some(child),
+            config: Some(std::fs::File::from(config_write)),
+            status: Some(std::fs::File::from(status_read)),
+        })
+    }
+
+    /// The init stage's pid, until it has been used or dropped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
+    /// Sends `spec` (its stdio was given to [`InitStage::start`]) and
+    /// returns once the container's program has been exec'd, or with the
+    /// step that failed.
+    pub fn create(mut self, spec: ContainerSpec) -> Result<ContainerProcess, RuntimeError> {
+        spec.validate()?;
+        let id = spec.id.clone();
+        for dir in [
+            &spec.rootfs.upper_dir,
+            &spec.rootfs.work_dir,
+            &spec.rootfs.merged_dir,
+        ] {
+            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let config = serde_json::to_vec(&spec).map_err(|e| sys("serialise the spec", e))?;
+        let write_result = self.config.take().map(|mut pipe| pipe.write_all(&config));
+
+        let mut pid = None;
+        let mut failure = None;
+        if let Some(status) = self.status.take() {
+            for line in std::io::BufReader::new(status)
+                .lines()
+                .map_while(Result::ok)
+            {
+                match serde_json::from_str::<init::Status>(&line) {
+                    Ok(init::Status::Pid { pid: p }) => pid = Some(p),
+                    Ok(init::Status::Failed(e)) => failure = failure.or(Some(e)),
+                    Err(_) => {}
+                }
+            }
+        }
+        let init_status = match self.child.take() {
+            Some(mut child) => child
+                .wait()
+                .map_err(|e| sys("wait for the init stage", e))?,
+            None => return Err(sys("run the init stage", "it was already used")),
+        };
+        if let Some(StepError { step, detail }) = failure {
+            if let Some(pid) = pid {
+                // The failed child is ours (CLONE_PARENT): reap it.
+                let _ = ContainerProcess { pid }.wait();
+            }
+            return Err(RuntimeError::Init { id, step, detail });
+        }
+        match pid {
+            Some(pid) => Ok(ContainerProcess { pid }),
+            None => Err(RuntimeError::Init {
+                id,
+                step: format!("run the init stage {}", self.agent_binary.display()),
+                detail: match write_result {
+                    Some(Err(e)) => format!("sending the spec: {}", rootfs::io_text(&e)),
+                    _ => format!("it ended ({init_status}) without creating the container"),
+                },
+            }),
         }
     }
-    let init_status = child
-        .wait()
-        .map_err(|e| sys("wait for the init stage", e))?;
-    if let Some(StepError { step, detail }) = failure {
-        if let Some(pid) = pid {
-            // The failed child is ours (CLONE_PARENT): reap it.
-            let _ = ContainerProcess { pid }.wait();
+}
+
+impl Drop for InitStage {
+    fn drop(&mut self) {
+        // Unused: EOF on its config pipe ends it; then it is reaped.
+        self.config.take();
+        self.status.take();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
         }
-        return Err(RuntimeError::Init { id, step, detail });
-    }
-    match pid {
-        Some(pid) => Ok(ContainerProcess { pid }),
-        None => Err(RuntimeError::Init {
-            id,
-            step: "run the init stage".into(),
-            detail: match write_result {
-                Err(e) => format!("sending the spec: {}", rootfs::io_text(&e)),
-                Ok(()) => format!("it ended ({init_status}) without creating the container"),
-            },
-        }),
     }
 }
