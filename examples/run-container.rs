@@ -60,6 +60,7 @@ fn run() -> Result<i32, Box<dyn std::error::Error>> {
             merged_dir: merged.clone(),
             // The upper dir is deleted below, as `run --rm` will.
             volatile: true,
+            private_layer: false,
         },
         command.to_vec(),
     );

@@ -321,10 +321,13 @@ fn index_has_lease(node: &Node, holder: &str) -> bool {
 #[test]
 fn an_ephemeral_pod_lives_in_the_run_dir_and_a_daemon_pod_on_disk() {
     let node = Node::new("ephemeral");
-    let script = "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done";
+    let script =
+        "trap 'exit 0' TERM; echo kept > /written; echo ready; while :; do sleep 0.1; done";
 
     // `run --rm`: record, log, writable layer and image lease under the run
     // dir (tmpfs on a node); nothing under the root, nothing in the index.
+    // The layer's files are on a tmpfs of the container's own, mounted in
+    // its mount namespace: none reaches the run dir (the host's /run).
     let args = [
         "run",
         "--rm",
@@ -347,6 +350,11 @@ fn an_ephemeral_pod_lives_in_the_run_dir_and_a_daemon_pod_on_disk() {
         container.join("0").join("upper").is_dir(),
         "the writable layer"
     );
+    assert!(
+        !container.join("0/upper/written").exists()
+            && !container.join("0/upper/upper/written").exists(),
+        "the container's write reached the run dir"
+    );
     assert!(!node.root.join("pods").join(&eph).exists());
     assert!(
         node.run_dir
@@ -362,8 +370,8 @@ fn an_ephemeral_pod_lives_in_the_run_dir_and_a_daemon_pod_on_disk() {
     let dir = node.root.join("pods").join(&daemon);
     assert!(dir.join("pod.json").is_file(), "{dir:?} holds the record");
     assert!(
-        dir.join("containers/daemon/0/upper").is_dir(),
-        "the writable layer"
+        dir.join("containers/daemon/0/upper/written").is_file(),
+        "the writable layer, on disk"
     );
     assert!(!node.run_dir.join("ephemeral").join(&daemon).exists());
     assert!(index_has_lease(&node, &format!("{daemon}/daemon")));
@@ -384,6 +392,9 @@ fn an_ephemeral_pod_lives_in_the_run_dir_and_a_daemon_pod_on_disk() {
     let exec = node.run(&["exec", "eph", "--", "hostname"]);
     exec.assert_ok();
     assert_eq!(exec.stdout, "eph\n", "{}", exec.text());
+    // An exec sees the container's files all the same.
+    let exec = node.run(&["exec", "eph", "--", "cat", "/written"]);
+    assert_eq!(exec.stdout, "kept\n", "{}", exec.text());
 
     // The run ends and removes its pod, lease and all.
     node.run(&["stop", "-t", "30", "eph"]).assert_ok();

@@ -83,6 +83,7 @@ impl Pod {
                 work_dir: dir.join("work"),
                 merged_dir: dir.join("merged"),
                 volatile: false,
+                private_layer: false,
             },
             args.iter().map(|a| a.to_string()).collect(),
         );

@@ -680,6 +680,7 @@ impl PodManager {
             upper_dir: dir.join("upper"),
             work_dir: dir.join("work"),
             merged_dir: merged,
+            private_layer: record.ephemeral,
             args: command_line(container, &config),
             env: environment(container, &config),
             cwd: if container.working_dir.is_empty() {

@@ -63,6 +63,10 @@ pub struct LaunchPlan {
     /// OOM kills are counted. Plans from older agents lack it: all are read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_dir: Option<PathBuf>,
+    /// The writable layer on a tmpfs of the container's own (see
+    /// `RootfsSpec::private_layer`): an ephemeral pod's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private_layer: bool,
     pub log_path: PathBuf,
     pub log_max_bytes: u64,
     pub log_max_files: usize,
@@ -438,6 +442,7 @@ fn container_spec(plan: &LaunchPlan) -> ContainerSpec {
             merged_dir: plan.merged_dir.clone(),
             // The writable layer is thrown away when the instance is replaced.
             volatile: true,
+            private_layer: plan.private_layer,
         },
         plan.args.clone(),
     );

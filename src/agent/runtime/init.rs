@@ -313,7 +313,11 @@ fn prepare(spec: &ContainerSpec, status: RawFd, go: &OwnedFd) -> StepResult<(Str
     // Nothing mounted from here on reaches the host: the spawner made this
     // mount namespace a recursive slave before exec (and `stage` checked it
     // is not the caller's).
-    rootfs::mount_overlay(&spec.rootfs)?;
+    if spec.rootfs.private_layer {
+        rootfs::mount_overlay(&rootfs::private_layer(&spec.rootfs)?)?;
+    } else {
+        rootfs::mount_overlay(&spec.rootfs)?;
+    }
     let root = Root::open(&spec.rootfs.merged_dir)
         .map_err(|e| StepError::errno(format!("open {}", spec.rootfs.merged_dir.display()), e))?;
     rootfs::mount_all(

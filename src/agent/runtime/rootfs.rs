@@ -293,6 +293,40 @@ pub fn mount_overlay(rootfs: &RootfsSpec) -> StepResult<()> {
     })
 }
 
+/// Mounts a tmpfs on `rootfs.upper_dir` (in this, the container's, mount
+/// namespace) and makes the overlay's upper and work dirs in it: the
+/// returned spec names them. See `RootfsSpec::private_layer`.
+pub fn private_layer(rootfs: &RootfsSpec) -> StepResult<RootfsSpec> {
+    let base = &rootfs.upper_dir;
+    mount(
+        Some("tmpfs"),
+        &base.to_string_lossy(),
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .map_err(|detail| StepError {
+        step: format!("mount the writable layer's tmpfs on {}", base.display()),
+        detail,
+    })?;
+    let (upper, work) = (base.join("upper"), base.join("work"));
+    // The upper dir's mode is the container's `/` (setup runs with no
+    // umask): 0755, as an upper dir made by the agent is.
+    for (dir, mode) in [(&upper, 0o755), (&work, 0o700)] {
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), mode)
+            .create(dir)
+            .map_err(|e| StepError {
+                step: format!("make {}", dir.display()),
+                detail: io_text(&e),
+            })?;
+    }
+    Ok(RootfsSpec {
+        upper_dir: upper,
+        work_dir: work,
+        ..rootfs.clone()
+    })
+}
+
 fn common_parent(dirs: &[PathBuf]) -> Option<PathBuf> {
     let first = dirs.first()?.parent()?.to_path_buf();
     dirs.iter()

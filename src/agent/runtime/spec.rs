@@ -180,6 +180,14 @@ pub struct RootfsSpec {
     /// after a crash the kernel refuses to mount that upper dir again.
     #[serde(default)]
     pub volatile: bool,
+    /// The writable layer on a tmpfs of the container's own, mounted on
+    /// `upper_dir` in its mount namespace (the overlay's upper and work dirs
+    /// are made in it; `work_dir` is unused): its writes never reach the
+    /// host's filesystem, are charged to the container's memory cgroup, and
+    /// go with its mount namespace. For an ephemeral pod, whose layer would
+    /// otherwise sit on the run dir's tmpfs (the host's /run) and could fill it.
+    #[serde(default)]
+    pub private_layer: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -471,6 +479,7 @@ mod tests {
                 work_dir: "/w".into(),
                 merged_dir: "/m".into(),
                 volatile: false,
+                private_layer: false,
             },
             vec!["/bin/true".into()],
         )
