@@ -389,6 +389,11 @@ impl NodeWriter {
         self.update(|n| n.connected(hello, facts));
     }
 
+    /// See [`NodeUpdate::reached_at`].
+    pub fn reached_at(&self, ip: std::net::IpAddr) {
+        self.update(|n| n.reached_at(ip));
+    }
+
     /// See [`NodeUpdate::facts`].
     pub fn facts(&self, facts: NodeFacts) {
         self.update(|n| n.facts(facts));

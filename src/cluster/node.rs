@@ -74,6 +74,9 @@ pub(crate) struct NodeRecord {
     /// handle of a removed node cannot write into its successor.
     pub(crate) id: u64,
     pub(crate) config: Arc<NodeConfig>,
+    /// The address the SSH connection reached, for a node the cluster file
+    /// names by host name.
+    peer_ip: Option<std::net::IpAddr>,
     phase: Phase,
     phase_since: Option<DateTime<Utc>>,
     attempt: u32,
@@ -120,6 +123,7 @@ impl NodeRecord {
         let mut record = Self {
             id,
             config,
+            peer_ip: None,
             phase: Phase::Idle,
             phase_since: None,
             attempt: 0,
@@ -625,11 +629,24 @@ impl NodeUpdate<'_> {
         }
     }
 
+    /// The SSH connection reached the node at `ip` (what its host name
+    /// resolved to, for a node the cluster file names so).
+    pub fn reached_at(&mut self, ip: std::net::IpAddr) {
+        if self.record.peer_ip != Some(ip) {
+            self.record.peer_ip = Some(ip);
+            let pods = self.record.pods.to_vec();
+            self.set_pods(pods);
+        }
+    }
+
     fn set_pods(&mut self, mut pods: Vec<PodRecord>) {
         // Kubernetes' hostIP, the node's address: an agent cannot tell which
-        // of its addresses the cluster reaches it by; the cluster file says,
-        // when it names the node by address (a host name stays unresolved).
-        if let Ok(ip) = self.record.config.address.parse::<std::net::IpAddr>() {
+        // of its addresses the cluster reaches it by. The cluster file says,
+        // when it names the node by address; for a host name, the address
+        // the SSH connection reached does.
+        let ip =
+            (self.record.config.address.parse::<std::net::IpAddr>().ok()).or(self.record.peer_ip);
+        if let Some(ip) = ip {
             for pod in pods.iter_mut().filter(|p| p.status.host_ip.is_empty()) {
                 pod.status.host_ip = ip.to_string();
             }

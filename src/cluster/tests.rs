@@ -528,6 +528,37 @@ fn pod(name: &str, phase: PodPhase, cpu: &str, memory: &str) -> PodRecord {
 }
 
 #[test]
+fn a_node_named_by_host_name_gives_its_pods_the_address_ssh_reached() {
+    let mut config = node_config("h");
+    config.address = "h.lab.example".into();
+    let state = ClusterState::with_clock(
+        &cluster(vec![config]),
+        Arc::new(ManualClock::new(t0())),
+        StateOptions::default(),
+    );
+    let w = state.node("h").unwrap();
+    w.connected(hello("h"), facts());
+    w.pods(vec![pod("web", PodPhase::Running, "100m", "64Mi")]);
+    // Unresolved, the host name is no address.
+    assert!(
+        node(&state, "h")
+            .pods
+            .iter()
+            .all(|p| p.status.host_ip.is_empty())
+    );
+    w.reached_at("192.0.2.7".parse().unwrap());
+    assert!(
+        node(&state, "h")
+            .pods
+            .iter()
+            .all(|p| p.status.host_ip == "192.0.2.7")
+    );
+    // Later listings keep it.
+    w.pods(vec![pod("db", PodPhase::Pending, "1", "1Gi")]);
+    assert_eq!(node(&state, "h").pods[0].status.host_ip, "192.0.2.7");
+}
+
+#[test]
 fn capacity_allocatable_and_allocated_use_quantities() {
     let (state, _clock) = setup(&["a"]);
     let w = state.node("a").unwrap();

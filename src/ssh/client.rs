@@ -107,6 +107,8 @@ pub struct SshSession {
     address: String,
     port: u16,
     host_key: PublicKey,
+    /// The address the TCP connection reached (`address` resolved).
+    peer_ip: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for SshSession {
@@ -154,6 +156,7 @@ pub async fn connect_with(
     prompt: &dyn PassphrasePrompt,
 ) -> Result<SshSession, SshError> {
     let tcp = tcp_connect(&target.address, target.port, target.connect_timeout).await?;
+    let peer_ip = tcp.peer_addr().ok().map(|a| a.ip());
     let host_key = Arc::new(Mutex::new(None));
     let handler = ClientHandler {
         address: target.address.clone(),
@@ -176,6 +179,7 @@ pub async fn connect_with(
         address: target.address.clone(),
         port: target.port,
         host_key,
+        peer_ip,
     })
 }
 
@@ -665,6 +669,11 @@ impl SshSession {
     /// The host key the server proved it holds (already verified).
     pub fn host_key(&self) -> &PublicKey {
         &self.host_key
+    }
+
+    /// The IP address the connection reached: the node's address, resolved.
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer_ip
     }
 
     /// True once the connection is gone (closed, or keepalive gave up).

@@ -104,6 +104,13 @@ impl NodeSink for crate::cluster::ClusterState {
         }
     }
 
+    fn ssh(&self, node: &str, ssh: Option<Arc<SshSession>>) {
+        // Pods' hostIP, for a node named by host name (see NodeUpdate::reached_at).
+        if let (Ok(writer), Some(ip)) = (self.node(node), ssh.and_then(|s| s.peer_ip())) {
+            writer.reached_at(ip);
+        }
+    }
+
     fn metrics(&self, node: &str, samples: &[MetricsSample]) {
         if let Ok(writer) = self.node(node) {
             writer.metrics(crate::agent::node::MetricsSeries {
