@@ -404,6 +404,19 @@ fn deploy_scale_roll_survive_a_lost_node_with_one_controller_acting() {
         out.contains("node/node3 purged") && out.contains("node node3 removed"),
         "{out}"
     );
+    // Its pod network is gone from the host: no route of flotilla's
+    // (protocol 0x66), no chain or jump of its, no bridge.
+    let network = c.on_node(
+        "node3",
+        "ip -4 route show proto 0x66; iptables -w 10 -t nat -S; iptables -w 10 -S; \
+         ip link show flotilla0 2>&1 || true",
+    );
+    assert!(
+        !network.contains("FLOTILLA")
+            && !network.lines().any(|l| l.contains(" via "))
+            && network.contains("does not exist"),
+        "node3's pod network after the purge:\n{network}"
+    );
     let left = c
         .demo
         .flotilla_with(&["--cluster", &copy, "get", "nodes"], &env);

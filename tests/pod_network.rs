@@ -11,11 +11,10 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::demo::{Cluster, text};
+use support::demo::Cluster;
 
 const NAME: &str = "pnet";
 const SUBNET: &str = "10.103.0.0/24";
@@ -34,32 +33,6 @@ impl Cluster {
         self.pods()
             .into_iter()
             .find(|p| p["metadata"]["name"] == name)
-    }
-
-    fn node_address(&self, node: &str) -> String {
-        self.demo
-            .cluster()
-            .node(node)
-            .expect("node")
-            .address
-            .clone()
-    }
-
-    /// Runs `command` on `node` over the demo's own SSH (in the node's
-    /// network namespace), host keys checked against flotilla's known_hosts.
-    fn on_node(&self, node: &str, command: &str) -> String {
-        let known_hosts = self.demo.config_dir().join("known_hosts");
-        let out = Command::new("ssh")
-            .args(["-i", self.demo.client_key().to_str().unwrap()])
-            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-            .arg(format!("root@{}", self.node_address(node)))
-            .arg(command)
-            .output()
-            .expect("run ssh");
-        assert!(out.status.success(), "on {node}: {command}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Log text of `pod`.

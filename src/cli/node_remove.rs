@@ -1,8 +1,9 @@
 //! `flotilla node remove NAME [--purge]`: the node leaves the cluster. It is
 //! cordoned and its pods evicted (deployments replace theirs elsewhere),
 //! then it is taken out of the cluster file. With `--purge` its agent is
-//! stopped and its state on the host (`/var/lib/flotilla`, `/run/flotilla`)
-//! deleted too, leaving the host as it was before flotilla.
+//! stopped, its pod network taken down (`flotilla-agent leave`: routes,
+//! iptables chains, bridge) and its state on the host (`/var/lib/flotilla`,
+//! `/run/flotilla`) deleted too, leaving the host as it was before flotilla.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -101,7 +102,7 @@ pub fn remove(
                 evict_all(client, name, args.grace_period).await?;
                 purge(&node, client.hello().pid, dirs).await?;
                 println!(
-                    "node/{name} purged: its agent stopped, /var/lib/flotilla and /run/flotilla deleted"
+                    "node/{name} purged: its agent stopped, its pod network taken down, /var/lib/flotilla and /run/flotilla deleted"
                 );
             }
             control.store().delete(KIND_NODE, "", name).await?;
@@ -190,6 +191,7 @@ async fn purge(
             r#"pid={pid}
 case "$(readlink /proc/$pid/exe 2>/dev/null)" in
   */flotilla-agent*)
+    agent=$(readlink /proc/$pid/exe)
     kill -TERM $pid
     i=0
     while [ -e /proc/$pid ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
@@ -199,10 +201,18 @@ esac
         ),
         None => String::new(),
     };
+    // With the agent stopped (it would configure the network again), its
+    // binary takes the node's pod network down: routes, iptables chains,
+    // bridge. If that fails nothing is deleted, so a later purge can retry.
     // A directory that is a mount point (as the demo's nodes have) stays,
     // emptied.
+    let leave = r#"[ -n "$agent" ] || agent=$(ls -t /var/lib/flotilla/bin/flotilla-agent-* 2>/dev/null | head -n 1)
+if [ -n "$agent" ] && [ -x "$agent" ]; then
+  "$agent" leave || { echo "taking the pod network down failed (see above); nothing deleted" >&2; exit 1; }
+fi
+"#;
     let script = format!(
-        "{stop}for d in /var/lib/flotilla /run/flotilla; do\n  rm -rf \"$d\" 2>/dev/null || find \"$d\" -mindepth 1 -delete\ndone\n"
+        "agent=\n{stop}{leave}for d in /var/lib/flotilla /run/flotilla; do\n  rm -rf \"$d\" 2>/dev/null || find \"$d\" -mindepth 1 -delete\ndone\n"
     );
     let command = format!(
         "if [ \"$(id -u)\" -eq 0 ]; then sh -c {q}; else sudo -n sh -c {q}; fi",

@@ -189,6 +189,33 @@ impl Cluster {
         cluster
     }
 
+    /// The address the cluster file gives `node`.
+    pub fn node_address(&self, node: &str) -> String {
+        self.demo
+            .cluster()
+            .node(node)
+            .expect("node")
+            .address
+            .clone()
+    }
+
+    /// Runs `command` on `node` over the demo's own SSH (in the node's
+    /// network namespace), host keys checked against flotilla's known_hosts.
+    pub fn on_node(&self, node: &str, command: &str) -> String {
+        let known_hosts = self.demo.config_dir().join("known_hosts");
+        let out = Command::new("ssh")
+            .args(["-i", self.demo.client_key().to_str().unwrap()])
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .arg(format!("root@{}", self.node_address(node)))
+            .arg(command)
+            .output()
+            .expect("run ssh");
+        assert!(out.status.success(), "on {node}: {command}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `flotilla --cluster FILE ARGS`, run to its end.
     pub fn flotilla(&self, args: &[&str]) -> Output {
         let mut all = vec!["--cluster", self.cluster_file.as_str()];

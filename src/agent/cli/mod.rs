@@ -136,6 +136,10 @@ enum AgentCommand {
     Exec(exec::ExecArgs),
     /// Print the agent's version and the platform it was built for.
     Version,
+    /// The node leaves its cluster: remove its pod network (flotilla's
+    /// routes, its iptables chains, the pods' bridge) and forget its
+    /// settings. `flotilla node remove --purge` runs it; stop the pods first.
+    Leave,
     /// The agent's socket on stdin/stdout (for a console logged in as a
     /// non-root user, through sudo).
     #[command(name = "__bridge", hide = true)]
@@ -261,6 +265,11 @@ fn run(cli: AgentCli) -> anyhow::Result<ExitCode> {
             }
         }
         AgentCommand::Bridge => detach::bridge(&cli.run_dir),
+        AgentCommand::Leave => {
+            let manager = crate::agent::pods::PodManager::new(agent_config(&cli)?)?;
+            manager.network().leave()?;
+            Ok(ExitCode::SUCCESS)
+        }
         AgentCommand::Run(args) => pods::run(agent_config(&cli)?, args),
         AgentCommand::Ps { all, output } => {
             pods::ps(agent_config(&cli)?, *all, *output == Output::Json)

@@ -99,6 +99,41 @@ pub(crate) fn ensure_node_rules(
     )
 }
 
+/// Undoes [`ensure_node_rules`] (the node leaves its cluster): the jumps
+/// from POSTROUTING and FORWARD, and both chains. Idempotent.
+pub(crate) fn remove_node_rules() -> Result<(), NetworkError> {
+    for (table, chain, parent) in [
+        ("nat", NODE_CHAIN, "POSTROUTING"),
+        ("filter", FORWARD_CHAIN, "FORWARD"),
+    ] {
+        // Every jump, should one have been added twice.
+        while iptables(table, "DEL", &["-D", parent, "-j", chain])?
+            .status
+            .success()
+        {}
+        // `-S CHAIN` fails when there is no such chain: nothing to remove.
+        if !iptables(table, "DEL", &["-S", chain])?.status.success() {
+            continue;
+        }
+        for action in ["-F", "-X"] {
+            let out = iptables(table, "DEL", &[action, chain])?;
+            if !out.status.success() {
+                return Err(NetworkError::PluginFailed {
+                    plugin: "iptables".into(),
+                    command: "DEL".into(),
+                    code: out.status.code().and_then(|c| u64::try_from(c).ok()),
+                    message: format!(
+                        "removing the node's pod network rules: iptables -t {table} {action} \
+                         {chain} failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Where a missing jump to a chain of ours goes in its parent chain.
 enum Place {
     First,

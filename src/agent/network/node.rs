@@ -104,6 +104,31 @@ impl NodeNetwork {
         Ok(self.state())
     }
 
+    /// The node leaves its cluster: what [`Self::configure`] and the pods'
+    /// bridge put on the host goes (flotilla's routes, its iptables chains
+    /// and their jumps, the bridge), and the settings are forgotten, so no
+    /// later start puts them back. The pods should be gone first: their
+    /// veths go with the bridge's ports, their addresses with the state.
+    pub fn leave(&self) -> Result<(), NetworkError> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        routes::sync_routes(&[])?;
+        masq::remove_node_rules()?;
+        routes::delete_link(super::DEFAULT_BRIDGE)?;
+        match std::fs::remove_file(self.settings_path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(NetworkError::Io {
+                    path: self.settings_path(),
+                    source,
+                });
+            }
+        }
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(None);
+        *self.network.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        Ok(())
+    }
+
     /// Writes `settings` to disk and keeps them. The write is atomic, so
     /// after a failure the file still holds what is kept.
     fn save(&self, settings: NetworkSettings) -> Result<(), NetworkError> {

@@ -126,6 +126,32 @@ pub fn sync_routes(desired: &[HostRoute]) -> Result<(), NetworkError> {
     }
 }
 
+/// Deletes the network device `name` (the pods' bridge, when the node
+/// leaves its cluster): its ports go with it. `Ok(false)` when there is no
+/// such device.
+pub fn delete_link(name: &str) -> Result<bool, NetworkError> {
+    const IFLA_IFNAME: u16 = 3;
+    let mut sock = Netlink::open()?;
+    // struct ifinfomsg: family, padding, type, index (0: by name), flags, change.
+    let mut body = vec![libc::AF_UNSPEC as u8, 0, 0, 0];
+    body.extend_from_slice(&0i32.to_ne_bytes());
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    let mut ifname = name.as_bytes().to_vec();
+    ifname.push(0);
+    push_attr(&mut body, IFLA_IFNAME, &ifname);
+    let deleted = sock
+        .send(libc::RTM_DELLINK, NLM_F_ACK, &body)
+        .and_then(|seq| sock.receive(seq, |_, _, _| {}));
+    match deleted {
+        Ok(()) => Ok(true),
+        Err(Errno::ENODEV) => Ok(false),
+        Err(e) => Err(NetworkError::Netlink(format!(
+            "deleting device {name}: {e}"
+        ))),
+    }
+}
+
 fn route_errno(e: Errno) -> String {
     match e {
         Errno::ENETUNREACH => format!(
