@@ -180,6 +180,7 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
     } else {
         None
     };
+    times.mark("start init");
     let (record, dir) = manager.create_foreground(pod, args.rm)?;
     times.mark("create");
     let Some(dir) = dir else {
