@@ -578,13 +578,18 @@ fn run_refuses_a_missing_image_or_bad_arguments_and_leaves_nothing() {
 #[test]
 fn run_reports_a_command_that_cannot_start() {
     let node = Node::new("run-start-error");
+    // podman's codes: 127 for no such program, 126 for one that cannot run.
     let run = node.run(&["run", "--rm", &node.image, "--", "/nonexistent"]);
-    assert_eq!(run.status.code(), Some(128), "{}", run.text());
+    assert_eq!(run.status.code(), Some(127), "{}", run.text());
     assert!(
         run.stderr.starts_with("error:") && run.stderr.contains("exec /nonexistent"),
         "{}",
         run.text()
     );
+    node.assert_clean();
+    let run = node.run(&["run", "--rm", &node.image, "--", "/etc/passwd"]);
+    assert_eq!(run.status.code(), Some(126), "{}", run.text());
+    assert!(run.stderr.contains("exec /etc/passwd"), "{}", run.text());
     node.assert_clean();
 
     // Detached: `run -d` waits for the start, so it is the one to fail; the

@@ -19,6 +19,7 @@ use crate::agent::pods::record::{Desired, PodRecord};
 use crate::agent::pods::shim::{self, InstanceState, LaunchPlan, Tee};
 use crate::agent::pods::status::pod_status;
 use crate::agent::pods::{AgentConfig, PodManager};
+use crate::agent::runtime::exec::start_exit_code;
 use crate::api::status::{ContainerState, PodStatus};
 use crate::api::{
     Container, EnvVar, ObjectMeta, Pod, PodSpec, PullPolicy, Quantity, ResourceList, RestartPolicy,
@@ -195,7 +196,7 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
     // create_foreground recorded this process as the instance's shim.
     let state = shim::read_state(&dir);
     forward_signals(&dir);
-    let exit = shim::supervise(
+    let supervised = shim::supervise(
         &plan,
         &dir,
         state,
@@ -206,9 +207,14 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
         early,
     );
     times.mark("container");
-    if exit.reason == "StartError" {
+    let exit = &supervised.exit;
+    // The container's own code; for one that never ran, podman's.
+    let code = if exit.reason == "StartError" {
         eprintln!("error: {name}: {}", exit.message);
-    }
+        start_exit_code(supervised.failed_step.as_ref())
+    } else {
+        exit.exit_code.clamp(0, 255) as u8
+    };
     if args.rm {
         // Deleting records the exit on its way (its stop reconciles).
         manager
@@ -220,7 +226,7 @@ pub fn run(mut config: AgentConfig, args: &RunArgs) -> anyhow::Result<ExitCode> 
         times.mark("record exit");
     }
     times.report();
-    Ok(ExitCode::from(exit.exit_code.clamp(0, 255) as u8))
+    Ok(ExitCode::from(code))
 }
 
 /// Where a foreground `run` spends its time, printed on stderr when

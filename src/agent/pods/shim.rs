@@ -26,6 +26,7 @@ use crate::agent::cgroup::{self, Ended};
 use crate::agent::logs::{CriLogWriter, Rotation, Stream};
 use crate::agent::runtime::{
     ContainerExit, ContainerSpec, InitStage, Namespace, Namespaces, ProcessSpec, RootfsSpec,
+    StepError,
 };
 use crate::procfs::ProcessId;
 
@@ -247,41 +248,73 @@ pub fn shim_main(dir: &Path, detach: bool) -> ExitCode {
         eprintln!("shim {}: writing its state: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    let record = supervise(&plan, dir, state, None, None);
+    let record = supervise(&plan, dir, state, None, None).exit;
     if record.reason == "StartError" {
         eprintln!("shim {}: {}", dir.display(), record.message);
     }
     ExitCode::SUCCESS
 }
 
+/// How a supervised container ended.
+pub struct Supervised {
+    /// As recorded in `state.json`.
+    pub exit: ExitRecord,
+    /// For a container that did not start, the init stage's failed step,
+    /// if it got that far (a foreground `run` exits as podman would).
+    pub failed_step: Option<StepError>,
+}
+
+/// Why a container did not start: the message for its record, and the
+/// init stage's failed step when there is one.
+struct StartFailure {
+    message: String,
+    step: Option<StepError>,
+}
+
+impl From<String> for StartFailure {
+    fn from(message: String) -> StartFailure {
+        StartFailure {
+            message,
+            step: None,
+        }
+    }
+}
+
 /// Creates the container, logs its output (and copies it to `tee`, the
 /// foreground terminal, if given), waits for it, and records its end in
-/// `dir/state.json`. Returns the exit record.
+/// `dir/state.json`.
 pub fn supervise(
     plan: &LaunchPlan,
     dir: &Path,
     mut state: InstanceState,
     tee: Option<Tee>,
     early: Option<EarlyInit>,
-) -> ExitRecord {
+) -> Supervised {
     let started = Utc::now();
     let result = run_container(plan, dir, &mut state, tee, early);
-    let record = match result {
-        Ok(record) => record,
-        Err(message) => ExitRecord {
-            exit_code: 128,
-            signal: None,
-            reason: "StartError".into(),
-            message,
-            finished_at: Utc::now(),
-        },
+    let (record, failed_step) = match result {
+        Ok(record) => (record, None),
+        Err(failure) => (
+            ExitRecord {
+                // What Kubernetes records for a StartError.
+                exit_code: 128,
+                signal: None,
+                reason: "StartError".into(),
+                message: failure.message,
+                finished_at: Utc::now(),
+            },
+            failure.step,
+        ),
     };
     state.started_at.get_or_insert(started);
     state.exit = Some(record.clone());
     if let Err(e) = write_state(dir, &state) {
         eprintln!("shim {}: recording the exit: {e}", dir.display());
     }
-    record
+    Supervised {
+        exit: record,
+        failed_step,
+    }
 }
 
 /// Where a foreground run copies the container's output.
@@ -331,7 +364,7 @@ fn run_container(
     state: &mut InstanceState,
     tee: Option<Tee>,
     early: Option<EarlyInit>,
-) -> Result<ExitRecord, String> {
+) -> Result<ExitRecord, StartFailure> {
     let mut writer = CriLogWriter::open(
         &plan.log_path,
         Rotation {
@@ -354,7 +387,10 @@ fn run_container(
     } = early;
     let spec = container_spec(plan);
     let oom_before = oom_kills(plan);
-    let process = init.create(spec).map_err(|e| e.to_string())?;
+    let process = init.create(spec).map_err(|e| StartFailure {
+        message: e.to_string(),
+        step: e.step_error(),
+    })?;
     // The write ends live only in the container: EOF comes when it ends.
     state.pid = ProcessId::of(process.pid as u32);
     state.started_at = Some(Utc::now());

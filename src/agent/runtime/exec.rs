@@ -77,6 +77,26 @@ const FORWARDED: [Signal; 7] = [
 /// shell's 126), or its program was not found (127).
 pub const EXIT_CANNOT_RUN: u8 = 126;
 pub const EXIT_NOT_FOUND: u8 = 127;
+/// Exit code of a `run` whose container the runtime could not make
+/// (podman's 125): a failure before its program's exec.
+pub const EXIT_RUNTIME_FAILED: u8 = 125;
+
+/// Whether `e` is the exec of a program that does not exist.
+fn program_missing(e: &StepError) -> bool {
+    e.step.starts_with("exec ")
+        && (e.detail.contains("not found") || e.detail.contains("No such file"))
+}
+
+/// The code podman's `run` exits with when the container did not start:
+/// 127 when its program does not exist, 126 when the program cannot be
+/// run, 125 when a step before (or outside) the init stage failed.
+pub fn start_exit_code(failed: Option<&StepError>) -> u8 {
+    match failed {
+        Some(e) if program_missing(e) => EXIT_NOT_FOUND,
+        Some(e) if e.step.starts_with("exec ") => EXIT_CANNOT_RUN,
+        _ => EXIT_RUNTIME_FAILED,
+    }
+}
 
 /// What to run in which container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,8 +199,7 @@ fn failed(name: &str, e: &StepError) -> ExitCode {
 
 /// 127 when the program does not exist, else 126, as a shell says it.
 fn exit_code_of(e: &StepError) -> u8 {
-    let missing = e.detail.contains("not found") || e.detail.contains("No such file");
-    if e.step.starts_with("exec ") && missing {
+    if program_missing(e) {
         EXIT_NOT_FOUND
     } else {
         EXIT_CANNOT_RUN
@@ -400,6 +419,18 @@ mod tests {
             127
         );
         assert_eq!(exit_code_of(&e("exec /etc", "Permission denied")), 126);
+        // `run`, as podman: a step before the exec is the runtime's failure.
+        let missing = e("exec /x", "No such file or directory");
+        assert_eq!(start_exit_code(Some(&missing)), 127);
+        assert_eq!(
+            start_exit_code(Some(&e("exec /etc", "Permission denied"))),
+            126
+        );
+        assert_eq!(
+            start_exit_code(Some(&e("mount overlay on /m", "EINVAL"))),
+            125
+        );
+        assert_eq!(start_exit_code(None), 125);
         assert_eq!(
             exit_code_of(&e("chdir /nosuch", "No such file or directory")),
             126

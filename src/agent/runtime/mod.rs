@@ -83,6 +83,17 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// The step of container creation that failed, as the init stage said.
+    pub fn step_error(&self) -> Option<StepError> {
+        match self {
+            RuntimeError::Init { step, detail, .. } => Some(StepError {
+                step: step.clone(),
+                detail: detail.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// The failed step, for errors from inside container creation.
     pub fn step(&self) -> Option<&str> {
         match self {
