@@ -114,15 +114,11 @@ impl NodeNetwork {
         routes::sync_routes(&[])?;
         masq::remove_node_rules()?;
         routes::delete_link(super::DEFAULT_BRIDGE)?;
-        match std::fs::remove_file(self.settings_path()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(NetworkError::Io {
-                    path: self.settings_path(),
-                    source,
-                });
-            }
+        let path = self.settings_path();
+        if let Err(source) = std::fs::remove_file(&path)
+            && source.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(NetworkError::Io { path, source });
         }
         *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(None);
         *self.network.lock().unwrap_or_else(|e| e.into_inner()) = None;
