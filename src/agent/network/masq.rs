@@ -112,23 +112,36 @@ pub(crate) fn remove_node_rules() -> Result<(), NetworkError> {
             .success()
         {}
         // `-S CHAIN` fails when there is no such chain: nothing to remove.
-        if !iptables(table, "DEL", &["-S", chain])?.status.success() {
-            continue;
+        if iptables(table, "DEL", &["-S", chain])?.status.success() {
+            delete_chain(table, chain, "iptables", |action, stderr| {
+                format!(
+                    "removing the node's pod network rules: iptables -t {table} {action} \
+                     {chain} failed: {stderr}"
+                )
+            })?;
         }
-        for action in ["-F", "-X"] {
-            let out = iptables(table, "DEL", &[action, chain])?;
-            if !out.status.success() {
-                return Err(NetworkError::PluginFailed {
-                    plugin: "iptables".into(),
-                    command: "DEL".into(),
-                    code: out.status.code().and_then(|c| u64::try_from(c).ok()),
-                    message: format!(
-                        "removing the node's pod network rules: iptables -t {table} {action} \
-                         {chain} failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ),
-                });
-            }
+    }
+    Ok(())
+}
+
+/// Flushes and deletes `chain` of `table`, whose jumps are gone. A failure
+/// is reported as `plugin`'s DEL, in the words of `explain(action, stderr)`.
+fn delete_chain(
+    table: &str,
+    chain: &str,
+    plugin: &str,
+    explain: impl Fn(&str, &str) -> String,
+) -> Result<(), NetworkError> {
+    for action in ["-F", "-X"] {
+        let out = iptables(table, "DEL", &[action, chain])?;
+        if !out.status.success() {
+            return Err(NetworkError::PluginFailed {
+                plugin: plugin.into(),
+                command: "DEL".into(),
+                // Not a CNI error code: iptables' words say what failed.
+                code: None,
+                message: explain(action, String::from_utf8_lossy(&out.stderr).trim()),
+            });
         }
     }
     Ok(())
@@ -238,22 +251,13 @@ pub(crate) fn remove_leftover(
             &chain,
         ],
     )?;
-    for action in ["-F", "-X"] {
-        let out = iptables("nat", "DEL", &[action, &chain])?;
-        if !out.status.success() {
-            return Err(NetworkError::PluginFailed {
-                plugin: "bridge".into(),
-                command: "DEL".into(),
-                code: None,
-                message: format!(
-                    "removing the masquerade chain {chain} bridge left behind: iptables {action} \
-                     failed: {}; remove it by hand with `iptables -t nat -F {chain}; iptables -t nat \
-                     -X {chain}` after deleting the POSTROUTING rule that jumps to it",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
-    }
+    delete_chain("nat", &chain, "bridge", |action, stderr| {
+        format!(
+            "removing the masquerade chain {chain} bridge left behind: iptables {action} \
+             failed: {stderr}; remove it by hand with `iptables -t nat -F {chain}; iptables -t nat \
+             -X {chain}` after deleting the POSTROUTING rule that jumps to it"
+        )
+    })?;
     Ok(true)
 }
 

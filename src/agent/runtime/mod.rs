@@ -228,7 +228,7 @@ pub fn spawn_with(
     agent_binary: &Path,
     mut spec: ContainerSpec,
 ) -> Result<ContainerProcess, RuntimeError> {
-    spec.validate()?;
+    // `create` checks the spec (a bad one ends the stage unused).
     let stdio = std::mem::take(&mut spec.stdio);
     InitStage::start(agent_binary, stdio)?.create(spec)
 }
