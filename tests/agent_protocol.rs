@@ -889,6 +889,24 @@ async fn fifty_concurrent_requests_on_one_connection() {
     );
 }
 
+/// `count` status calls sent at once on one connection, each to a pod the
+/// test agent answers after `ms` milliseconds (`slow-MS-N`).
+async fn statuses_at_once(
+    client: &Client,
+    count: usize,
+    ms: u64,
+) -> Vec<Result<PodRecord, ClientError>> {
+    let calls = (0..count).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .pod_status(&PodRef::new("default", format!("slow-{ms}-{i}")))
+                .await
+        }
+    });
+    futures_util::future::join_all(calls).await
+}
+
 #[tokio::test]
 async fn requests_over_the_in_flight_bound_are_refused_busy() {
     let agent = Agent::start(ServerConfig {
@@ -897,15 +915,7 @@ async fn requests_over_the_in_flight_bound_are_refused_busy() {
     })
     .await;
     let client = agent.client().await;
-    let calls = (0..10).map(|i| {
-        let client = client.clone();
-        async move {
-            client
-                .pod_status(&PodRef::new("default", format!("slow-300-{i}")))
-                .await
-        }
-    });
-    let results = futures_util::future::join_all(calls).await;
+    let results = statuses_at_once(&client, 10, 300).await;
     let busy = results
         .iter()
         .filter(|r| matches!(r, Err(e) if e.code() == Some(ErrorCode::Busy)))
@@ -926,15 +936,7 @@ async fn a_burst_past_the_bound_waits_its_turn_in_the_client() {
     // flight), so none is refused busy.
     let agent = Agent::start(ServerConfig::default()).await;
     let client = agent.client().await;
-    let calls = (0..200).map(|i| {
-        let client = client.clone();
-        async move {
-            client
-                .pod_status(&PodRef::new("default", format!("slow-20-{i}")))
-                .await
-        }
-    });
-    let results = futures_util::future::join_all(calls).await;
+    let results = statuses_at_once(&client, 200, 20).await;
     let refused: Vec<String> = results
         .iter()
         .filter_map(|r| r.as_ref().err().map(ToString::to_string))

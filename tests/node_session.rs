@@ -73,6 +73,15 @@ impl Recorder {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// Waits until a listing of `count` pods has been seen.
+    async fn wait_for_pods(&self, what: &str, count: usize) {
+        self.wait_for(what, |seen| {
+            seen.iter()
+                .any(|s| matches!(s, Seen::Pods(n) if *n == count))
+        })
+        .await;
+    }
 }
 
 impl NodeSink for Recorder {
@@ -101,8 +110,6 @@ impl NodeSink for Recorder {
 async fn a_session_follows_its_agent_through_a_crash_and_back() {
     let mut node = Node::new("session");
     node.serve();
-    let recorder = Arc::new(Recorder::default());
-    let cancel = CancellationToken::new();
     let options = SessionOptions {
         interval: Duration::from_millis(200),
         pods_every: 2,
@@ -115,7 +122,11 @@ async fn a_session_follows_its_agent_through_a_crash_and_back() {
         },
         replay_events: false,
     };
-    let task = spawn_session(&node, &recorder, options, &cancel);
+    let Watched {
+        recorder,
+        cancel,
+        task,
+    } = watch(&node, options);
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
     recorder
         .wait_for("connected, two rounds of figures, pods", |seen| {
@@ -147,11 +158,7 @@ async fn a_session_follows_its_agent_through_a_crash_and_back() {
         "run", "-d", "--name", "sleeper", &image, "--", "sleep", "600",
     ])
     .assert_ok();
-    recorder
-        .wait_for("the new pod listed", |seen| {
-            seen.iter().any(|s| matches!(s, Seen::Pods(1)))
-        })
-        .await;
+    recorder.wait_for_pods("the new pod listed", 1).await;
 
     node.kill_serve();
     recorder
@@ -220,14 +227,18 @@ async fn a_session_follows_its_agent_through_a_crash_and_back() {
     node.assert_clean();
 }
 
-/// Starts a session on `node`'s agent socket, reporting to `recorder`.
-fn spawn_session(
-    node: &Node,
-    recorder: &Arc<Recorder>,
-    options: SessionOptions,
-    cancel: &CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    session::spawn(
+/// A session on a node's agent socket: what it reports, and its task.
+struct Watched {
+    recorder: Arc<Recorder>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a session on `node`'s agent socket.
+fn watch(node: &Node, options: SessionOptions) -> Watched {
+    let recorder = Arc::new(Recorder::default());
+    let cancel = CancellationToken::new();
+    let task = session::spawn(
         "n1".into(),
         Arc::new(UnixConnector {
             socket: node.socket(),
@@ -235,7 +246,12 @@ fn spawn_session(
         recorder.clone(),
         options,
         cancel.clone(),
-    )
+    );
+    Watched {
+        recorder,
+        cancel,
+        task,
+    }
 }
 
 /// Creates a pod sleeping 600 s through the node's daemon (which announces
@@ -269,29 +285,23 @@ async fn create_through_the_daemon(node: &Node, name: &str) -> Client {
 async fn an_agent_event_brings_the_pod_list_without_waiting_for_a_tick() {
     let mut node = Node::new("eventpods");
     node.serve();
-    let recorder = Arc::new(Recorder::default());
-    let cancel = CancellationToken::new();
     // Ticks two minutes apart: only the first falls inside the test.
-    let task = spawn_session(
+    let Watched {
+        recorder,
+        cancel,
+        task,
+    } = watch(
         &node,
-        &recorder,
         SessionOptions {
             interval: Duration::from_secs(120),
             ..SessionOptions::default()
         },
-        &cancel,
     );
-    recorder
-        .wait_for("the first listing", |seen| {
-            seen.iter().any(|s| matches!(s, Seen::Pods(0)))
-        })
-        .await;
+    recorder.wait_for_pods("the first listing", 0).await;
     // Created through the daemon, which announces it with events.
     let client = create_through_the_daemon(&node, "sleeper").await;
     recorder
-        .wait_for("the new pod listed after its events", |seen| {
-            seen.iter().any(|s| matches!(s, Seen::Pods(1)))
-        })
+        .wait_for_pods("the new pod listed after its events", 1)
         .await;
     cancel.cancel();
     task.await.unwrap();
@@ -313,23 +323,19 @@ async fn a_session_replays_the_agents_past_events_only_when_asked() {
     let client = create_through_the_daemon(&node, "before").await;
     let mut counts = Vec::new();
     for replay_events in [false, true] {
-        let recorder = Arc::new(Recorder::default());
-        let cancel = CancellationToken::new();
-        let task = spawn_session(
+        let Watched {
+            recorder,
+            cancel,
+            task,
+        } = watch(
             &node,
-            &recorder,
             SessionOptions {
                 interval: Duration::from_millis(200),
                 replay_events,
                 ..SessionOptions::default()
             },
-            &cancel,
         );
-        recorder
-            .wait_for("the pod listed", |seen| {
-                seen.iter().any(|s| matches!(s, Seen::Pods(1)))
-            })
-            .await;
+        recorder.wait_for_pods("the pod listed", 1).await;
         // A few more rounds for any replayed event to arrive.
         tokio::time::sleep(Duration::from_millis(600)).await;
         counts.push(

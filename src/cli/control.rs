@@ -266,27 +266,12 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::agent::protocol::messages::{Event, EventType};
+    use crate::agent::protocol::messages::Event;
 
     fn state() -> ClusterState {
         let text =
             "[cluster]\nname = \"c\"\n\n[[nodes]]\nname = \"n1\"\naddress = \"10.77.0.11\"\n";
         ClusterState::new(&cluster_file::parse(Path::new("c.toml"), text).expect("valid"))
-    }
-
-    fn started(seq: u64) -> Event {
-        Event {
-            seq,
-            time: chrono::Utc::now(),
-            type_: EventType::Normal,
-            reason: "Started".into(),
-            message: String::new(),
-            namespace: "default".into(),
-            pod: "web".into(),
-            uid: "u1".into(),
-            container: Some("web".into()),
-            phase: None,
-        }
     }
 
     #[tokio::test]
@@ -296,7 +281,7 @@ mod tests {
         let node = state.node("n1").expect("node");
         let publisher = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            node.event(started(1));
+            node.event(Event::started(1, chrono::Utc::now()));
         });
         // A minute unless the event wakes it; the outer bound only keeps a
         // broken wait from hanging the test run.

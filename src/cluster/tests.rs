@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 use crate::agent::node::{DiskUsage, MetricsSample};
-use crate::agent::protocol::messages::EventType;
 use crate::api::node::{Taint, TaintEffect};
 use crate::api::status::{PodPhase, PodStatus};
 use crate::api::{
@@ -393,16 +392,8 @@ fn events_are_bounded_deduplicated_and_replayed_from_zero_on_a_new_connection() 
     let (state, _clock) = setup(&["a"]);
     let w = state.node("a").unwrap();
     let event = |seq: u64, secs: i64| Event {
-        seq,
-        time: t0() + chrono::Duration::seconds(secs),
-        type_: EventType::Normal,
-        reason: "Started".into(),
-        message: String::new(),
-        namespace: "default".into(),
-        pod: "web".into(),
-        uid: "u1".into(),
-        container: None,
         phase: Some(PodPhase::Running),
+        ..Event::started(seq, t0() + chrono::Duration::seconds(secs))
     };
     w.connected(hello("a"), facts());
     assert_eq!(w.events_since(), Some(0));

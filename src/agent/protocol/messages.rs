@@ -932,6 +932,26 @@ pub struct Event {
     pub phase: Option<PodPhase>,
 }
 
+#[cfg(test)]
+impl Event {
+    /// For tests: event `seq`, `Started` for pod default/web (uid u1), at
+    /// `time`; other fields by struct update.
+    pub(crate) fn started(seq: u64, time: DateTime<Utc>) -> Event {
+        Event {
+            seq,
+            time,
+            type_: EventType::Normal,
+            reason: "Started".into(),
+            message: String::new(),
+            namespace: "default".into(),
+            pod: "web".into(),
+            uid: "u1".into(),
+            container: None,
+            phase: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CancelParams {
