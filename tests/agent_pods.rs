@@ -12,7 +12,8 @@ mod support;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -1307,5 +1308,42 @@ fn log_rotation_keeps_five_files_of_at_most_ten_mebibytes() {
     assert_eq!(lines[2], "END", "{tail}");
     assert_eq!(lines[..2], [line, line], "torn lines");
     node.run(&["rm", "chatty"]).assert_ok();
+    node.assert_clean();
+}
+
+/// A pod is locked from before its record appears until its first pass is
+/// over. Without that, a reconcile by another process in between started
+/// the container under a shim of its own, and the foreground `run` that
+/// made the pod failed with "the container did not start" (and deleted it).
+#[test]
+fn a_foreground_run_keeps_its_container_while_others_reconcile() {
+    let node = Node::new("run-vs-ps");
+    let stop = Arc::new(AtomicBool::new(false));
+    // `ps` reconciles every pod it lists, as the daemon's pass does.
+    let pollers: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            let mut ps = node.command(&["ps", "-a"]);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = ps.output();
+                }
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for i in 0..30 {
+        let name = format!("run-{i}");
+        let run = node.run(&["run", "--name", &name, &node.image, "--", "true"]);
+        if run.status.code() != Some(0) {
+            failures.push(run.text());
+        }
+        let _ = node.run(&["rm", &name]);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for poller in pollers {
+        poller.join().expect("ps poller");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
     node.assert_clean();
 }

@@ -195,7 +195,12 @@ impl PodManager {
         let uid = format!("{:016x}", record::random_u64());
         let dir = self.config.paths.new_pod_dir(&uid, ephemeral);
         fs::create_dir_all(&dir).map_err(|e| PodError::io(&dir, e))?;
-        record::create_lock(&self.config.paths, &uid).map_err(|e| PodError::io(&dir, e))?;
+        // Held from before the record is visible until the first pass is
+        // over: a reconcile by anyone else in between (the daemon's pass, a
+        // `ps`) would start the containers under shims of its own, and a
+        // foreground `run` would find nothing left to prepare.
+        let lock =
+            record::create_lock(&self.config.paths, &uid).map_err(|e| PodError::io(&dir, e))?;
         let record = PodRecord {
             uid: uid.clone(),
             containers: pod
@@ -213,7 +218,9 @@ impl PodManager {
             network_error: None,
         };
         record::save(&self.config.paths, &record).map_err(|e| PodError::io(&dir, e))?;
-        let pass = match self.reconcile_with(&uid, foreground) {
+        let first = self.reconcile_locked(&lock, &uid, foreground);
+        drop(lock);
+        let pass = match first {
             Ok(done) => done,
             Err(err) => {
                 // The first pass failed (a name the sandbox refuses, a cgroup
@@ -291,7 +298,17 @@ impl PodManager {
     /// the directory of the one prepared. Also returns when the pod's next
     /// restart or pull retry is due, if one waits.
     fn reconcile_with(&self, uid: &str, foreground: bool) -> Result<Pass, PodError> {
-        let _lock = self.lock(uid)?;
+        let lock = self.lock(uid)?;
+        self.reconcile_locked(&lock, uid, foreground)
+    }
+
+    /// [`Self::reconcile_with`] for a caller that holds the pod's lock.
+    fn reconcile_locked(
+        &self,
+        _lock: &record::PodLock,
+        uid: &str,
+        foreground: bool,
+    ) -> Result<Pass, PodError> {
         let mut prepared = None;
         let mut record = self.load(uid)?;
         // A pass that changes nothing must not write: the daemon passes over

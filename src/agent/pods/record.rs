@@ -108,14 +108,16 @@ pub fn lock(paths: &AgentPaths, uid: &str) -> std::io::Result<PodLock> {
     Ok(PodLock { _file: file })
 }
 
-/// Makes a new pod's lock file, in its freshly made directory.
-pub fn create_lock(paths: &AgentPaths, uid: &str) -> std::io::Result<()> {
-    File::options()
+/// Makes a new pod's lock file, in its freshly made directory, and takes
+/// the lock.
+pub fn create_lock(paths: &AgentPaths, uid: &str) -> std::io::Result<PodLock> {
+    let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(paths.pod_lock(uid))
-        .map(drop)
+        .open(paths.pod_lock(uid))?;
+    file.lock()?;
+    Ok(PodLock { _file: file })
 }
 
 pub fn load(path: &Path) -> std::io::Result<PodRecord> {
