@@ -51,3 +51,35 @@ fn the_agent_reports_its_version_and_platform() {
     );
     assert!(text.contains(std::env::consts::ARCH), "{text}");
 }
+
+/// The agent hosts run (scripts/test builds it, and names it in
+/// `$FLOTILLA_TEST_AGENT`) is linked statically: a dynamic build asks for the
+/// build machine's glibc (2.34 or later here), which many hosts lack.
+#[test]
+fn the_agent_hosts_run_needs_no_particular_glibc() {
+    let agent = std::env::var("FLOTILLA_TEST_AGENT").unwrap_or_else(|_| {
+        panic!(
+            "FLOTILLA_TEST_AGENT is not set: run the README's test command (scripts/test), \
+             which links the agent as the hosts get it"
+        )
+    });
+    let out = Command::new("readelf")
+        .args(["--program-headers", &agent])
+        .output()
+        .expect("readelf (binutils, installed with gcc)");
+    assert!(out.status.success(), "readelf {agent} failed");
+    let headers = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        headers.contains("LOAD"),
+        "no program headers read: {headers}"
+    );
+    assert!(
+        !headers.contains("INTERP"),
+        "{agent} asks for a dynamic loader (it is linked dynamically):\n{headers}"
+    );
+    let version = Command::new(&agent)
+        .arg("version")
+        .output()
+        .expect("run the agent");
+    assert!(version.status.success(), "{agent} version failed");
+}

@@ -166,6 +166,42 @@ fn pulls_an_image_by_digest() {
     agent.pull(&missing).assert_failed();
 }
 
+/// A registry named by host name, not address: the agent that hosts run is
+/// linked statically, and looks names up with what glibc has built in
+/// (/etc/hosts, then DNS) rather than the host's NSS modules.
+#[test]
+fn pulls_from_a_registry_named_by_host_name() {
+    let registry = TestRegistry::start();
+    let (_dir, agent) = new_agent("by-name");
+    let image = Image::of(vec![single_file("named", b"found by name")]);
+    let digest = push(&Target::anonymous(registry.host()), "test/named:v1", &image);
+    let port = registry
+        .host()
+        .rsplit_once(':')
+        .expect("host:port")
+        .1
+        .to_string();
+    let reference = format!("localhost:{port}/test/named:v1");
+
+    let run = agent.pull(&reference);
+    run.assert_ok();
+    assert_eq!(run.last_line(), format!("pulled {reference} {digest}"));
+    assert_eq!(
+        read(&agent.layer_dir(&image.layers[0].diff_id).join("named")),
+        b"found by name"
+    );
+    agent.assert_store_consistent();
+
+    // A name nobody resolves fails naming the registry, not with a crash.
+    let run = agent.pull("flotilla-test.invalid/test/named:v1");
+    run.assert_failed();
+    assert!(
+        run.stderr.contains("flotilla-test.invalid"),
+        "{}",
+        run.text()
+    );
+}
+
 /// A registry that answers `repo@sha256:D` with other bytes (another valid
 /// manifest) must not get them stored or used: the manifest is content too.
 #[test]

@@ -154,7 +154,7 @@ fn processes_mentioning(needles: &[&str]) -> Vec<String> {
 /// but another digest, so another build as far as the bootstrap can tell.
 fn other_build(dir: &Path) -> PathBuf {
     let copy = dir.join("flotilla-agent-other");
-    fs::copy(env!("CARGO_BIN_EXE_flotilla-agent"), &copy).expect("copy the agent");
+    fs::copy(support::agent::agent_binary(), &copy).expect("copy the agent");
     fs::OpenOptions::new()
         .append(true)
         .open(&copy)
@@ -177,7 +177,7 @@ async fn the_agent_is_uploaded_started_kept_and_replaced_over_ssh() {
     let targets = demo.targets();
 
     let binary = tokio::task::spawn_blocking(|| {
-        AgentBinary::from_path(Path::new(env!("CARGO_BIN_EXE_flotilla-agent")), "test")
+        AgentBinary::from_path(Path::new(support::agent::agent_binary()), "test")
     })
     .await
     .expect("hash task")

@@ -16,7 +16,7 @@ bench_build_agent() {
     agent="$work/bin/flotilla-agent"
     mkdir -p "$work/bin"
     for attempt in 1 2 3; do
-        cargo build --locked --release -q --bin flotilla-agent
+        build_agent --release -q
         cp "$target/flotilla-agent" "$agent"
         probe=$("$agent" __init 1 2 2>&1 || true)
         case "$probe" in *"container init stage"*) return 0 ;; esac

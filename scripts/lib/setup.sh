@@ -52,3 +52,28 @@ ensure_rust() {
         || die "could not install Rust; install Rust $FLOTILLA_MIN_RUST or newer from https://rustup.rs"
     . "$HOME/.cargo/env"
 }
+
+# build_agent [--release] [-q]: links flotilla-agent statically, as hosts run
+# it (src/bin/flotilla-agent.rs says why), with glibc's static libraries
+# from libc6-dev. A plain `cargo build` links it dynamically; this relinks
+# only the agent, the crates it shares with that build are not rebuilt.
+# Fails if the result still asks for an ELF interpreter.
+build_agent() {
+    local args=() profile=debug bin
+    for arg in "$@"; do
+        args+=("$arg")
+        [ "$arg" = --release ] && profile=release
+    done
+    cargo rustc --locked "${args[@]}" --bin flotilla-agent -- -C target-feature=+crt-static
+    bin="${CARGO_TARGET_DIR:-$PWD/target}/$profile/flotilla-agent"
+    if readelf -l "$bin" | grep -q "program interpreter"; then
+        die "$bin is dynamically linked after a static build: is libc6-dev (libc.a) installed?"
+    fi
+}
+
+# build_release [-q]: the console and the agent in release mode, the agent
+# linked statically.
+build_release() {
+    cargo build --locked --release "$@" --bin flotilla
+    build_agent --release "$@"
+}

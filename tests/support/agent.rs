@@ -17,7 +17,18 @@ use serde_json::Value;
 
 use super::{die_with_parent, hex_of, sha256};
 
-pub const AGENT: &str = env!("CARGO_BIN_EXE_flotilla-agent");
+/// The agent binary the tests run: `$FLOTILLA_TEST_AGENT` when set
+/// (scripts/test sets it to the statically linked agent that hosts run),
+/// else the one cargo linked for the tests.
+pub fn agent_binary() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        std::env::var("FLOTILLA_TEST_AGENT")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_flotilla-agent").to_string())
+    })
+}
 /// Long enough for the 90 MiB images in a debug build on a busy 2-core box.
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -45,7 +56,7 @@ impl Agent {
 
     /// `flotilla-agent --root ROOT ARGS…`, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(AGENT);
+        let mut c = Command::new(agent_binary());
         c.arg("--root")
             .arg(&self.root)
             .args(args)

@@ -152,7 +152,7 @@ pub fn stripped_agent(dir: &Path) -> PathBuf {
         .arg("--strip-debug")
         .arg("-o")
         .arg(&path)
-        .arg(super::agent::AGENT)
+        .arg(super::agent::agent_binary())
         .status()
         .expect("run strip (binutils)");
     assert!(status.success(), "strip the agent binary");

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::agent::{AGENT, Run, finish};
+use super::agent::{Run, agent_binary, finish};
 use super::image::{ConfigSpec, Image, Target, push};
 use super::registry::TestRegistry;
 use super::{TestDir, die_with_parent};
@@ -79,8 +79,8 @@ fn make_template() -> Template {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("template dir");
         let agent = dir.join("flotilla-agent");
-        fs::hard_link(AGENT, &agent)
-            .or_else(|_| fs::copy(AGENT, &agent).map(drop))
+        fs::hard_link(agent_binary(), &agent)
+            .or_else(|_| fs::copy(agent_binary(), &agent).map(drop))
             .expect("link the agent binary");
         let probe = Command::new(&agent)
             .args(["__init", "1", "2"])
@@ -88,7 +88,8 @@ fn make_template() -> Template {
             .expect("run the agent");
         assert!(
             String::from_utf8_lossy(&probe.stderr).contains("container init stage"),
-            "{AGENT} has no __init stage (replaced by another build of the shared target dir?)"
+            "{} has no __init stage (replaced by another build of the shared target dir?)",
+            agent_binary()
         );
 
         let layer = super::busybox::layer();
