@@ -857,9 +857,13 @@ echo uploaded
             .await
             .map_err(|e| self.ssh_error(e))?;
         if !out.success() {
+            let mut message = failure_text(&out);
+            if let Some(hint) = start_failure_hint(&message) {
+                message = format!("{message}; {hint}");
+            }
             return Err(BootstrapError::Start {
                 host: self.host.clone(),
-                message: failure_text(&out),
+                message,
             });
         }
         tracing::info!(host = %self.host, output = %String::from_utf8_lossy(&out.stdout).trim(), "agent started");
@@ -909,6 +913,27 @@ done
 }
 
 /// What a failed command said, on one line.
+/// What to do about an agent that the host's dynamic loader refused: a
+/// dynamically linked build (plain `cargo build`) asks for the build
+/// machine's glibc, or for a glibc at all where the host has musl.
+fn start_failure_hint(message: &str) -> Option<&'static str> {
+    // The file was uploaded and checked just before, so "not found" from
+    // the exec means its ELF interpreter is missing (a musl host).
+    let loader_refused = [
+        "GLIBC_",
+        "ld-linux",
+        "libc.so.6",
+        "libgcc_s.so",
+        "not found",
+    ]
+    .iter()
+    .any(|sign| message.contains(sign));
+    loader_refused.then_some(
+        "this agent binary is linked dynamically and the host's C library cannot run it: \
+         use the statically linked agent the scripts build (README, \"Try it\")",
+    )
+}
+
 fn failure_text(out: &super::ExecOutput) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -933,6 +958,23 @@ pub fn sh_quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loader_refusing_the_agent_gets_a_hint_to_use_the_static_one() {
+        for message in [
+            "Exited(1): /var/lib/flotilla/bin/flotilla-agent-ab: /lib/x86_64-linux-gnu/libc.so.6: \
+             version `GLIBC_2.34' not found (required by /var/lib/flotilla/bin/flotilla-agent-ab)",
+            "Exited(127): sh: exec: line 1: /var/lib/flotilla/bin/flotilla-agent-ab: not found",
+        ] {
+            let hint =
+                start_failure_hint(message).unwrap_or_else(|| panic!("no hint for {message}"));
+            assert!(hint.contains("statically linked agent"), "{hint}");
+        }
+        assert_eq!(
+            start_failure_hint("Exited(1): error: cannot bind /run/flotilla/agent.sock"),
+            None
+        );
+    }
 
     #[test]
     fn elf_headers_name_their_architecture() {
