@@ -912,10 +912,9 @@ done
     }
 }
 
-/// What a failed command said, on one line.
-/// What to do about an agent that the host's dynamic loader refused: a
-/// dynamically linked build (plain `cargo build`) asks for the build
-/// machine's glibc, or for a glibc at all where the host has musl.
+/// What to do about an agent that the host's dynamic loader may have
+/// refused: a dynamically linked build (plain `cargo build`) asks for the
+/// build machine's glibc, or for a glibc at all where the host has musl.
 fn start_failure_hint(message: &str) -> Option<&'static str> {
     // The file was uploaded and checked just before, so "not found" from
     // the exec means its ELF interpreter is missing (a musl host).
@@ -929,11 +928,12 @@ fn start_failure_hint(message: &str) -> Option<&'static str> {
     .iter()
     .any(|sign| message.contains(sign));
     loader_refused.then_some(
-        "this agent binary is linked dynamically and the host's C library cannot run it: \
-         use the statically linked agent the scripts build (README, \"Try it\")",
+        "if this agent binary is linked dynamically (a plain `cargo build`), the host's C library \
+         cannot run it: use the statically linked agent the scripts build (README, \"Try it\")",
     )
 }
 
+/// What a failed command said, on one line.
 fn failure_text(out: &super::ExecOutput) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -103,19 +103,22 @@ pub struct PodLock {
 /// is removed would otherwise put the file back into the directory being
 /// removed. NotFound: the pod is gone.
 pub fn lock(paths: &AgentPaths, uid: &str) -> std::io::Result<PodLock> {
-    let file = File::options().write(true).open(paths.pod_lock(uid))?;
-    file.lock()?;
-    Ok(PodLock { _file: file })
+    take_lock(File::options().write(true).open(paths.pod_lock(uid))?)
 }
 
 /// Makes a new pod's lock file, in its freshly made directory, and takes
 /// the lock.
 pub fn create_lock(paths: &AgentPaths, uid: &str) -> std::io::Result<PodLock> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(paths.pod_lock(uid))?;
+    take_lock(
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(paths.pod_lock(uid))?,
+    )
+}
+
+fn take_lock(file: File) -> std::io::Result<PodLock> {
     file.lock()?;
     Ok(PodLock { _file: file })
 }

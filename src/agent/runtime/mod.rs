@@ -311,11 +311,16 @@ impl InitStage {
     pub fn create(mut self, spec: ContainerSpec) -> Result<ContainerProcess, RuntimeError> {
         spec.validate()?;
         let id = spec.id.clone();
+        // A private layer's work dir is made in its tmpfs, by the stage.
+        let work_dir = (!spec.rootfs.private_layer).then_some(&spec.rootfs.work_dir);
         for dir in [
-            &spec.rootfs.upper_dir,
-            &spec.rootfs.work_dir,
-            &spec.rootfs.merged_dir,
-        ] {
+            Some(&spec.rootfs.upper_dir),
+            work_dir,
+            Some(&spec.rootfs.merged_dir),
+        ]
+        .into_iter()
+        .flatten()
+        {
             std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Io {
                 path: dir.clone(),
                 source,
